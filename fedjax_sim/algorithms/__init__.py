@@ -1,0 +1,1 @@
+"""Federated and centralized training algorithms as factories of pure functions."""

@@ -1,0 +1,59 @@
+"""Adds the client axis to a one-client function, inside one compiled program.
+
+An algorithm writes ``client_update`` for ONE client; `map_clients` turns it into a function over
+a leading client axis C of every argument. The formulations differ only in speed and memory:
+
+  * ``"vmap"``: all C clients vectorized at once (`jax.vmap`). Fastest on GPU/TPU, and for small
+    per-client work anywhere; memory grows with C.
+  * ``"map"``: clients one after another inside the compiled call (`jax.lax.map`); memory of one
+    client, but the body is a loop, where XLA:CPU runs convolutions slowly (jax-ml/jax#12868).
+  * ``"chunked"``: `jax.lax.map` over chunks of ``chunk_size`` vectorized clients; bounds memory
+    to ``chunk_size`` clients at a time.
+
+``"auto"`` picks per backend and model (see `resolve_client_axis`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+
+CLIENT_AXIS_MODES = ("auto", "vmap", "map", "chunked")
+
+
+def resolve_client_axis(mode: str, model_name: str, backend: str | None = None) -> str:
+    """The concrete formulation for ``mode``; ``"auto"`` uses what measured fastest.
+
+    On GPU/TPU the vectorized round wins. On CPU, measured in experiments/bench_round.py:
+    vmap also wins for the LSTM and small models, while for convolutions the grouped convolutions
+    that vmap creates are slow, so clients are mapped sequentially inside the compiled call.
+    """
+    if mode not in CLIENT_AXIS_MODES:
+        raise ValueError(f"client_axis must be one of {list(CLIENT_AXIS_MODES)}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    backend = backend or jax.default_backend()
+    if backend != "cpu":
+        return "vmap"
+    return "map" if model_name == "cnn" else "vmap"
+
+
+def map_clients(fn: Callable, mode: str, chunk_size: int | None = None) -> Callable:
+    """``fn(*args)`` for one client -> a function over a leading client axis of all ``args``.
+
+    Args:
+      fn: the one-client function; every argument and output gains the client axis.
+      mode: one of ``"vmap"``, ``"map"``, ``"chunked"`` (resolve ``"auto"`` first).
+      chunk_size: clients vectorized together in ``"chunked"`` mode.
+    """
+    if mode == "vmap":
+        return jax.vmap(fn)
+    if mode == "map":
+        return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+    if mode == "chunked":
+        if not chunk_size or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int for client_axis='chunked', "
+                             f"got {chunk_size!r}")
+        return lambda *args: jax.lax.map(lambda a: fn(*a), args, batch_size=chunk_size)
+    raise ValueError(f"client_axis must be one of ['vmap', 'map', 'chunked'], got {mode!r}")

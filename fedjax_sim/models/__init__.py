@@ -1,0 +1,1 @@
+"""Models as pure ``init(rng) -> params`` / ``apply(params, x) -> logits`` pairs."""
