@@ -49,12 +49,25 @@ class FederatedDataset:
         return np.array([len(idx) for idx in self.train_client_indices], dtype=np.int64)
 
     def select_clients(self, keep: np.ndarray) -> FederatedDataset:
-        """The same data restricted to clients ``keep`` (positions), in that order."""
+        """Clients ``keep`` (positions), in that order, with only their examples.
+
+        The flat arrays shrink to the examples those clients own; with a per-client test split,
+        the central test set becomes the union of the kept clients' test examples.
+        """
         keep = [int(k) for k in keep]
-        test_idx = self.test_client_indices
+        train, train_idx = _restrict(self.train, [self.train_client_indices[k] for k in keep])
+        test, test_idx = self.test, self.test_client_indices
+        if test_idx is not None:
+            test, test_idx = _restrict(test, [test_idx[k] for k in keep])
         return dataclasses.replace(
-            self,
-            train_client_indices=tuple(self.train_client_indices[k] for k in keep),
-            test_client_indices=None if test_idx is None else tuple(test_idx[k] for k in keep),
-            client_ids=tuple(self.client_ids[k] for k in keep),
-        )
+            self, train=train, test=test, train_client_indices=train_idx,
+            test_client_indices=test_idx, client_ids=tuple(self.client_ids[k] for k in keep))
+
+
+def _restrict(arrays: dict, client_indices: list[np.ndarray]):
+    """Only the examples that ``client_indices`` use, and the indices renumbered to match."""
+    used = np.unique(np.concatenate(client_indices)) if client_indices else np.zeros(0, int)
+    new_position = np.zeros(max((len(a) for a in arrays.values()), default=0), np.int64)
+    new_position[used] = np.arange(len(used))
+    return ({name: array[used] for name, array in arrays.items()},
+            tuple(new_position[idx] for idx in client_indices))

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fedjax_sim.models.model import Model, from_linen
+from fedjax_sim.models.model import from_linen
 
 
 def _forget_bias_init(hidden: int):

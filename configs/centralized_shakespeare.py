@@ -1,0 +1,29 @@
+r"""Centralized baseline on the same Shakespeare clients as fedavg_shakespeare (pooled).
+
+  python -m fedjax_sim --config configs/centralized_shakespeare.py --workdir runs/central_shak
+
+SGD with momentum 0.9, weight decay 5e-4, cosine schedule, batch 64, on the pooled training
+examples of the 100 clients of the FedAvg config. `rounds` counts optimizer steps.
+Smoke: --config configs/centralized_shakespeare.py:smoke
+"""
+
+from fedjax_sim.config_defaults import base_config
+
+
+def get_config(arg=None):
+    config = base_config("shakespeare", "centralized")
+    config.data.num_clients = 100
+    config.optimizer.learning_rate = 0.5
+    config.rounds = 2000
+    config.eval_every = 200
+    config.checkpoint_every = 200
+    config.eval_max_examples = 2000
+    if arg == "smoke":
+        config.data.num_clients = 12
+        config.model.hidden = 32
+        config.batch_size = 8
+        config.rounds = 6
+        config.eval_every = 3
+        config.checkpoint_every = 3
+        config.eval_max_examples = 200
+    return config

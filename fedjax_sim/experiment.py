@@ -1,0 +1,180 @@
+"""One experiment from a config: data, task, algorithm, `simulate`, and its files in a workdir.
+
+The CLI, the experiment scripts and the notebooks all call `run_experiment` (or its parts), so
+a run from a notebook is the same run as from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from fedjax_sim import outputs
+from fedjax_sim.algorithms.centralized import centralized
+from fedjax_sim.algorithms.fedavg import fed_avg
+from fedjax_sim.algorithms.local import Algorithm
+from fedjax_sim.config_checks import ConfigError, check_config
+from fedjax_sim.data import cifar100, shakespeare
+from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
+from fedjax_sim.data.dataset import FederatedDataset
+from fedjax_sim.data.synthetic import synthetic_images
+from fedjax_sim.engine import resolve_client_axis
+from fedjax_sim.evaluation import evaluation_metrics, make_evaluator
+from fedjax_sim.optimizers import make_optimizer
+from fedjax_sim.simulate import simulate
+from fedjax_sim.tasks import Task, make_task
+
+# A resumed run may be lengthened or re-paced; anything else must match the run in the workdir.
+_RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every")
+
+
+def load_dataset(data: ml_collections.ConfigDict, seed: int) -> FederatedDataset:
+    """The federated dataset that ``data`` describes (see the configs for the fields)."""
+    if data.name == "shakespeare":
+        if data.get("leaf_train_dir"):
+            dataset = shakespeare.load_leaf_json(data.leaf_train_dir, data.leaf_test_dir)
+        else:
+            dataset = shakespeare.build_shakespeare(
+                data.get("texts_dir") or None, cache_dir=data.cache_dir,
+                min_samples=data.min_samples, seed=data.split_seed)
+        if data.num_clients and data.num_clients < dataset.num_clients:
+            keep = np.sort(np.random.default_rng(seed).choice(
+                dataset.num_clients, data.num_clients, replace=False))
+            dataset = dataset.select_clients(keep)
+        if data.partition == "iid":
+            dataset = shakespeare.iid_reshuffle(dataset, seed)
+        return dataset
+    if data.source == "synthetic":
+        arrays = synthetic_images(data.synthetic_train, data.synthetic_test, seed=seed)
+    else:
+        arrays = cifar100.load_cifar100(data.data_dir, source=data.source, download=data.download)
+    return cifar100.make_federated_cifar100(
+        arrays, partition=data.partition, num_clients=data.num_clients, alpha=data.alpha,
+        classes_per_client=data.classes_per_client, seed=seed)
+
+
+def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> FederatedDataset:
+    """Keeps at most ``max_examples`` test examples (a seeded uniform subset), so periodic
+    evaluation of a large test set stays cheap; per-client test indices are remapped."""
+    n = len(dataset.test["y"])
+    if not max_examples or n <= max_examples:
+        return dataset
+    keep = np.sort(np.random.default_rng(seed).choice(n, max_examples, replace=False))
+    new_position = np.full(n, -1, np.int64)
+    new_position[keep] = np.arange(len(keep))
+    test_idx = dataset.test_client_indices
+    if test_idx is not None:
+        test_idx = tuple(new_position[idx][new_position[idx] >= 0] for idx in test_idx)
+    return dataclasses.replace(
+        dataset, test={name: array[keep] for name, array in dataset.test.items()},
+        test_client_indices=test_idx)
+
+
+def build_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
+    kwargs = {"hidden": config.model.hidden} if config.model.name == "lstm" else {}
+    return make_task(config.model.name, num_classes, augment=config.data.augment, **kwargs)
+
+
+def build_algorithm(config: ml_collections.ConfigDict, task: Task, num_clients: int) -> Algorithm:
+    """The `Algorithm` that ``config.algorithm`` names."""
+    if config.algorithm == "centralized":
+        opt = config.optimizer
+        tx = make_optimizer(opt.name, opt.learning_rate, momentum=opt.momentum,
+                            weight_decay=opt.weight_decay, schedule=opt.schedule,
+                            total_steps=config.rounds, field="optimizer")
+        return centralized(task, tx, batch_size=config.batch_size, augment=config.data.augment)
+    client, server = config.client, config.server
+    client_tx = make_optimizer(client.optimizer, client.learning_rate, momentum=client.momentum,
+                               weight_decay=client.weight_decay, field="client")
+    server_tx = make_optimizer(server.optimizer, server.learning_rate, momentum=server.momentum,
+                               field="server")
+    clients_per_round = config.clients_per_round or max(1, round(config.participation
+                                                                 * num_clients))
+    return fed_avg(
+        task, client_tx, server_tx, clients_per_round=min(clients_per_round, num_clients),
+        local_steps=client.local_steps, batch_size=client.batch_size,
+        local_epochs=client.local_epochs or None, weighting=config.weighting,
+        client_axis=resolve_client_axis(config.client_axis, config.model.name),
+        chunk_size=config.chunk_size or None, unroll_local_steps=config.unroll_local_steps,
+        augment=config.data.augment)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything `run_experiment` builds before the first round (handy in notebooks)."""
+
+    config: ml_collections.ConfigDict
+    dataset: FederatedDataset
+    clients: ClientData
+    task: Task
+    algorithm: Algorithm
+    initial_state: Any
+    key: jax.Array
+    evaluate: Any
+
+
+def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
+    """Checks ``config`` and builds data, task, algorithm and the initial state."""
+    check_config(config)
+    dataset = load_dataset(config.data, config.seed)
+    dataset = subsample_test(dataset, config.eval_max_examples, config.seed)
+    is_centralized = config.algorithm == "centralized"
+    clients = pooled_client_data(dataset) if is_centralized else train_client_data(dataset)
+    task = build_task(config, dataset.num_classes)
+    algorithm = build_algorithm(config, task, dataset.num_clients)
+    init_key, data_key = jax.random.split(jax.random.key(config.seed))
+    state = algorithm.init(task.model.init(init_key))
+    evaluator = make_evaluator(task, config.eval_batch_size)
+
+    def evaluate(state):
+        loss, correct, _ = evaluator(state.params, dataset.test)
+        return evaluation_metrics(dataset, loss, correct, per_client=not is_centralized)
+
+    return Experiment(config, dataset, clients, task, algorithm, state, data_key, evaluate)
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True):
+    """Runs (or resumes) the experiment of ``config`` in ``workdir``.
+
+    Writes ``config.json``, ``dataset.json`` (statistics), ``metrics.jsonl``, ``metrics.csv``,
+    ``curves.png``, ``params.msgpack`` (final parameters) and orbax checkpoints under
+    ``checkpoints/``; running again on the same ``workdir`` resumes from the last checkpoint.
+
+    Returns:
+      ``(state, history)`` as `fedjax_sim.simulate.simulate`.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    config_path = os.path.join(workdir, "config.json")
+    resolved = json.loads(config.to_json_best_effort())
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            previous = json.load(f)
+        changed = sorted(k for k in set(previous) | set(resolved)
+                         if previous.get(k) != resolved.get(k) and k not in _RESUMABLE_CHANGES)
+        if changed:
+            raise ConfigError(f"workdir {workdir} holds a run whose config differs in "
+                              f"{', '.join(changed)}; use a new --workdir")
+    experiment = build_experiment(config)
+    outputs.write_json_atomic(config_path, resolved)
+    outputs.write_json_atomic(os.path.join(workdir, "dataset.json"),
+                              outputs.dataset_summary(experiment.dataset))
+
+    def on_record(history):
+        outputs.write_metrics(workdir, history)
+
+    state, history = simulate(
+        experiment.algorithm.round_fn, experiment.clients, config.rounds,
+        state=experiment.initial_state, key=experiment.key, evaluate=experiment.evaluate,
+        eval_every=config.eval_every, checkpoint_dir=os.path.join(workdir, "checkpoints"),
+        checkpoint_every=config.checkpoint_every, on_record=on_record, progress=progress)
+    outputs.write_metrics(workdir, history)
+    outputs.write_params(os.path.join(workdir, "params.msgpack"), state.params)
+    outputs.plot_curves(os.path.join(workdir, "curves.png"), history,
+                        title=f"{config.algorithm} on {config.data.name}")
+    return state, history

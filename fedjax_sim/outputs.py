@@ -1,0 +1,91 @@
+"""Files a run leaves in its workdir, each written atomically (temp file, then rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+
+import flax.serialization
+import numpy as np
+
+from fedjax_sim.data.dataset import FederatedDataset
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` so that readers see the old or the new file, never a part."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json_atomic(path: str, obj) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_metrics(workdir: str, history: list[dict]) -> None:
+    """``metrics.jsonl`` (one JSON object per evaluation) and the same table as ``metrics.csv``."""
+    lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in history)
+    write_bytes_atomic(os.path.join(workdir, "metrics.jsonl"), lines.encode())
+    columns = sorted({name for record in history for name in record},
+                     key=lambda name: (name != "round", name))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    write_bytes_atomic(os.path.join(workdir, "metrics.csv"), buffer.getvalue().encode())
+
+
+def write_params(path: str, params) -> None:
+    """The parameters as flax msgpack (``flax.serialization.msgpack_restore`` reads them)."""
+    write_bytes_atomic(path, flax.serialization.msgpack_serialize(
+        flax.serialization.to_state_dict(params)))
+
+
+def dataset_summary(dataset: FederatedDataset) -> dict:
+    sizes = dataset.client_sizes()
+    return {"name": dataset.name, "clients": int(dataset.num_clients),
+            "train_examples": int(sizes.sum()), "test_examples": int(len(dataset.test["y"])),
+            "examples_per_client": {"mean": float(sizes.mean()), "std": float(sizes.std()),
+                                    "min": int(sizes.min()), "median": float(np.median(sizes)),
+                                    "max": int(sizes.max())}}
+
+
+def plot_curves(path: str, history: list[dict], title: str = "") -> None:
+    """Test accuracy and train/test loss against rounds, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [r["round"] for r in history]
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in ("test_accuracy", "train_accuracy", "client_accuracy_p10"):
+        if any(name in r for r in history):
+            ax_acc.plot(rounds, [r.get(name, np.nan) for r in history], label=name)
+    for name in ("test_loss", "train_loss"):
+        if any(name in r for r in history):
+            ax_loss.plot(rounds, [r.get(name, np.nan) for r in history], label=name)
+    for ax, label in ((ax_acc, "accuracy"), (ax_loss, "loss")):
+        ax.set_xlabel("round")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
