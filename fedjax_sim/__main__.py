@@ -11,8 +11,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file[:variant].", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results and checkpoints.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
 

@@ -32,7 +32,7 @@ def weighted_mean() -> optax.GradientTransformationExtraArgs:
 
 
 def client_weights(counts_C, weighting: str):
-    """Aggregation weights: ``"examples"`` (n_k, FedAvg) or ``"uniform"`` (1 per non-empty client)."""
+    """Aggregation weights: ``"examples"`` (n_k, as FedAvg) or ``"uniform"`` (1 per non-empty)."""
     if weighting == "examples":
         return counts_C.astype(jnp.float32)
     if weighting == "uniform":

@@ -27,8 +27,10 @@ def _one_of(field: str, value, allowed):
 
 
 def _positive_int(field: str, value, minimum: int = 1):
-    _require(isinstance(value, int) and value >= minimum,
-             f"{field} must be an integer >= {minimum}, got {value!r}")
+    _require(
+        isinstance(value, int) and value >= minimum,
+        f"{field} must be an integer >= {minimum}, got {value!r}",
+    )
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -41,15 +43,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     data = config.data
     _one_of("data.name", data.name, tuple(_DATASETS))
     _one_of("model.name", config.model.name, ("cnn", "lstm"))
-    _require(config.model.name == _DATASETS[data.name],
-             f"model.name must be {_DATASETS[data.name]!r} for data.name={data.name!r}, "
-             f"got {config.model.name!r}")
+    _require(
+        config.model.name == _DATASETS[data.name],
+        f"model.name must be {_DATASETS[data.name]!r} for data.name={data.name!r}, "
+        f"got {config.model.name!r}",
+    )
     _one_of("data.partition", data.partition, _PARTITIONS[data.name])
     if data.name == "cifar100":
         _one_of("data.source", data.source, _CIFAR_SOURCES)
         if data.partition == "dirichlet":
-            _require(data.alpha is not None and data.alpha > 0,
-                     f"data.alpha must be > 0 for the dirichlet partition, got {data.alpha!r}")
+            _require(
+                data.alpha is not None and data.alpha > 0,
+                f"data.alpha must be > 0 for the dirichlet partition, got {data.alpha!r}",
+            )
         _positive_int("data.num_clients", data.num_clients)
     else:
         _positive_int("data.num_clients", data.num_clients, 0)
@@ -61,8 +67,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _positive_int("client.local_epochs", config.client.local_epochs, 0)
     _positive_int("clients_per_round", config.clients_per_round, 0)
     if not config.clients_per_round:
-        _require(0 < config.participation <= 1,
-                 f"participation must be in (0, 1], got {config.participation!r}")
+        _require(
+            0 < config.participation <= 1,
+            f"participation must be in (0, 1], got {config.participation!r}",
+        )
     _one_of("weighting", config.weighting, ("examples", "uniform"))
     _one_of("client_axis", config.client_axis, CLIENT_AXIS_MODES)
     if config.client_axis == "chunked":

@@ -12,30 +12,32 @@ import ml_collections
 
 def _data(name: str) -> ml_collections.ConfigDict:
     cache = os.path.join(os.path.expanduser("~"), ".cache", "fedjax_sim")
-    return ml_collections.ConfigDict({
-        "name": name,
-        # shakespeare: "natural" (one client per play and role) or "iid" (same sizes, reshuffled)
-        # cifar100: "iid", "dirichlet" (label skew, alpha) or "shards" (classes_per_client)
-        "partition": "natural" if name == "shakespeare" else "dirichlet",
-        "num_clients": 0 if name == "shakespeare" else 100,  # shakespeare: 0 keeps all clients
-        "alpha": 0.5,
-        "classes_per_client": 10,
-        "augment": name == "cifar100",
-        # cifar100: where the official archives are; "auto", "python", "binary", "tfds" or
-        # "synthetic" (CIFAR-shaped random data for smoke runs and benchmarks)
-        "data_dir": os.path.join(cache, "cifar100"),
-        "source": "auto",
-        "download": False,
-        "synthetic_train": 5000,
-        "synthetic_test": 1000,
-        # shakespeare: the texts of the `shakespeare` package, or LEAF's own JSON files
-        "texts_dir": "",
-        "leaf_train_dir": "",
-        "leaf_test_dir": "",
-        "cache_dir": os.path.join(cache, "shakespeare"),
-        "min_samples": 64,
-        "split_seed": 0,
-    })
+    return ml_collections.ConfigDict(
+        {
+            "name": name,
+            # shakespeare: "natural" (one client per play and role) or "iid" (same sizes, reshuffled)
+            # cifar100: "iid", "dirichlet" (label skew, alpha) or "shards" (classes_per_client)
+            "partition": "natural" if name == "shakespeare" else "dirichlet",
+            "num_clients": 0 if name == "shakespeare" else 100,  # shakespeare: 0 keeps all clients
+            "alpha": 0.5,
+            "classes_per_client": 10,
+            "augment": name == "cifar100",
+            # cifar100: where the official archives are; "auto", "python", "binary", "tfds" or
+            # "synthetic" (CIFAR-shaped random data for smoke runs and benchmarks)
+            "data_dir": os.path.join(cache, "cifar100"),
+            "source": "auto",
+            "download": False,
+            "synthetic_train": 5000,
+            "synthetic_test": 1000,
+            # shakespeare: the texts of the `shakespeare` package, or LEAF's own JSON files
+            "texts_dir": "",
+            "leaf_train_dir": "",
+            "leaf_test_dir": "",
+            "cache_dir": os.path.join(cache, "shakespeare"),
+            "min_samples": 64,
+            "split_seed": 0,
+        }
+    )
 
 
 def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
@@ -49,22 +51,38 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     config.eval_batch_size = 500
     config.eval_max_examples = 0  # 0 evaluates on the whole test split
     config.data = _data(dataset)
-    config.model = ml_collections.ConfigDict({
-        "name": "lstm" if dataset == "shakespeare" else "cnn", "hidden": 256})
+    config.model = ml_collections.ConfigDict(
+        {"name": "lstm" if dataset == "shakespeare" else "cnn", "hidden": 256}
+    )
     if algorithm == "centralized":
         config.batch_size = 64
-        config.optimizer = ml_collections.ConfigDict({
-            "name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
-            "schedule": "cosine"})
+        config.optimizer = ml_collections.ConfigDict(
+            {
+                "name": "sgd",
+                "learning_rate": 0.05,
+                "momentum": 0.9,
+                "weight_decay": 5e-4,
+                "schedule": "cosine",
+            }
+        )
         return config
     config.clients_per_round = 10  # 0: use participation * num_clients
     config.participation = 0.1
     config.weighting = "examples"
-    config.client = ml_collections.ConfigDict({
-        "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.0, "weight_decay": 0.0,
-        "local_steps": 8, "local_epochs": 0, "batch_size": 64})
-    config.server = ml_collections.ConfigDict({
-        "optimizer": "sgd", "learning_rate": 1.0, "momentum": 0.0})
+    config.client = ml_collections.ConfigDict(
+        {
+            "optimizer": "sgd",
+            "learning_rate": 0.05,
+            "momentum": 0.0,
+            "weight_decay": 0.0,
+            "local_steps": 8,
+            "local_epochs": 0,
+            "batch_size": 64,
+        }
+    )
+    config.server = ml_collections.ConfigDict(
+        {"optimizer": "sgd", "learning_rate": 1.0, "momentum": 0.0}
+    )
     config.client_axis = "auto"  # "vmap", "map", "chunked" or "auto" (fastest per backend)
     config.chunk_size = 0
     config.unroll_local_steps = 1

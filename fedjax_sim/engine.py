@@ -53,7 +53,8 @@ def map_clients(fn: Callable, mode: str, chunk_size: int | None = None) -> Calla
         return lambda *args: jax.lax.map(lambda a: fn(*a), args)
     if mode == "chunked":
         if not chunk_size or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int for client_axis='chunked', "
-                             f"got {chunk_size!r}")
+            raise ValueError(
+                f"chunk_size must be a positive int for client_axis='chunked', got {chunk_size!r}"
+            )
         return lambda *args: jax.lax.map(lambda a: fn(*a), args, batch_size=chunk_size)
     raise ValueError(f"client_axis must be one of ['vmap', 'map', 'chunked'], got {mode!r}")

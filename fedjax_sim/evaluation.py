@@ -36,8 +36,9 @@ def make_evaluator(task: Task, batch_size: int = 1000):
                 xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)])
                 yb = np.concatenate([yb, np.repeat(yb[:1], pad, 0)])
             outputs.append(chunk_fn(params, xb, yb))
-        loss, correct, pred = (np.concatenate([np.asarray(o[i]) for o in outputs])[:n]
-                               for i in range(3))
+        loss, correct, pred = (
+            np.concatenate([np.asarray(o[i]) for o in outputs])[:n] for i in range(3)
+        )
         return loss, correct, pred
 
     return evaluate
@@ -53,12 +54,14 @@ def per_client_accuracy(dataset: FederatedDataset, correct_N: np.ndarray) -> np.
     per-class accuracy on the central test set.
     """
     if dataset.test_client_indices is not None:
-        return np.array([correct_N[idx].mean() if len(idx) else np.nan
-                         for idx in dataset.test_client_indices])
+        return np.array(
+            [correct_N[idx].mean() if len(idx) else np.nan for idx in dataset.test_client_indices]
+        )
     y_test = np.asarray(dataset.test["y"])
     k = dataset.num_classes
     per_class = np.bincount(y_test, weights=correct_N, minlength=k) / np.maximum(
-        np.bincount(y_test, minlength=k), 1)
+        np.bincount(y_test, minlength=k), 1
+    )
     y_train = np.asarray(dataset.train["y"])
     accs = []
     for idx in dataset.train_client_indices:
@@ -73,7 +76,9 @@ def evaluation_metrics(dataset: FederatedDataset, loss_N, correct_N, *, per_clie
     if per_client:
         accs = per_client_accuracy(dataset, correct_N)
         accs = accs[~np.isnan(accs)]
-        metrics.update(client_accuracy_mean=float(accs.mean()),
-                       client_accuracy_std=float(accs.std()),
-                       client_accuracy_p10=float(np.percentile(accs, 10)))
+        metrics.update(
+            client_accuracy_mean=float(accs.mean()),
+            client_accuracy_std=float(accs.std()),
+            client_accuracy_p10=float(np.percentile(accs, 10)),
+        )
     return metrics

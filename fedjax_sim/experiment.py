@@ -41,11 +41,17 @@ def load_dataset(data: ml_collections.ConfigDict, seed: int) -> FederatedDataset
             dataset = shakespeare.load_leaf_json(data.leaf_train_dir, data.leaf_test_dir)
         else:
             dataset = shakespeare.build_shakespeare(
-                data.get("texts_dir") or None, cache_dir=data.cache_dir,
-                min_samples=data.min_samples, seed=data.split_seed)
+                data.get("texts_dir") or None,
+                cache_dir=data.cache_dir,
+                min_samples=data.min_samples,
+                seed=data.split_seed,
+            )
         if data.num_clients and data.num_clients < dataset.num_clients:
-            keep = np.sort(np.random.default_rng(seed).choice(
-                dataset.num_clients, data.num_clients, replace=False))
+            keep = np.sort(
+                np.random.default_rng(seed).choice(
+                    dataset.num_clients, data.num_clients, replace=False
+                )
+            )
             dataset = dataset.select_clients(keep)
         if data.partition == "iid":
             dataset = shakespeare.iid_reshuffle(dataset, seed)
@@ -55,8 +61,13 @@ def load_dataset(data: ml_collections.ConfigDict, seed: int) -> FederatedDataset
     else:
         arrays = cifar100.load_cifar100(data.data_dir, source=data.source, download=data.download)
     return cifar100.make_federated_cifar100(
-        arrays, partition=data.partition, num_clients=data.num_clients, alpha=data.alpha,
-        classes_per_client=data.classes_per_client, seed=seed)
+        arrays,
+        partition=data.partition,
+        num_clients=data.num_clients,
+        alpha=data.alpha,
+        classes_per_client=data.classes_per_client,
+        seed=seed,
+    )
 
 
 def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> FederatedDataset:
@@ -72,8 +83,10 @@ def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> F
     if test_idx is not None:
         test_idx = tuple(new_position[idx][new_position[idx] >= 0] for idx in test_idx)
     return dataclasses.replace(
-        dataset, test={name: array[keep] for name, array in dataset.test.items()},
-        test_client_indices=test_idx)
+        dataset,
+        test={name: array[keep] for name, array in dataset.test.items()},
+        test_client_indices=test_idx,
+    )
 
 
 def build_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
@@ -85,24 +98,44 @@ def build_algorithm(config: ml_collections.ConfigDict, task: Task, num_clients: 
     """The `Algorithm` that ``config.algorithm`` names."""
     if config.algorithm == "centralized":
         opt = config.optimizer
-        tx = make_optimizer(opt.name, opt.learning_rate, momentum=opt.momentum,
-                            weight_decay=opt.weight_decay, schedule=opt.schedule,
-                            total_steps=config.rounds, field="optimizer")
+        tx = make_optimizer(
+            opt.name,
+            opt.learning_rate,
+            momentum=opt.momentum,
+            weight_decay=opt.weight_decay,
+            schedule=opt.schedule,
+            total_steps=config.rounds,
+            field="optimizer",
+        )
         return centralized(task, tx, batch_size=config.batch_size, augment=config.data.augment)
     client, server = config.client, config.server
-    client_tx = make_optimizer(client.optimizer, client.learning_rate, momentum=client.momentum,
-                               weight_decay=client.weight_decay, field="client")
-    server_tx = make_optimizer(server.optimizer, server.learning_rate, momentum=server.momentum,
-                               field="server")
-    clients_per_round = config.clients_per_round or max(1, round(config.participation
-                                                                 * num_clients))
+    client_tx = make_optimizer(
+        client.optimizer,
+        client.learning_rate,
+        momentum=client.momentum,
+        weight_decay=client.weight_decay,
+        field="client",
+    )
+    server_tx = make_optimizer(
+        server.optimizer, server.learning_rate, momentum=server.momentum, field="server"
+    )
+    clients_per_round = config.clients_per_round or max(
+        1, round(config.participation * num_clients)
+    )
     return fed_avg(
-        task, client_tx, server_tx, clients_per_round=min(clients_per_round, num_clients),
-        local_steps=client.local_steps, batch_size=client.batch_size,
-        local_epochs=client.local_epochs or None, weighting=config.weighting,
+        task,
+        client_tx,
+        server_tx,
+        clients_per_round=min(clients_per_round, num_clients),
+        local_steps=client.local_steps,
+        batch_size=client.batch_size,
+        local_epochs=client.local_epochs or None,
+        weighting=config.weighting,
         client_axis=resolve_client_axis(config.client_axis, config.model.name),
-        chunk_size=config.chunk_size or None, unroll_local_steps=config.unroll_local_steps,
-        augment=config.data.augment)
+        chunk_size=config.chunk_size or None,
+        unroll_local_steps=config.unroll_local_steps,
+        augment=config.data.augment,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,26 +188,43 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, progress:
     if os.path.exists(config_path):
         with open(config_path) as f:
             previous = json.load(f)
-        changed = sorted(k for k in set(previous) | set(resolved)
-                         if previous.get(k) != resolved.get(k) and k not in _RESUMABLE_CHANGES)
+        changed = sorted(
+            k
+            for k in set(previous) | set(resolved)
+            if previous.get(k) != resolved.get(k) and k not in _RESUMABLE_CHANGES
+        )
         if changed:
-            raise ConfigError(f"workdir {workdir} holds a run whose config differs in "
-                              f"{', '.join(changed)}; use a new --workdir")
+            raise ConfigError(
+                f"workdir {workdir} holds a run whose config differs in "
+                f"{', '.join(changed)}; use a new --workdir"
+            )
     experiment = build_experiment(config)
     outputs.write_json_atomic(config_path, resolved)
-    outputs.write_json_atomic(os.path.join(workdir, "dataset.json"),
-                              outputs.dataset_summary(experiment.dataset))
+    outputs.write_json_atomic(
+        os.path.join(workdir, "dataset.json"), outputs.dataset_summary(experiment.dataset)
+    )
 
     def on_record(history):
         outputs.write_metrics(workdir, history)
 
     state, history = simulate(
-        experiment.algorithm.round_fn, experiment.clients, config.rounds,
-        state=experiment.initial_state, key=experiment.key, evaluate=experiment.evaluate,
-        eval_every=config.eval_every, checkpoint_dir=os.path.join(workdir, "checkpoints"),
-        checkpoint_every=config.checkpoint_every, on_record=on_record, progress=progress)
+        experiment.algorithm.round_fn,
+        experiment.clients,
+        config.rounds,
+        state=experiment.initial_state,
+        key=experiment.key,
+        evaluate=experiment.evaluate,
+        eval_every=config.eval_every,
+        checkpoint_dir=os.path.join(workdir, "checkpoints"),
+        checkpoint_every=config.checkpoint_every,
+        on_record=on_record,
+        progress=progress,
+    )
     outputs.write_metrics(workdir, history)
     outputs.write_params(os.path.join(workdir, "params.msgpack"), state.params)
-    outputs.plot_curves(os.path.join(workdir, "curves.png"), history,
-                        title=f"{config.algorithm} on {config.data.name}")
+    outputs.plot_curves(
+        os.path.join(workdir, "curves.png"),
+        history,
+        title=f"{config.algorithm} on {config.data.name}",
+    )
     return state, history

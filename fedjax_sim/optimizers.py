@@ -8,8 +8,14 @@ OPTIMIZERS = ("sgd", "adam", "adagrad", "yogi", "lars", "lamb")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 
-def make_schedule(learning_rate: float, schedule: str = "constant", *, total_steps: int = 1,
-                  warmup_steps: int = 0, field: str = "optimizer") -> optax.Schedule | float:
+def make_schedule(
+    learning_rate: float,
+    schedule: str = "constant",
+    *,
+    total_steps: int = 1,
+    warmup_steps: int = 0,
+    field: str = "optimizer",
+) -> optax.Schedule | float:
     """A learning-rate schedule by name (``field`` names the config entry in errors)."""
     if schedule == "constant":
         return learning_rate
@@ -17,14 +23,23 @@ def make_schedule(learning_rate: float, schedule: str = "constant", *, total_ste
         return optax.cosine_decay_schedule(learning_rate, max(total_steps, 1))
     if schedule == "warmup_cosine":
         return optax.warmup_cosine_decay_schedule(
-            0.0, learning_rate, warmup_steps, max(total_steps, warmup_steps + 1))
+            0.0, learning_rate, warmup_steps, max(total_steps, warmup_steps + 1)
+        )
     raise ValueError(f"{field}.schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
 
 
-def make_optimizer(name: str, learning_rate: float, *, momentum: float = 0.0,
-                   weight_decay: float = 0.0, nesterov: bool = False, schedule: str = "constant",
-                   total_steps: int = 1, warmup_steps: int = 0,
-                   field: str = "optimizer") -> optax.GradientTransformation:
+def make_optimizer(
+    name: str,
+    learning_rate: float,
+    *,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    schedule: str = "constant",
+    total_steps: int = 1,
+    warmup_steps: int = 0,
+    field: str = "optimizer",
+) -> optax.GradientTransformation:
     """Builds an optax optimizer.
 
     Args:
@@ -43,8 +58,9 @@ def make_optimizer(name: str, learning_rate: float, *, momentum: float = 0.0,
         raise ValueError(f"{field}.learning_rate must be > 0, got {learning_rate}")
     if not 0 <= momentum < 1:
         raise ValueError(f"{field}.momentum must be in [0, 1), got {momentum}")
-    lr = make_schedule(learning_rate, schedule, total_steps=total_steps,
-                       warmup_steps=warmup_steps, field=field)
+    lr = make_schedule(
+        learning_rate, schedule, total_steps=total_steps, warmup_steps=warmup_steps, field=field
+    )
     if name == "sgd":
         tx = optax.sgd(lr, momentum=momentum or None, nesterov=nesterov)
     elif name == "adagrad":

@@ -39,8 +39,9 @@ def write_metrics(workdir: str, history: list[dict]) -> None:
     """``metrics.jsonl`` (one JSON object per evaluation) and the same table as ``metrics.csv``."""
     lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in history)
     write_bytes_atomic(os.path.join(workdir, "metrics.jsonl"), lines.encode())
-    columns = sorted({name for record in history for name in record},
-                     key=lambda name: (name != "round", name))
+    columns = sorted(
+        {name for record in history for name in record}, key=lambda name: (name != "round", name)
+    )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
@@ -50,17 +51,26 @@ def write_metrics(workdir: str, history: list[dict]) -> None:
 
 def write_params(path: str, params) -> None:
     """The parameters as flax msgpack (``flax.serialization.msgpack_restore`` reads them)."""
-    write_bytes_atomic(path, flax.serialization.msgpack_serialize(
-        flax.serialization.to_state_dict(params)))
+    write_bytes_atomic(
+        path, flax.serialization.msgpack_serialize(flax.serialization.to_state_dict(params))
+    )
 
 
 def dataset_summary(dataset: FederatedDataset) -> dict:
     sizes = dataset.client_sizes()
-    return {"name": dataset.name, "clients": int(dataset.num_clients),
-            "train_examples": int(sizes.sum()), "test_examples": int(len(dataset.test["y"])),
-            "examples_per_client": {"mean": float(sizes.mean()), "std": float(sizes.std()),
-                                    "min": int(sizes.min()), "median": float(np.median(sizes)),
-                                    "max": int(sizes.max())}}
+    return {
+        "name": dataset.name,
+        "clients": int(dataset.num_clients),
+        "train_examples": int(sizes.sum()),
+        "test_examples": int(len(dataset.test["y"])),
+        "examples_per_client": {
+            "mean": float(sizes.mean()),
+            "std": float(sizes.std()),
+            "min": int(sizes.min()),
+            "median": float(np.median(sizes)),
+            "max": int(sizes.max()),
+        },
+    }
 
 
 def plot_curves(path: str, history: list[dict], title: str = "") -> None:

@@ -1,4 +1,4 @@
-"""`simulate`: runs an algorithm's rounds with evaluation, checkpoints, resume and a progress bar."""
+"""`simulate`: runs the rounds of an algorithm with evaluation, checkpoints, resume, progress."""
 
 from __future__ import annotations
 
@@ -29,29 +29,46 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             os.path.abspath(directory),
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True))
+                max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
+            ),
+        )
 
     def restore(self, state_template) -> tuple[Any, list[dict], list[dict]] | None:
         step = self.manager.latest_step()
         if step is None:
             return None
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()
+            ),
+        )
         log = restored["history"]
         return restored["state"], list(log["records"]), list(log["pending"])
 
-    def save(self, round_number: int, state, history: list[dict], pending: list[dict],
-             force: bool = False):
+    def save(
+        self,
+        round_number: int,
+        state,
+        history: list[dict],
+        pending: list[dict],
+        force: bool = False,
+    ):
         """Saves unless it is not a checkpoint round; ``pending`` are the per-round metrics not
         yet folded into a record, so that a resumed run writes the same records."""
         if not force and (self.every <= 0 or round_number % self.every):
             return
         if self.manager.latest_step() == round_number:
             return
-        self.manager.save(round_number, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            history=ocp.args.JsonSave({"records": history, "pending": pending})), force=True)
+        self.manager.save(
+            round_number,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                history=ocp.args.JsonSave({"records": history, "pending": pending}),
+            ),
+            force=True,
+        )
 
     def close(self):
         self.manager.wait_until_finished()
@@ -111,8 +128,14 @@ def simulate(
             state, history, pending = restored
     step = jax.jit(round_fn, donate_argnums=0) if jit else round_fn
     start = int(state.round)
-    bar = tqdm(total=rounds, initial=start, disable=not progress, desc="rounds", unit="round",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=rounds,
+        initial=start,
+        disable=not progress,
+        desc="rounds",
+        unit="round",
+        dynamic_ncols=True,
+    )
     try:
         for round_number in range(start + 1, rounds + 1):
             state, metrics = step(state, clients, key)
@@ -132,9 +155,11 @@ def simulate(
             if checkpointer is not None:
                 checkpointer.save(round_number, state, history, pending, force=is_last)
             latest = history[-1] if history else {}
-            bar.set_postfix(train_loss=f"{metrics_host['train_loss']:.3f}",
-                            test_acc=f"{latest.get('test_accuracy', float('nan')):.3f}",
-                            refresh=False)
+            bar.set_postfix(
+                train_loss=f"{metrics_host['train_loss']:.3f}",
+                test_acc=f"{latest.get('test_accuracy', float('nan')):.3f}",
+                refresh=False,
+            )
             bar.update(1)
     finally:
         bar.close()

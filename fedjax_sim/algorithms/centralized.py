@@ -25,9 +25,15 @@ class TrainState:
     round: jax.Array
 
 
-def centralized(task: Task, tx: optax.GradientTransformation, *, batch_size: int,
-                steps_per_round: int = 1, augment: bool = True,
-                unroll: int | bool = 1) -> Algorithm:
+def centralized(
+    task: Task,
+    tx: optax.GradientTransformation,
+    *,
+    batch_size: int,
+    steps_per_round: int = 1,
+    augment: bool = True,
+    unroll: int | bool = 1,
+) -> Algorithm:
     """Minibatch training on client 0 of the `ClientData` (use `pooled_client_data`).
 
     Args:
@@ -41,22 +47,33 @@ def centralized(task: Task, tx: optax.GradientTransformation, *, batch_size: int
     run_local = make_local_steps(task, tx, augment=augment, unroll=unroll)
 
     def init(params) -> TrainState:
-        return TrainState(params=params, opt_state=tx.init(params),
-                          round=jnp.zeros((), jnp.int32))
+        return TrainState(params=params, opt_state=tx.init(params), round=jnp.zeros((), jnp.int32))
 
     def round_fn(state: TrainState, clients: ClientData, key):
         data_key, train_key = jax.random.split(key)
         offset = state.round * (steps_per_round * batch_size)
         indices_JxB, mask_JxB = client_batch_plan(
-            data_key, clients.indices_KxM[0], clients.counts_K[0], num_steps=steps_per_round,
-            batch_size=batch_size, offset=offset)
+            data_key,
+            clients.indices_KxM[0],
+            clients.counts_K[0],
+            num_steps=steps_per_round,
+            batch_size=batch_size,
+            offset=offset,
+        )
         params, opt_state, metrics = run_local(
-            state.params, state.opt_state, clients, indices_JxB, mask_JxB,
-            jax.random.fold_in(train_key, state.round))
+            state.params,
+            state.opt_state,
+            clients,
+            indices_JxB,
+            mask_JxB,
+            jax.random.fold_in(train_key, state.round),
+        )
         count = jnp.maximum(metrics["count"], 1.0)
-        metrics = {"train_loss": metrics["loss_sum"] / count,
-                   "train_accuracy": metrics["correct"] / count,
-                   "train_examples": metrics["count"]}
+        metrics = {
+            "train_loss": metrics["loss_sum"] / count,
+            "train_accuracy": metrics["correct"] / count,
+            "train_examples": metrics["count"],
+        }
         return state.replace(params=params, opt_state=opt_state, round=state.round + 1), metrics
 
     return Algorithm(init=init, round_fn=round_fn)

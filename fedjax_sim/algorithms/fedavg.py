@@ -76,38 +76,49 @@ def fed_avg(
       >>> state, metrics = jax.jit(algo.round_fn)(state, clients, jax.random.key(1))
     """
     aggregation.client_weights(jnp.zeros(1), weighting)  # validates the name early
-    server_chain = optax.chain(aggregator or aggregation.weighted_mean(), optax.scale(-1.0),
-                               server_tx)
+    server_chain = optax.chain(
+        aggregator or aggregation.weighted_mean(), optax.scale(-1.0), server_tx
+    )
     run_local = make_local_steps(task, client_tx, augment=augment, unroll=unroll_local_steps)
 
     def client_update(params, data, indices_JxB, mask_JxB, rng):
-        new_params, _, metrics = run_local(params, client_tx.init(params), data, indices_JxB,
-                                           mask_JxB, rng)
+        new_params, _, metrics = run_local(
+            params, client_tx.init(params), data, indices_JxB, mask_JxB, rng
+        )
         delta = jax.tree.map(jnp.subtract, new_params, params)
         return delta, metrics
 
     def init(params) -> ServerState:
-        return ServerState(params=params, opt_state=server_chain.init(params),
-                           round=jnp.zeros((), jnp.int32))
+        return ServerState(
+            params=params, opt_state=server_chain.init(params), round=jnp.zeros((), jnp.int32)
+        )
 
     def round_fn(state: ServerState, clients: ClientData, key):
         round_key = jax.random.fold_in(key, state.round)
         select_key, batch_key, train_key = jax.random.split(round_key, 3)
         client_ids_C = sample_clients(select_key, clients.num_clients, clients_per_round)
         indices_CxJxB, mask_CxJxB = round_batch_plan(
-            batch_key, clients, client_ids_C, num_steps=local_steps, batch_size=batch_size,
-            epochs=local_epochs)
+            batch_key,
+            clients,
+            client_ids_C,
+            num_steps=local_steps,
+            batch_size=batch_size,
+            epochs=local_epochs,
+        )
         rngs_C = jax.vmap(lambda c: jax.random.fold_in(train_key, c))(client_ids_C)
         if client_sharding is not None:
             indices_CxJxB, mask_CxJxB, rngs_C = jax.lax.with_sharding_constraint(
-                (indices_CxJxB, mask_CxJxB, rngs_C), client_sharding)
+                (indices_CxJxB, mask_CxJxB, rngs_C), client_sharding
+            )
 
-        update_C = map_clients(lambda i, m, r: client_update(state.params, clients, i, m, r),
-                               client_axis, chunk_size)
+        update_C = map_clients(
+            lambda i, m, r: client_update(state.params, clients, i, m, r), client_axis, chunk_size
+        )
         deltas_C, metrics_C = update_C(indices_CxJxB, mask_CxJxB, rngs_C)
         weights_C = aggregation.client_weights(clients.counts_K[client_ids_C], weighting)
-        updates, opt_state = server_chain.update(deltas_C, state.opt_state, state.params,
-                                                 weights=weights_C)
+        updates, opt_state = server_chain.update(
+            deltas_C, state.opt_state, state.params, weights=weights_C
+        )
         params = optax.apply_updates(state.params, updates)
         metrics = sum_metrics(metrics_C)
         metrics = {

@@ -36,8 +36,9 @@ def sum_metrics(metrics):
     return jax.tree.map(lambda m: m.sum(0), metrics)
 
 
-def make_local_steps(task: Task, tx: optax.GradientTransformation, *, augment: bool = True,
-                     unroll: int | bool = 1):
+def make_local_steps(
+    task: Task, tx: optax.GradientTransformation, *, augment: bool = True, unroll: int | bool = 1
+):
     """``local_steps(params, opt_state, data, indices_JxB, mask_JxB, rng)`` for one client.
 
     Returns ``(params, opt_state, metrics)`` after J steps, ``metrics`` summed over the steps
@@ -59,13 +60,16 @@ def make_local_steps(task: Task, tx: optax.GradientTransformation, *, augment: b
             new_params = optax.apply_updates(params, updates)
             active = jnp.any(mask_B)
             keep = lambda new, old: jnp.where(active, new, old)  # noqa: E731
-            carry = (jax.tree.map(keep, new_params, params),
-                     jax.tree.map(keep, new_opt_state, opt_state))
+            carry = (
+                jax.tree.map(keep, new_params, params),
+                jax.tree.map(keep, new_opt_state, opt_state),
+            )
             return carry, metrics
 
         step_rngs = jax.random.split(rng, indices_JxB.shape[0])
         (params, opt_state), metrics = jax.lax.scan(
-            step, (params, opt_state), (indices_JxB, mask_JxB, step_rngs), unroll=unroll)
+            step, (params, opt_state), (indices_JxB, mask_JxB, step_rngs), unroll=unroll
+        )
         return params, opt_state, sum_metrics(metrics)
 
     return local_steps

@@ -60,8 +60,13 @@ class FederatedDataset:
         if test_idx is not None:
             test, test_idx = _restrict(test, [test_idx[k] for k in keep])
         return dataclasses.replace(
-            self, train=train, test=test, train_client_indices=train_idx,
-            test_client_indices=test_idx, client_ids=tuple(self.client_ids[k] for k in keep))
+            self,
+            train=train,
+            test=test,
+            train_client_indices=train_idx,
+            test_client_indices=test_idx,
+            client_ids=tuple(self.client_ids[k] for k in keep),
+        )
 
 
 def _restrict(arrays: dict, client_indices: list[np.ndarray]):
@@ -69,5 +74,7 @@ def _restrict(arrays: dict, client_indices: list[np.ndarray]):
     used = np.unique(np.concatenate(client_indices)) if client_indices else np.zeros(0, int)
     new_position = np.zeros(max((len(a) for a in arrays.values()), default=0), np.int64)
     new_position[used] = np.arange(len(used))
-    return ({name: array[used] for name, array in arrays.items()},
-            tuple(new_position[idx] for idx in client_indices))
+    return (
+        {name: array[used] for name, array in arrays.items()},
+        tuple(new_position[idx] for idx in client_indices),
+    )
