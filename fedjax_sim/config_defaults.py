@@ -15,7 +15,7 @@ def _data(name: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
             "name": name,
-            # shakespeare: "natural" (one client per play and role) or "iid" (same sizes, reshuffled)
+            # shakespeare: "natural" (a client per play and role) or "iid" (same sizes, reshuffled)
             # cifar100: "iid", "dirichlet" (label skew, alpha) or "shards" (classes_per_client)
             "partition": "natural" if name == "shakespeare" else "dirichlet",
             "num_clients": 0 if name == "shakespeare" else 100,  # shakespeare: 0 keeps all clients
