@@ -5,9 +5,7 @@ from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.algorithms.fedavg import ServerState, fed_avg
 from fedjax_sim.algorithms.local import Algorithm
 from fedjax_sim.data.cifar100 import load_cifar100, make_federated_cifar100
-from fedjax_sim.data.client_data import ClientData
-from fedjax_sim.data.client_data import pooled_client_data
-from fedjax_sim.data.client_data import train_client_data
+from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import DataError, FederatedDataset
 from fedjax_sim.data.shakespeare import build_shakespeare, iid_reshuffle, load_leaf_json
 from fedjax_sim.engine import map_clients

@@ -16,8 +16,12 @@ from fedjax_sim.data.dataset import DataError
 from fedjax_sim.simulate import simulate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ["fedavg_shakespeare", "centralized_shakespeare", "fedavg_cifar100",
-           "centralized_cifar100"]
+CONFIGS = [
+    "fedavg_shakespeare",
+    "centralized_shakespeare",
+    "fedavg_cifar100",
+    "centralized_cifar100",
+]
 
 
 def load_config(name, arg="smoke"):
@@ -53,18 +57,26 @@ def read_params(workdir):
 def test_smoke_config_runs_end_to_end(name, shakespeare_cache, tmp_path):
     config = smoke_config(name, shakespeare_cache)
     _, history = experiment_lib.run_experiment(config, str(tmp_path), progress=False)
-    for filename in ("config.json", "dataset.json", "metrics.jsonl", "metrics.csv",
-                     "curves.png", "params.msgpack"):
+    for filename in (
+        "config.json",
+        "dataset.json",
+        "metrics.jsonl",
+        "metrics.csv",
+        "curves.png",
+        "params.msgpack",
+    ):
         assert os.path.getsize(tmp_path / filename) > 0, filename
-    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == list(
-        range(config.eval_every, config.rounds + 1, config.eval_every))
+        range(config.eval_every, config.rounds + 1, config.eval_every)
+    )
     for record in records:
         assert {"round", "test_accuracy", "test_loss", "train_loss"} <= set(record)
         assert np.isfinite(record["train_loss"]) and 0 <= record["test_accuracy"] <= 1
     if config.algorithm == "fedavg":
         assert {"client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10"} <= set(
-            records[-1])
+            records[-1]
+        )
     assert records == history
     params = flax.serialization.msgpack_restore(read_params(tmp_path))
     assert params  # a non-empty parameter tree came back
@@ -85,15 +97,24 @@ def test_resume_after_crash_gives_the_same_result(shakespeare_cache, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        simulate(built.algorithm.round_fn, built.clients, config.rounds,
-                 state=built.initial_state, key=built.key, evaluate=built.evaluate,
-                 eval_every=1, checkpoint_dir=os.path.join(crashed_dir, "checkpoints"),
-                 checkpoint_every=2, on_record=crash_after_round_3, progress=False)
+        simulate(
+            built.algorithm.round_fn,
+            built.clients,
+            config.rounds,
+            state=built.initial_state,
+            key=built.key,
+            evaluate=built.evaluate,
+            eval_every=1,
+            checkpoint_dir=os.path.join(crashed_dir, "checkpoints"),
+            checkpoint_every=2,
+            on_record=crash_after_round_3,
+            progress=False,
+        )
     experiment_lib.run_experiment(config, crashed_dir, progress=False)
 
     assert read_params(tmp_path / "straight") == read_params(crashed_dir)
-    assert open(tmp_path / "straight" / "metrics.jsonl").read() == open(
-        os.path.join(crashed_dir, "metrics.jsonl")).read()
+    straight_metrics = (tmp_path / "straight" / "metrics.jsonl").read_text()
+    assert straight_metrics == (tmp_path / "crashed" / "metrics.jsonl").read_text()
 
 
 def test_same_seed_is_bit_identical_and_another_seed_differs(shakespeare_cache, tmp_path):
@@ -107,11 +128,13 @@ def test_same_seed_is_bit_identical_and_another_seed_differs(shakespeare_cache, 
 
 
 def test_lengthening_a_finished_run_resumes_it(shakespeare_cache, tmp_path):
-    config = smoke_config("centralized_shakespeare", shakespeare_cache, rounds=3, eval_every=3,
-                          checkpoint_every=3)
+    config = smoke_config(
+        "centralized_shakespeare", shakespeare_cache, rounds=3, eval_every=3, checkpoint_every=3
+    )
     experiment_lib.run_experiment(config, str(tmp_path), progress=False)
-    config = smoke_config("centralized_shakespeare", shakespeare_cache, rounds=6, eval_every=3,
-                          checkpoint_every=3)
+    config = smoke_config(
+        "centralized_shakespeare", shakespeare_cache, rounds=6, eval_every=3, checkpoint_every=3
+    )
     _, history = experiment_lib.run_experiment(config, str(tmp_path), progress=False)
     assert [r["round"] for r in history] == [3, 6]
     changed = smoke_config("centralized_shakespeare", shakespeare_cache, rounds=6, seed=5)
@@ -144,9 +167,22 @@ def test_bad_config_values_name_the_field(name, overrides, field, shakespeare_ca
 
 def test_cli_prints_one_line_errors(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "fedjax_sim", "--config", "configs/fedavg_cifar100.py:smoke",
-         "--workdir", str(tmp_path), "--config.data.alpha=-0.5"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "fedjax_sim",
+            "--config",
+            "configs/fedavg_cifar100.py:smoke",
+            "--workdir",
+            str(tmp_path),
+            "--config.data.alpha=-0.5",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: data.alpha must be > 0 for the dirichlet partition, got -0.5"]
+        "error: data.alpha must be > 0 for the dirichlet partition, got -0.5"
+    ]
