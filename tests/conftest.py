@@ -17,8 +17,9 @@ from fedjax_sim.tasks import Task, make_task
 
 NUM_FEATURES, NUM_HIDDEN, NUM_CLASSES = 6, 5, 3
 
-# Client sizes of the tiny population: one client smaller than any batch, one empty (padding).
-TINY_SIZES = (7, 3, 1, 5, 0, 4)
+# Client sizes of the tiny population: one client smaller than any batch, and an empty one (as
+# padding would add) last, so that dropping it keeps the other clients' ids.
+TINY_SIZES = (7, 3, 1, 5, 4, 0)
 
 
 def _mlp_init(rng):
@@ -43,7 +44,7 @@ def mlp_task() -> Task:
 
 @pytest.fixture(scope="session")
 def mlp_params(mlp_task):
-    return mlp_task.model.init(jax.random.key(0))
+    return jax.jit(mlp_task.model.init)(jax.random.key(0))
 
 
 @pytest.fixture(scope="session")
@@ -76,17 +77,29 @@ def tiny_clients(tiny_examples, tiny_client_indices):
 
 @pytest.fixture(scope="session")
 def cnn_task() -> Task:
+    """The course CNN for CIFAR-100, with augmentation."""
     return make_task("cnn", 100)
 
 
 @pytest.fixture(scope="session")
+def cnn_params(cnn_task):
+    return jax.jit(cnn_task.model.init)(jax.random.key(0))  # jitted: eager init is 2x slower
+
+
+@pytest.fixture(scope="session")
 def small_lstm_task() -> Task:
+    """The Shakespeare LSTM with 16 instead of 256 units, for speed."""
     return make_task("lstm", 80, hidden=16)
 
 
 @pytest.fixture(scope="session")
+def small_lstm_params(small_lstm_task):
+    return jax.jit(small_lstm_task.model.init)(jax.random.key(0))
+
+
+@pytest.fixture(scope="session")
 def ref_loss():
-    """``loss(params, x, y, mask)``: masked mean cross-entropy of the tiny MLP, by hand."""
+    """``loss(params, x, y, mask) -> (mean, sum)`` of the tiny MLP's masked cross-entropy."""
 
     def loss(params, x, y, mask):
         logits = _mlp_apply(params, x)
@@ -134,3 +147,9 @@ def gather_host():
         return [(x[i], y[i], m) for i, m in zip(indices_JxB, mask_JxB, strict=True)]
 
     return gather
+
+
+@pytest.fixture(scope="session")
+def shakespeare_cache(tmp_path_factory):
+    """One Shakespeare build cache for the session, so the corpus is parsed once."""
+    return str(tmp_path_factory.mktemp("shakespeare_cache"))

@@ -31,11 +31,6 @@ def load_config(name, arg="smoke"):
     return module.get_config(arg)
 
 
-@pytest.fixture(scope="session")
-def shakespeare_cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("shakespeare_cache"))
-
-
 def smoke_config(name, cache_dir, **overrides):
     config = load_config(name)
     config.data.cache_dir = cache_dir

@@ -1,0 +1,286 @@
+r"""Throughput of one FedAvg round under each client-axis formulation, against the centralized step.
+
+  python experiments/bench_round.py [--quick] --json bench.json [--markdown bench.md]
+
+Workloads (synthetic data of the real shapes):
+  cnn:  the course CNN on CIFAR-100-shaped images, 100 clients x 500 examples, 10 clients per
+        round, J=8, B=64, SGD.
+  lstm: LEAF's LSTM on 80-character sequences, 100 clients x 500 sequences, 10 per round, J=8,
+        B=10.
+Formulations, all measured in this one process, alternately, after their own warm-up:
+  centralized: one jitted optimizer step at batch B (the FLOP-equal reference, per sample);
+  vmap / map / chunked: the whole round as ONE compiled call, clients vectorized, mapped with
+        `lax.map`, or mapped in vectorized chunks;
+  python_loop: a Python loop over the round's clients calling a jitted one-client update, then a
+        jitted aggregation and server step.
+FLOPs per sample come from XLA's cost analysis of one optimizer step with every loop unrolled
+(cost analysis counts a loop body once); the matmul peak is a 2048^2 float32 matmul measured in the
+same run. Each record: workload, formulation, samples_per_s, gflops_per_s, pct_matmul_peak,
+seconds (median/min/max of the timed repetitions), compile_s, and the XLA_FLAGS in force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fedjax_sim.aggregation import client_weights
+from fedjax_sim.algorithms.centralized import centralized
+from fedjax_sim.algorithms.fedavg import fed_avg
+from fedjax_sim.algorithms.local import make_local_steps
+from fedjax_sim.data.client_data import (
+    client_data_from_indices,
+    round_batch_plan,
+    sample_clients,
+)
+from fedjax_sim.tasks import make_task
+
+WORKLOADS = {
+    "cnn": dict(model="cnn", classes=100, clients=100, examples=500, C=10, J=8, B=64, lr=0.05),
+    "lstm": dict(model="lstm", classes=80, clients=100, examples=500, C=10, J=8, B=10, lr=1.0),
+}
+FORMULATIONS = ("centralized", "vmap", "map", "chunked", "python_loop")
+
+
+def synthetic_clients(spec, num_clients, examples, seed=0):
+    rng = np.random.default_rng(seed)
+    n = num_clients * examples
+    if spec["model"] == "cnn":
+        x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    else:
+        x = rng.integers(0, spec["classes"], (n, 80), dtype=np.uint8)
+    y = rng.integers(0, spec["classes"], n).astype(np.int32)
+    return client_data_from_indices({"x": x, "y": y}, np.split(np.arange(n), num_clients))
+
+
+def timed(fn, reps):
+    """(compile-and-first-call seconds, list of per-call seconds); ``fn`` returns arrays."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return first, times
+
+
+def matmul_peak_gflops(reps=5):
+    a = jax.random.normal(jax.random.key(0), (2048, 2048), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    _, times = timed(lambda: f(a), reps)
+    return 2 * 2048**3 / min(times) / 1e9
+
+
+def flops_per_sample(spec):
+    """XLA's FLOPs of one SGD step at batch B, divided by B.
+
+    XLA's cost analysis counts a loop body once, so the LSTM's time loop is unrolled; to keep
+    that compile short it is costed at sequence lengths 8 and 16 and extrapolated linearly to
+    80 (every term of the step is affine in the length).
+    """
+    if spec["model"] == "lstm":
+        f8, f16 = (_step_flops(spec, seq_len) for seq_len in (8, 16))
+        return (f8 + (f16 - f8) / 8 * (80 - 8)) / spec["B"]
+    return _step_flops(spec, None) / spec["B"]
+
+
+def _step_flops(spec, seq_len):
+    kwargs = {"unroll": True, "seq_len": seq_len} if seq_len else {}
+    task = make_task(spec["model"], spec["classes"], **kwargs)
+    rng = np.random.default_rng(0)
+    if seq_len:
+        x = rng.integers(0, spec["classes"], (spec["B"], seq_len), dtype=np.uint8)
+    else:
+        x = rng.integers(0, 256, (spec["B"], 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, spec["classes"], spec["B"]).astype(np.int32)
+    data = client_data_from_indices({"x": x, "y": y}, [np.arange(spec["B"])])
+    algo = centralized(task, optax.sgd(0.1), batch_size=spec["B"])
+    state = algo.init(task.model.init(jax.random.key(0)))
+    cost = jax.jit(algo.round_fn).lower(state, data, jax.random.key(1)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost["flops"]
+
+
+def python_loop_round(task, client_tx, server_tx, spec):
+    """A round as a Python loop over clients of a jitted one-client update."""
+    local = make_local_steps(task, client_tx)
+    server_chain_init = server_tx.init
+
+    @jax.jit
+    def plan(key, data):
+        ids = sample_clients(jax.random.fold_in(key, 0), data.num_clients, spec["C"])
+        idx, mask = round_batch_plan(
+            jax.random.fold_in(key, 1), data, ids, num_steps=spec["J"], batch_size=spec["B"]
+        )
+        return ids, idx, mask, client_weights(data.counts_K[ids], "examples")
+
+    @jax.jit
+    def one_client(params, data, idx, mask, rng):
+        new_params, _, _ = local(params, client_tx.init(params), data, idx, mask, rng)
+        return jax.tree.map(jnp.subtract, new_params, params)
+
+    @jax.jit
+    def server_step(params, opt_state, deltas, weights):
+        mean = jax.tree.map(
+            lambda *d: sum(weights[c] * x for c, x in enumerate(d)) / weights.sum(), *deltas
+        )
+        updates, opt_state = server_tx.update(jax.tree.map(jnp.negative, mean), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def run(params, opt_state, data, key):
+        ids, idx, mask, weights = plan(key, data)
+        deltas = [
+            one_client(params, data, idx[c], mask[c], jax.random.fold_in(key, c))
+            for c in range(spec["C"])
+        ]
+        return server_step(params, opt_state, deltas, weights)
+
+    return run, server_chain_init
+
+
+def bench_workload(name, spec, formulations, reps, quick):
+    num_clients, examples = (20, 100) if quick else (spec["clients"], spec["examples"])
+    data = synthetic_clients(spec, num_clients, examples)
+    task = make_task(spec["model"], spec["classes"])
+    params = task.model.init(jax.random.key(0))
+    client_tx, server_tx = optax.sgd(spec["lr"]), optax.sgd(1.0)
+    round_samples = spec["C"] * spec["J"] * spec["B"]
+    runners = {}
+    for formulation in formulations:
+        if formulation == "centralized":
+            algo = centralized(task, client_tx, batch_size=spec["B"])
+            state, step = algo.init(params), jax.jit(algo.round_fn)
+            runners[formulation] = (
+                lambda s=state, f=step: f(s, data, jax.random.key(1)),
+                spec["B"],
+            )
+        elif formulation == "python_loop":
+            run, server_init = python_loop_round(task, client_tx, server_tx, spec)
+            opt_state = server_init(params)
+            runners[formulation] = (
+                lambda r=run, o=opt_state: r(params, o, data, jax.random.key(1)),
+                round_samples,
+            )
+        else:
+            algo = fed_avg(
+                task,
+                client_tx,
+                server_tx,
+                clients_per_round=spec["C"],
+                local_steps=spec["J"],
+                batch_size=spec["B"],
+                client_axis=formulation,
+                chunk_size=max(spec["C"] // 2, 1),
+            )
+            state, step = algo.init(params), jax.jit(algo.round_fn)
+            runners[formulation] = (
+                lambda s=state, f=step: f(s, data, jax.random.key(1)),
+                round_samples,
+            )
+    compile_s, times = {}, {f: [] for f in runners}
+    for formulation, (fn, _) in runners.items():
+        compile_s[formulation], _ = timed(fn, 0)
+    for _ in range(reps):  # alternate, so drift hits every formulation alike
+        for formulation, (fn, _) in runners.items():
+            times[formulation] += timed(fn, 1)[1]
+    return {f: (compile_s[f], times[f], runners[f][1]) for f in runners}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 repetitions, small populations")
+    parser.add_argument("--json", default="bench_round.json")
+    parser.add_argument("--markdown", default=None)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--formulations", default=",".join(FORMULATIONS))
+    parser.add_argument("--reps", type=int, default=None)
+    args = parser.parse_args()
+    reps = args.reps or (3 if args.quick else 5)
+    peak = matmul_peak_gflops()
+    print(f"float32 matmul peak: {peak:.1f} GFLOP/s")
+    records = []
+    for name in args.workloads.split(","):
+        spec = WORKLOADS[name]
+        per_sample = flops_per_sample(spec)
+        results = bench_workload(name, spec, args.formulations.split(","), reps, args.quick)
+        for formulation, (compile_s, times, samples) in results.items():
+            median = statistics.median(times)
+            gflops = per_sample * samples / median / 1e9
+            record = dict(
+                workload=name,
+                formulation=formulation,
+                samples_per_s=samples / median,
+                gflops_per_s=gflops,
+                pct_matmul_peak=100 * gflops / peak,
+                seconds_median=median,
+                seconds_min=min(times),
+                seconds_max=max(times),
+                compile_s=compile_s,
+                samples_per_call=samples,
+                reps=len(times),
+                flops_per_sample=per_sample,
+                clients_per_round=spec["C"],
+                local_steps=spec["J"],
+                batch_size=spec["B"],
+                xla_flags=os.environ.get("XLA_FLAGS", ""),
+                matmul_peak_gflops=peak,
+            )
+            records.append(record)
+            print(
+                f"{name:5s} {formulation:12s} {record['samples_per_s']:9.1f} samples/s "
+                f"{gflops:7.1f} GFLOP/s ({record['pct_matmul_peak']:5.1f}% of peak) "
+                f"median {median:.3f}s [{min(times):.3f}, {max(times):.3f}] "
+                f"compile {compile_s:.1f}s",
+                flush=True,
+            )
+    meta = dict(
+        date=time.strftime("%Y-%m-%d"),
+        machine=platform.processor() or platform.machine(),
+        cpus=os.cpu_count(),
+        jax=jax.__version__,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    records = [{**record, **meta} for record in records]
+    with open(args.json, "w") as f:
+        json.dump(records, f, indent=2)
+    table = markdown_table(records)
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table + "\n")
+
+
+def markdown_table(records):
+    lines = [
+        "| workload | formulation | samples/s | GFLOP/s | % matmul peak | round or step (s), "
+        "median [min, max] | vs centralized |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    central = {
+        r["workload"]: r["samples_per_s"] for r in records if r["formulation"] == "centralized"
+    }
+    for r in records:
+        ratio = r["samples_per_s"] / central[r["workload"]] if r["workload"] in central else np.nan
+        lines.append(
+            f"| {r['workload']} | {r['formulation']} | {r['samples_per_s']:.0f} | "
+            f"{r['gflops_per_s']:.1f} | {r['pct_matmul_peak']:.1f} | "
+            f"{r['seconds_median']:.3f} [{r['seconds_min']:.3f}, {r['seconds_max']:.3f}]"
+            f" | {ratio:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
