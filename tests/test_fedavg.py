@@ -149,7 +149,9 @@ def vmap_history(mlp_task, mlp_params, tiny_clients):
     return _run_rounds(_all_clients_fed_avg(mlp_task), mlp_params, tiny_clients, 2)
 
 
-@pytest.mark.parametrize("client_axis, chunk_size", [("vmap", None), ("map", None), ("chunked", 4)])
+@pytest.mark.parametrize(
+    "client_axis, chunk_size", [("vmap", None), ("map", None), ("chunked", 4), ("sequential", None)]
+)
 def test_round_equals_sequential_reference(
     client_axis, chunk_size, vmap_history, mlp_task, mlp_params, tiny_clients, ref_sgd, gather_host
 ):
@@ -306,7 +308,7 @@ def test_formulations_agree(model, make_examples, request):
     select_key, _, _ = _round_keys(0)
     assert 2 in sample_at(select_key, 3, 2)
     results = {}
-    for client_axis in ("vmap", "map", "chunked"):
+    for client_axis in ("vmap", "map", "chunked", "sequential"):
         algo = fed_avg(
             task,
             optax.sgd(0.05),
@@ -321,7 +323,7 @@ def test_formulations_agree(model, make_examples, request):
     params, metrics = results["vmap"]
     assert metrics["train_examples"] == 8
     assert not np.allclose(params["Dense_0"]["kernel"], params0["Dense_0"]["kernel"])
-    for client_axis in ("map", "chunked"):
+    for client_axis in ("map", "chunked", "sequential"):
         other_params, other_metrics = results[client_axis]
         chex.assert_trees_all_close(other_params, params, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(other_metrics["train_loss"], metrics["train_loss"], rtol=1e-5)
