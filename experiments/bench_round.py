@@ -190,7 +190,7 @@ def bench_workload(name, spec, formulations, reps, quick):
     runners = {}
     for formulation in formulations:
         if formulation == "centralized":
-            algo = centralized(task, client_tx, batch_size=spec["B"])
+            algo = centralized(task, client_tx, batch_size=spec["B"], unroll=spec["unroll"])
             state, step = algo.init(params), jax.jit(algo.round_fn)
             runners[formulation] = (
                 lambda s=state, f=step: f(s, data, jax.random.key(1)),
@@ -223,9 +223,13 @@ def bench_workload(name, spec, formulations, reps, quick):
     compile_s, times = {}, {f: [] for f in runners}
     for formulation, (fn, _) in runners.items():
         compile_s[formulation], _ = timed(fn, 0)
+        print(
+            f"  {name} {formulation}: compiled and ran once in {compile_s[formulation]:.1f}s",
+            flush=True,
+        )
     for rep in range(reps):  # alternate, so drift hits every formulation alike
         for formulation, (fn, _) in runners.items():
-            if rep and compile_s[formulation] > SLOW_CALL_S:
+            if rep and times[formulation][0] > SLOW_CALL_S:
                 continue
             times[formulation] += timed(fn, 1)[1]
     return {f: (compile_s[f], times[f], runners[f][1]) for f in runners}

@@ -21,9 +21,11 @@ _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+    from fedjax_sim.engine import apply_xla_flags
     from fedjax_sim.experiment import run_experiment
 
     try:
+        apply_xla_flags(_CONFIG.value.xla_flags, _CONFIG.value.model.name)
         _, history = run_experiment(_CONFIG.value, _WORKDIR.value, progress=not _QUIET.value)
     except ValueError as error:  # ConfigError, DataError and optimizer/engine field checks
         if os.environ.get("FEDJAX_SIM_DEBUG"):

@@ -49,6 +49,8 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     config.eval_every = 10
     config.checkpoint_every = 10
     config.eval_batch_size = 500
+    # XLA:CPU flags for this model ("auto": measured best, see fedjax_sim.engine; "": none)
+    config.xla_flags = "auto"
     config.eval_max_examples = 0  # 0 evaluates on the whole test split
     config.data = _data(dataset)
     config.model = ml_collections.ConfigDict(
@@ -83,7 +85,8 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     config.server = ml_collections.ConfigDict(
         {"optimizer": "sgd", "learning_rate": 1.0, "momentum": 0.0}
     )
-    config.client_axis = "auto"  # "vmap", "map", "chunked" or "auto" (fastest per backend)
+    # "vmap", "map", "chunked", "sequential" or "auto" (fastest per backend and model)
+    config.client_axis = "auto"
     config.chunk_size = 0
-    config.unroll_local_steps = 1
+    config.unroll_local_steps = 0  # 0: auto (fully unrolled for the CNN on CPU, else rolled)
     return config

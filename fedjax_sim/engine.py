@@ -17,6 +17,7 @@ a leading client axis C of every argument. The formulations differ only in speed
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import jax
@@ -29,8 +30,9 @@ def resolve_client_axis(mode: str, model_name: str, backend: str | None = None) 
     """The concrete formulation for ``mode``; ``"auto"`` uses what measured fastest.
 
     On GPU/TPU the vectorized round wins. On CPU, measured in experiments/bench_round.py:
-    vmap also wins for the LSTM and small models, while for convolutions the grouped convolutions
-    that vmap creates are slow, so clients are mapped sequentially inside the compiled call.
+    vmap also wins for the LSTM and small models; for convolutions the grouped convolutions that
+    vmap creates are slow and `lax.map` puts them in a loop body (10x slower still), so the
+    clients run one after another, unrolled into the one compiled program ("sequential").
     """
     if mode not in CLIENT_AXIS_MODES:
         raise ValueError(f"client_axis must be one of {list(CLIENT_AXIS_MODES)}, got {mode!r}")
@@ -39,7 +41,43 @@ def resolve_client_axis(mode: str, model_name: str, backend: str | None = None) 
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "vmap"
-    return "map" if model_name == "cnn" else "vmap"
+    return "sequential" if model_name == "cnn" else "vmap"
+
+
+# XLA:CPU flags that serve each model best, measured in experiments/bench_round.py. Flags are
+# process-wide and read when the backend starts, so the CLI sets them before any computation.
+# Turning YNNPACK fusions off makes the CNN's convolutions 2-3x faster and the LSTM 2.5x slower.
+RECOMMENDED_CPU_XLA_FLAGS = {"cnn": "--xla_cpu_experimental_ynn_fusion_type=", "lstm": ""}
+
+
+def apply_xla_flags(setting: str, model_name: str) -> str:
+    """Adds the XLA flags of ``setting`` to ``XLA_FLAGS`` unless the backend already started.
+
+    Args:
+      setting: ``"auto"`` (`RECOMMENDED_CPU_XLA_FLAGS` for the model), ``""`` (none) or flags.
+      model_name: the config's model.
+
+    Returns:
+      The flags added (flags already in ``XLA_FLAGS`` are kept and win).
+    """
+    from jax._src import xla_bridge
+
+    flags = RECOMMENDED_CPU_XLA_FLAGS.get(model_name, "") if setting == "auto" else setting
+    current = os.environ.get("XLA_FLAGS", "")
+    present = {flag.split("=")[0] for flag in current.split()}
+    added = [flag for flag in flags.split() if flag.split("=")[0] not in present]
+    if added and xla_bridge.backends_are_initialized():
+        raise RuntimeError("xla_flags: set them before the first JAX computation of the process")
+    if added:
+        os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
+    return " ".join(added)
+
+
+def resolve_unroll(model_name: str, backend: str | None = None) -> int | bool:
+    """`lax.scan` unroll of the local steps: full for convolutions on CPU (jax-ml/jax#12868:
+    XLA:CPU runs them about 6x slower inside a loop body), else rolled."""
+    backend = backend or jax.default_backend()
+    return True if backend == "cpu" and model_name == "cnn" else 1
 
 
 def map_clients(fn: Callable, mode: str, chunk_size: int | None = None) -> Callable:

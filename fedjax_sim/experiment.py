@@ -24,7 +24,7 @@ from fedjax_sim.data import cifar100, shakespeare
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import FederatedDataset
 from fedjax_sim.data.synthetic import synthetic_images
-from fedjax_sim.engine import resolve_client_axis
+from fedjax_sim.engine import resolve_client_axis, resolve_unroll
 from fedjax_sim.evaluation import evaluation_metrics, make_evaluator
 from fedjax_sim.optimizers import make_optimizer
 from fedjax_sim.simulate import simulate
@@ -71,15 +71,25 @@ def load_dataset(data: ml_collections.ConfigDict, seed: int) -> FederatedDataset
 
 
 def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> FederatedDataset:
-    """Keeps at most ``max_examples`` test examples (a seeded uniform subset), so periodic
-    evaluation of a large test set stays cheap; per-client test indices are remapped."""
+    """Keeps at most ``max_examples`` test examples, so periodic evaluation stays cheap.
+
+    With a per-client test split every client keeps up to ``max_examples // K`` of its own test
+    examples (seeded), so per-client accuracy rests on every client's data; otherwise a seeded
+    uniform subset is kept.
+    """
     n = len(dataset.test["y"])
     if not max_examples or n <= max_examples:
         return dataset
-    keep = np.sort(np.random.default_rng(seed).choice(n, max_examples, replace=False))
+    rng = np.random.default_rng(seed)
+    test_idx = dataset.test_client_indices
+    if test_idx is None:
+        keep = np.sort(rng.choice(n, max_examples, replace=False))
+    else:
+        cap = max(1, max_examples // len(test_idx))
+        keep = np.sort(np.concatenate(
+            [rng.choice(idx, min(cap, len(idx)), replace=False) for idx in test_idx]))
     new_position = np.full(n, -1, np.int64)
     new_position[keep] = np.arange(len(keep))
-    test_idx = dataset.test_client_indices
     if test_idx is not None:
         test_idx = tuple(new_position[idx][new_position[idx] >= 0] for idx in test_idx)
     return dataclasses.replace(
@@ -107,7 +117,8 @@ def build_algorithm(config: ml_collections.ConfigDict, task: Task, num_clients: 
             total_steps=config.rounds,
             field="optimizer",
         )
-        return centralized(task, tx, batch_size=config.batch_size, augment=config.data.augment)
+        return centralized(task, tx, batch_size=config.batch_size, augment=config.data.augment,
+                           unroll=resolve_unroll(config.model.name))
     client, server = config.client, config.server
     client_tx = make_optimizer(
         client.optimizer,
@@ -132,8 +143,8 @@ def build_algorithm(config: ml_collections.ConfigDict, task: Task, num_clients: 
         local_epochs=client.local_epochs or None,
         weighting=config.weighting,
         client_axis=resolve_client_axis(config.client_axis, config.model.name),
+        unroll_local_steps=config.unroll_local_steps or resolve_unroll(config.model.name),
         chunk_size=config.chunk_size or None,
-        unroll_local_steps=config.unroll_local_steps,
         augment=config.data.augment,
     )
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import flax.serialization
+import jax
 import numpy as np
 import pytest
 
@@ -181,3 +182,44 @@ def test_cli_prints_one_line_errors(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: data.alpha must be > 0 for the dirichlet partition, got -0.5"
     ]
+
+
+def test_subsample_test_keeps_every_clients_own_examples():
+    from fedjax_sim.data.dataset import FederatedDataset
+
+    x = np.arange(30).astype(np.float32)[:, None]
+    test_idx = (np.arange(0, 3), np.arange(3, 20), np.arange(20, 30))
+    dataset = FederatedDataset(
+        name="toy",
+        train={"x": x, "y": np.zeros(30, np.int32)},
+        test={"x": x, "y": np.arange(30, dtype=np.int32)},
+        train_client_indices=test_idx,
+        test_client_indices=test_idx,
+        client_ids=("a", "b", "c"),
+        num_classes=30,
+    )
+    small = experiment_lib.subsample_test(dataset, 12, seed=0)
+    assert [len(i) for i in small.test_client_indices] == [3, 4, 4]  # cap 12 // 3 clients
+    for before, after in zip(test_idx, small.test_client_indices, strict=True):
+        assert set(small.test["y"][after]) <= set(before)  # still the client's own examples
+    assert len(small.test["y"]) == 11
+    assert experiment_lib.subsample_test(dataset, 0, seed=0) is dataset
+
+
+def test_auto_choices_per_backend_and_model(monkeypatch):
+    from fedjax_sim.engine import apply_xla_flags, resolve_client_axis, resolve_unroll
+
+    assert resolve_client_axis("auto", "cnn", backend="cpu") == "sequential"
+    assert resolve_client_axis("auto", "lstm", backend="cpu") == "vmap"
+    assert resolve_client_axis("auto", "cnn", backend="gpu") == "vmap"
+    assert resolve_client_axis("chunked", "cnn", backend="cpu") == "chunked"
+    assert resolve_unroll("cnn", backend="cpu") is True and resolve_unroll("lstm", "cpu") == 1
+    with pytest.raises(ValueError, match="client_axis"):
+        resolve_client_axis("pmap", "cnn")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+    assert apply_xla_flags("auto", "cnn") == ""  # already there: the user's setting wins
+    assert apply_xla_flags("auto", "lstm") == ""
+    monkeypatch.setenv("XLA_FLAGS", "")
+    jax.numpy.zeros(1).block_until_ready()  # the backend is running now
+    with pytest.raises(RuntimeError, match="xla_flags"):
+        apply_xla_flags("auto", "cnn")
