@@ -82,13 +82,13 @@ FORMULATIONS = ("centralized", "vmap", "map", "chunked", "sequential", "python_l
 SLOW_CALL_S = 30.0  # a formulation whose warm-up call takes longer is timed once
 
 
-def synthetic_clients(spec, num_clients, examples, seed=0):
+def synthetic_clients(spec, num_clients, examples, seed=0, seq_len=80):
     rng = np.random.default_rng(seed)
     n = num_clients * examples
     if spec["model"] == "cnn":
         x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     else:
-        x = rng.integers(0, spec["classes"], (n, 80), dtype=np.uint8)
+        x = rng.integers(0, spec["classes"], (n, seq_len), dtype=np.uint8)
     y = rng.integers(0, spec["classes"], n).astype(np.int32)
     return client_data_from_indices({"x": x, "y": y}, np.split(np.arange(n), num_clients))
 
@@ -129,13 +129,7 @@ def flops_per_sample(spec):
 def _step_flops(spec, seq_len):
     kwargs = {"unroll": True, "seq_len": seq_len} if seq_len else {}
     task = make_task(spec["model"], spec["classes"], **kwargs)
-    rng = np.random.default_rng(0)
-    if seq_len:
-        x = rng.integers(0, spec["classes"], (spec["B"], seq_len), dtype=np.uint8)
-    else:
-        x = rng.integers(0, 256, (spec["B"], 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, spec["classes"], spec["B"]).astype(np.int32)
-    data = client_data_from_indices({"x": x, "y": y}, [np.arange(spec["B"])])
+    data = synthetic_clients(spec, 1, spec["B"], seq_len=seq_len)
     algo = centralized(task, optax.sgd(0.1), batch_size=spec["B"])
     state = algo.init(task.model.init(jax.random.key(0)))
     cost = jax.jit(algo.round_fn).lower(state, data, jax.random.key(1)).compile().cost_analysis()
