@@ -86,8 +86,9 @@ def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> F
         keep = np.sort(rng.choice(n, max_examples, replace=False))
     else:
         cap = max(1, max_examples // len(test_idx))
-        keep = np.sort(np.concatenate(
-            [rng.choice(idx, min(cap, len(idx)), replace=False) for idx in test_idx]))
+        keep = np.sort(
+            np.concatenate([rng.choice(idx, min(cap, len(idx)), replace=False) for idx in test_idx])
+        )
     new_position = np.full(n, -1, np.int64)
     new_position[keep] = np.arange(len(keep))
     if test_idx is not None:
@@ -117,8 +118,13 @@ def build_algorithm(config: ml_collections.ConfigDict, task: Task, num_clients: 
             total_steps=config.rounds,
             field="optimizer",
         )
-        return centralized(task, tx, batch_size=config.batch_size, augment=config.data.augment,
-                           unroll=resolve_unroll(config.model.name))
+        return centralized(
+            task,
+            tx,
+            batch_size=config.batch_size,
+            augment=config.data.augment,
+            unroll=resolve_unroll(config.model.name),
+        )
     client, server = config.client, config.server
     client_tx = make_optimizer(
         client.optimizer,

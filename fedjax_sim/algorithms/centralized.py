@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_sim.algorithms.local import Algorithm, make_local_steps
+from fedjax_sim.algorithms.local import Algorithm, make_local_steps, training_metrics
 from fedjax_sim.data.client_data import ClientData, client_batch_plan
 from fedjax_sim.tasks import Task
 
@@ -68,12 +68,7 @@ def centralized(
             mask_JxB,
             jax.random.fold_in(train_key, state.round),
         )
-        count = jnp.maximum(metrics["count"], 1.0)
-        metrics = {
-            "train_loss": metrics["loss_sum"] / count,
-            "train_accuracy": metrics["correct"] / count,
-            "train_examples": metrics["count"],
-        }
-        return state.replace(params=params, opt_state=opt_state, round=state.round + 1), metrics
+        new_state = state.replace(params=params, opt_state=opt_state, round=state.round + 1)
+        return new_state, training_metrics(metrics)
 
     return Algorithm(init=init, round_fn=round_fn)

@@ -16,7 +16,12 @@ import jax.numpy as jnp
 import optax
 
 from fedjax_sim import aggregation
-from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics
+from fedjax_sim.algorithms.local import (
+    Algorithm,
+    make_local_steps,
+    sum_metrics,
+    training_metrics,
+)
 from fedjax_sim.data.client_data import ClientData, round_batch_plan, sample_clients
 from fedjax_sim.engine import map_clients
 from fedjax_sim.tasks import Task
@@ -120,12 +125,7 @@ def fed_avg(
             deltas_C, state.opt_state, state.params, weights=weights_C
         )
         params = optax.apply_updates(state.params, updates)
-        metrics = sum_metrics(metrics_C)
-        metrics = {
-            "train_loss": metrics["loss_sum"] / jnp.maximum(metrics["count"], 1.0),
-            "train_accuracy": metrics["correct"] / jnp.maximum(metrics["count"], 1.0),
-            "train_examples": metrics["count"],
-        }
-        return state.replace(params=params, opt_state=opt_state, round=state.round + 1), metrics
+        new_state = state.replace(params=params, opt_state=opt_state, round=state.round + 1)
+        return new_state, training_metrics(sum_metrics(metrics_C))
 
     return Algorithm(init=init, round_fn=round_fn)

@@ -36,6 +36,16 @@ def sum_metrics(metrics):
     return jax.tree.map(lambda m: m.sum(0), metrics)
 
 
+def training_metrics(summed) -> dict:
+    """A round's reported training metrics from `masked_loss_and_metrics` sums."""
+    count = jnp.maximum(summed["count"], 1.0)
+    return {
+        "train_loss": summed["loss_sum"] / count,
+        "train_accuracy": summed["correct"] / count,
+        "train_examples": summed["count"],
+    }
+
+
 def make_local_steps(
     task: Task, tx: optax.GradientTransformation, *, augment: bool = True, unroll: int | bool = 1
 ):
@@ -71,7 +81,8 @@ def make_local_steps(
             # One step needs no loop (the centralized baseline's default round). Measured on
             # XLA:CPU: the CNN step as a length-1 scan ran 10x slower than the same step bare.
             (params, opt_state), metrics = step(
-                (params, opt_state), (indices_JxB[0], mask_JxB[0], step_rngs[0]))
+                (params, opt_state), (indices_JxB[0], mask_JxB[0], step_rngs[0])
+            )
             return params, opt_state, metrics
         (params, opt_state), metrics = jax.lax.scan(
             step, (params, opt_state), (indices_JxB, mask_JxB, step_rngs), unroll=unroll
