@@ -75,3 +75,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _one_of("client_axis", config.client_axis, CLIENT_AXIS_MODES)
     if config.client_axis == "chunked":
         _positive_int("chunk_size", config.chunk_size)
+    budget = config.memory_budget_gb
+    _require(
+        isinstance(budget, (int, float)) and budget >= 0,
+        f"memory_budget_gb must be a number >= 0 (0: no cap), got {budget!r}",
+    )

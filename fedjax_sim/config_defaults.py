@@ -88,5 +88,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # "vmap", "map", "chunked", "sequential" or "auto" (fastest per backend and model)
     config.client_axis = "auto"
     config.chunk_size = 0
+    # Device memory a round may use: with client_axis "vmap" (or "auto" choosing it), a round
+    # that would need more runs in chunks of as many clients as fit (XLA's memory analysis).
+    # 0: no cap.
+    config.memory_budget_gb = 8.0
     config.unroll_local_steps = 0  # 0: auto (fully unrolled for the CNN on CPU, else rolled)
     return config

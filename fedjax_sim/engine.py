@@ -109,3 +109,54 @@ def map_clients(fn: Callable, mode: str, chunk_size: int | None = None) -> Calla
             )
         return lambda *args: jax.lax.map(lambda a: fn(*a), args, batch_size=chunk_size)
     raise ValueError(f"client_axis must be one of {list(CLIENT_AXIS_MODES[1:])}, got {mode!r}")
+
+
+def round_memory_bytes(round_fn: Callable, *args) -> int:
+    """Peak device bytes of ``jax.jit(round_fn)(*args)`` by XLA's memory analysis (compiled,
+    not run): arguments + outputs - donated aliases + temporaries."""
+    stats = jax.jit(round_fn).lower(*args).compile().memory_analysis()
+    return (
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        - stats.alias_size_in_bytes
+        + stats.temp_size_in_bytes
+    )
+
+
+def clients_within_memory_budget(
+    round_for_chunk: Callable[[int], Callable], args, clients_per_round: int, budget_bytes: float
+) -> tuple[int, dict]:
+    """How many clients to vectorize at once so that a round fits in ``budget_bytes``.
+
+    The round's peak memory is affine in the clients vectorized at once (k): every vectorized
+    client holds its own parameters, optimizer state and activations, while the data, the
+    stacked deltas and the server state are fixed. Both terms come from XLA's memory analysis of
+    the round compiled (never run) at k = 1 and k = 2.
+
+    Args:
+      round_for_chunk: ``k -> round_fn`` with ``k`` clients vectorized per chunk.
+      args: the round's arguments (arrays or `jax.ShapeDtypeStruct`s).
+      clients_per_round: C; the answer is at most C (C means: no chunking needed).
+      budget_bytes: the budget.
+
+    Returns:
+      ``(k, estimate)`` with ``estimate = {"fixed_bytes", "per_client_bytes", "bytes"}``, the
+      last being the predicted peak at the chosen ``k``.
+
+    Raises:
+      ValueError: one client's round does not fit.
+    """
+    one, two = (round_memory_bytes(round_for_chunk(k), *args) for k in (1, 2))
+    per_client = max(two - one, 1)
+    fixed = one - per_client
+    k = int(min(clients_per_round, (budget_bytes - fixed) // per_client))
+    if k < 1:
+        raise ValueError(
+            f"memory_budget_gb={budget_bytes / 2**30:g} is too small: a round with one client "
+            f"needs {one / 2**30:.2f} GiB"
+        )
+    return k, {
+        "fixed_bytes": fixed,
+        "per_client_bytes": per_client,
+        "bytes": fixed + k * per_client,
+    }

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from fedjax_sim import outputs
 from fedjax_sim.algorithms.centralized import centralized
@@ -24,7 +25,12 @@ from fedjax_sim.data import cifar100, shakespeare
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import FederatedDataset
 from fedjax_sim.data.synthetic import synthetic_images
-from fedjax_sim.engine import resolve_client_axis, resolve_unroll
+from fedjax_sim.engine import (
+    clients_within_memory_budget,
+    resolve_client_axis,
+    resolve_unroll,
+    round_memory_bytes,
+)
 from fedjax_sim.evaluation import evaluation_metrics, make_evaluator
 from fedjax_sim.optimizers import make_optimizer
 from fedjax_sim.simulate import simulate
@@ -105,8 +111,16 @@ def build_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
     return make_task(config.model.name, num_classes, augment=config.data.augment, **kwargs)
 
 
-def build_algorithm(config: ml_collections.ConfigDict, task: Task, num_clients: int) -> Algorithm:
-    """The `Algorithm` that ``config.algorithm`` names."""
+def build_algorithm(
+    config: ml_collections.ConfigDict,
+    task: Task,
+    num_clients: int,
+    *,
+    client_axis: str | None = None,
+    chunk_size: int | None = None,
+) -> Algorithm:
+    """The `Algorithm` that ``config.algorithm`` names; ``client_axis``/``chunk_size`` override
+    the config's (after ``"auto"`` is resolved)."""
     if config.algorithm == "centralized":
         opt = config.optimizer
         tx = make_optimizer(
@@ -136,22 +150,63 @@ def build_algorithm(config: ml_collections.ConfigDict, task: Task, num_clients: 
     server_tx = make_optimizer(
         server.optimizer, server.learning_rate, momentum=server.momentum, field="server"
     )
-    clients_per_round = config.clients_per_round or max(
-        1, round(config.participation * num_clients)
-    )
     return fed_avg(
         task,
         client_tx,
         server_tx,
-        clients_per_round=min(clients_per_round, num_clients),
+        clients_per_round=clients_per_round(config, num_clients),
         local_steps=client.local_steps,
         batch_size=client.batch_size,
         local_epochs=client.local_epochs or None,
         weighting=config.weighting,
-        client_axis=resolve_client_axis(config.client_axis, config.model.name),
+        client_axis=client_axis or resolve_client_axis(config.client_axis, config.model.name),
         unroll_local_steps=config.unroll_local_steps or resolve_unroll(config.model.name),
-        chunk_size=config.chunk_size or None,
+        chunk_size=chunk_size or config.chunk_size or None,
         augment=config.data.augment,
+    )
+
+
+def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
+    wanted = config.clients_per_round or max(1, round(config.participation * num_clients))
+    return min(wanted, num_clients)
+
+
+def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Algorithm:
+    """``algorithm``, or when its vectorized round would exceed ``config.memory_budget_gb``,
+    the same round in chunks of as many clients as fit (`engine.clients_within_memory_budget`).
+    """
+    if (
+        config.algorithm != "fedavg"
+        or not config.memory_budget_gb
+        or resolve_client_axis(config.client_axis, config.model.name) != "vmap"
+    ):
+        return algorithm
+    num = clients_per_round(config, clients.num_clients)
+    whole = round_memory_bytes(algorithm.round_fn, state, clients, key)
+    budget = config.memory_budget_gb * 2**30
+    if whole <= budget:
+        return algorithm
+    chunk, estimate = clients_within_memory_budget(
+        lambda k: (
+            build_algorithm(
+                config, task, clients.num_clients, client_axis="chunked", chunk_size=k
+            ).round_fn
+        ),
+        (state, clients, key),
+        num,
+        budget,
+    )
+    logging.info(
+        "memory_budget_gb=%g: a round of %d vectorized clients needs %.2f GiB; running chunks of "
+        "%d clients (%.2f GiB)",
+        config.memory_budget_gb,
+        num,
+        whole / 2**30,
+        chunk,
+        estimate["bytes"] / 2**30,
+    )
+    return build_algorithm(
+        config, task, clients.num_clients, client_axis="chunked", chunk_size=chunk
     )
 
 
@@ -180,6 +235,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     algorithm = build_algorithm(config, task, dataset.num_clients)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     state = algorithm.init(task.model.init(init_key))
+    algorithm = fit_algorithm_to_memory(config, task, clients, state, data_key, algorithm)
     evaluator = make_evaluator(task, config.eval_batch_size)
 
     def evaluate(state):

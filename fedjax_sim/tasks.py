@@ -17,6 +17,7 @@ import optax
 from fedjax_sim.data import cifar100
 from fedjax_sim.models.cnn import make_cnn
 from fedjax_sim.models.lstm import make_lstm
+from fedjax_sim.models.mlp import make_mlp
 from fedjax_sim.models.model import Model
 
 
@@ -61,11 +62,25 @@ def _prepare_tokens(x, rng):
     return x.astype(jnp.int32)
 
 
+def _prepare_features(x, rng):
+    del rng
+    return x.astype(jnp.float32)
+
+
+MODEL_NAMES = ("cnn", "lstm", "mlp")
+
+
 def make_task(model_name: str, num_classes: int, *, augment: bool = True, **model_kwargs) -> Task:
-    """Builds the `Task` for ``model_name`` in ``{"cnn", "lstm"}``."""
+    """Builds the `Task` for ``model_name`` in `MODEL_NAMES`.
+
+    ``"cnn"`` takes uint8 NHWC images (normalized, and augmented when ``augment``), ``"lstm"``
+    character ids, ``"mlp"`` feature vectors of any numeric dtype (``features=`` sets the width).
+    """
     if model_name == "cnn":
         prepare = _prepare_cifar if augment else (lambda x, rng: _prepare_cifar(x, None))
         return Task(make_cnn(num_classes, **model_kwargs), prepare, num_classes)
     if model_name == "lstm":
         return Task(make_lstm(vocab_size=num_classes, **model_kwargs), _prepare_tokens, num_classes)
-    raise ValueError(f"model.name must be one of ['cnn', 'lstm'], got {model_name!r}")
+    if model_name == "mlp":
+        return Task(make_mlp(num_classes, **model_kwargs), _prepare_features, num_classes)
+    raise ValueError(f"model.name must be one of {list(MODEL_NAMES)}, got {model_name!r}")

@@ -154,5 +154,20 @@ def test_lstm_gradient_equals_plain_loop_autodiff(tiny_lstm):
 
 def test_make_task_unknown_model():
     with pytest.raises(ValueError) as error:
-        make_task("mlp", 10)
-    assert str(error.value) == "model.name must be one of ['cnn', 'lstm'], got 'mlp'"
+        make_task("resnet", 10)
+    assert str(error.value) == "model.name must be one of ['cnn', 'lstm', 'mlp'], got 'resnet'"
+
+
+def test_mlp_matches_hand_written_forward():
+    task = make_task("mlp", 10, features=64)
+    params = task.model.init(jax.random.key(0))
+    assert jax.tree.map(jnp.shape, params) == {
+        "Dense_0": {"kernel": (64, 128), "bias": (128,)},
+        "Dense_1": {"kernel": (128, 10), "bias": (10,)},
+    }
+    x = np.random.default_rng(0).integers(0, 17, (3, 64)).astype(np.uint8)
+    d0, d1 = params["Dense_0"], params["Dense_1"]
+    hidden = np.maximum(x.astype(np.float32) @ d0["kernel"] + d0["bias"], 0)
+    want = hidden @ d1["kernel"] + d1["bias"]
+    got = task.model.apply(params, task.prepare(x, None))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
