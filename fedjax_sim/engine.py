@@ -125,38 +125,44 @@ def round_memory_bytes(round_fn: Callable, *args) -> int:
 
 def clients_within_memory_budget(
     round_for_chunk: Callable[[int], Callable], args, clients_per_round: int, budget_bytes: float
-) -> tuple[int, dict]:
+) -> tuple[int, int]:
     """How many clients to vectorize at once so that a round fits in ``budget_bytes``.
 
-    The round's peak memory is affine in the clients vectorized at once (k): every vectorized
-    client holds its own parameters, optimizer state and activations, while the data, the
-    stacked deltas and the server state are fixed. Both terms come from XLA's memory analysis of
-    the round compiled (never run) at k = 1 and k = 2.
+    A round's peak memory is about affine in the clients vectorized at once (k): each holds its
+    own parameters, optimizer state and activations, while the data, the stacked deltas and the
+    server state are fixed. The slope and intercept come from XLA's memory analysis of the round
+    compiled (never run) at k = 1 and k = min(C, 16); the predicted k is then compiled and
+    shrunk until XLA confirms it fits (small k does not scale exactly, as XLA reuses buffers).
 
     Args:
       round_for_chunk: ``k -> round_fn`` with ``k`` clients vectorized per chunk.
       args: the round's arguments (arrays or `jax.ShapeDtypeStruct`s).
-      clients_per_round: C; the answer is at most C (C means: no chunking needed).
+      clients_per_round: C; the answer is at most C.
       budget_bytes: the budget.
 
     Returns:
-      ``(k, estimate)`` with ``estimate = {"fixed_bytes", "per_client_bytes", "bytes"}``, the
-      last being the predicted peak at the chosen ``k``.
+      ``(k, bytes)``: clients per chunk and XLA's peak bytes for the round at that k.
 
     Raises:
-      ValueError: one client's round does not fit.
+      ValueError: a round with one client at a time does not fit.
     """
-    one, two = (round_memory_bytes(round_for_chunk(k), *args) for k in (1, 2))
-    per_client = max(two - one, 1)
-    fixed = one - per_client
-    k = int(min(clients_per_round, (budget_bytes - fixed) // per_client))
-    if k < 1:
+    measured = {1: round_memory_bytes(round_for_chunk(1), *args)}
+    if measured[1] > budget_bytes:
         raise ValueError(
             f"memory_budget_gb={budget_bytes / 2**30:g} is too small: a round with one client "
-            f"needs {one / 2**30:.2f} GiB"
+            f"at a time needs {measured[1] / 2**30:.2f} GiB"
         )
-    return k, {
-        "fixed_bytes": fixed,
-        "per_client_bytes": per_client,
-        "bytes": fixed + k * per_client,
-    }
+    far = min(clients_per_round, 16)
+    measured[far] = round_memory_bytes(round_for_chunk(far), *args)
+    per_client = max((measured[far] - measured[1]) / max(far - 1, 1), 1.0)
+    fixed = measured[1] - per_client
+    k = int(min(clients_per_round, (budget_bytes - fixed) // per_client))
+    while k > 1:
+        if k not in measured:
+            measured[k] = round_memory_bytes(round_for_chunk(k), *args)
+        if measured[k] <= budget_bytes:
+            break
+        # Over budget: shrink by the overshoot of the per-client part, at least by one client.
+        k = min(k - 1, int(k * (budget_bytes - fixed) / max(measured[k] - fixed, 1.0)))
+    k = max(k, 1)
+    return k, measured.get(k, measured[1])

@@ -186,7 +186,7 @@ def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Alg
     budget = config.memory_budget_gb * 2**30
     if whole <= budget:
         return algorithm
-    chunk, estimate = clients_within_memory_budget(
+    chunk, chunk_bytes = clients_within_memory_budget(
         lambda k: (
             build_algorithm(
                 config, task, clients.num_clients, client_axis="chunked", chunk_size=k
@@ -203,7 +203,7 @@ def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Alg
         num,
         whole / 2**30,
         chunk,
-        estimate["bytes"] / 2**30,
+        chunk_bytes / 2**30,
     )
     return build_algorithm(
         config, task, clients.num_clients, client_axis="chunked", chunk_size=chunk

@@ -148,6 +148,7 @@ def test_lengthening_a_finished_run_resumes_it(shakespeare_cache, tmp_path):
         ("fedavg_shakespeare", {"model.name": "resnet"}, "model.name"),
         ("fedavg_cifar100", {"data.partition": "zipf"}, "data.partition"),
         ("fedavg_cifar100", {"client_axis": "pmap"}, "client_axis"),
+        ("fedavg_shakespeare", {"memory_budget_gb": -1.0}, "memory_budget_gb"),
         ("fedavg_cifar100", {"client.optimizer": "adamax"}, "client.optimizer"),
         ("centralized_cifar100", {"data.source": "auto"}, "CIFAR-100 not found"),
     ],
