@@ -7,6 +7,11 @@ Workloads (synthetic data of the real shapes):
         round, J=8, B=64, SGD.
   lstm: LEAF's LSTM on 80-character sequences, 100 clients x 500 sequences, 10 per round, J=8,
         B=10.
+  mlp:  many small clients: 1000 clients x 50 examples of 64 features, MLP 64-128-10, 100 clients
+        per round, J=5, B=10.
+--quick runs 4 clients x 2 local steps per round for the CNN and the LSTM (same shapes per step,
+so the same per-sample speed up to per-round overheads) without the CNN's map and chunked rows,
+3 repetitions, and the scaling scans of bench_scaling.py with 5 repetitions: under 3 minutes.
 Formulations, all measured in this one process, alternately, after their own warm-up:
   centralized: one jitted optimizer step at batch B (the FLOP-equal reference, per sample);
   vmap / map / chunked: the whole round as ONE compiled call, clients vectorized, mapped with
@@ -17,6 +22,8 @@ FLOPs per sample come from XLA's cost analysis of one optimizer step with every 
 (cost analysis counts a loop body once); the matmul peak is a 2048^2 float32 matmul measured in the
 same run. Each record: workload, formulation, samples_per_s, gflops_per_s, pct_matmul_peak,
 seconds (median/min/max of the timed repetitions), compile_s, and the XLA_FLAGS in force.
+The records of bench_scaling.py (clients per round 10/100/1000 with time and XLA's peak memory,
+population 100 vs 100,000) follow in the same JSON and Markdown.
 """
 
 from __future__ import annotations
@@ -77,7 +84,26 @@ WORKLOADS = {
         unroll=1,
         xla_flags="",
     ),
+    # Many small clients: digits-sized (64 features valued 0-16), MLP 64-128-10. Unrolling 100
+    # clients ("sequential") is left out: its compile time grows with C and it only pays for
+    # convolutions.
+    "mlp": dict(
+        model="mlp",
+        classes=10,
+        clients=1000,
+        examples=50,
+        C=100,
+        J=5,
+        B=10,
+        lr=0.1,
+        unroll=1,
+        xla_flags="",
+        skip=("sequential",),
+    ),
 }
+# --quick keeps every workload's shapes per step but runs fewer clients and local steps, and
+# skips the CNN's looped formulations (convolutions in loop bodies: 10-20x slower, see README).
+QUICK = {"cnn": dict(C=4, J=2, skip=("map", "chunked")), "lstm": dict(C=4, J=2), "mlp": {}}
 FORMULATIONS = ("centralized", "vmap", "map", "chunked", "sequential", "python_loop")
 SLOW_CALL_S = 30.0  # a formulation whose warm-up call takes longer is timed once
 
@@ -87,6 +113,8 @@ def synthetic_clients(spec, num_clients, examples, seed=0, seq_len=80):
     n = num_clients * examples
     if spec["model"] == "cnn":
         x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    elif spec["model"] == "mlp":
+        x = rng.integers(0, 17, (n, 64), dtype=np.uint8)
     else:
         x = rng.integers(0, spec["classes"], (n, seq_len), dtype=np.uint8)
     y = rng.integers(0, spec["classes"], n).astype(np.int32)
@@ -174,9 +202,8 @@ def python_loop_round(task, client_tx, server_tx, spec):
     return run, server_chain_init
 
 
-def bench_workload(name, spec, formulations, reps, quick):
-    num_clients, examples = (20, 100) if quick else (spec["clients"], spec["examples"])
-    data = synthetic_clients(spec, num_clients, examples)
+def bench_workload(name, spec, formulations, reps):
+    data = synthetic_clients(spec, spec["clients"], spec["examples"])
     task = make_task(spec["model"], spec["classes"])
     params = task.model.init(jax.random.key(0))
     client_tx, server_tx = optax.sgd(spec["lr"]), optax.sgd(1.0)
@@ -231,10 +258,11 @@ def bench_workload(name, spec, formulations, reps, quick):
 
 def measure(name, formulations, reps, quick):
     """This process's records for workload ``name`` (under the XLA_FLAGS it was started with)."""
-    spec = WORKLOADS[name]
+    spec = dict(WORKLOADS[name], **(QUICK[name] if quick else {}))
+    formulations = [f for f in formulations if f not in spec.get("skip", ())]
     peak = matmul_peak_gflops()
     per_sample = flops_per_sample(spec)
-    results = bench_workload(name, spec, formulations, reps, quick)
+    results = bench_workload(name, spec, formulations, reps)
     records = []
     for formulation, (compile_s, times, samples) in results.items():
         median = statistics.median(times)
@@ -288,7 +316,7 @@ def cpu_model():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 repetitions, small populations")
+    parser.add_argument("--quick", action="store_true", help="fewer clients and steps per round, 3 repetitions")
     parser.add_argument("--json", default="bench_round.json")
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
@@ -297,6 +325,7 @@ def main():
     parser.add_argument(
         "--same-flags", action="store_true", help="keep this process's XLA_FLAGS for every workload"
     )
+    parser.add_argument("--no-scaling", action="store_true", help="skip bench_scaling.py")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     reps = args.reps or (3 if args.quick else 5)
@@ -328,9 +357,21 @@ def main():
             subprocess.run(command + (["--quick"] if args.quick else []), env=env, check=True)
             with open(out.name) as f:
                 records += json.load(f)
+    scaling = []
+    if not args.no_scaling:
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_scaling.py")
+            command = [sys.executable, script, "--json", out.name]
+            subprocess.run(command + (["--quick"] if args.quick else []), check=True)
+            with open(out.name) as f:
+                scaling = json.load(f)
     with open(args.json, "w") as f:
-        json.dump(records, f, indent=2)
+        json.dump(records + scaling, f, indent=2)
     table = markdown_table(records)
+    if scaling:
+        import bench_scaling  # imports this module; the script's folder is on sys.path
+
+        table += "\n\n" + bench_scaling.markdown_table(scaling)
     print(table)
     if args.markdown:
         with open(args.markdown, "w") as f:

@@ -128,16 +128,16 @@ def clients_within_memory_budget(
 ) -> tuple[int, int]:
     """How many clients to vectorize at once so that a round fits in ``budget_bytes``.
 
-    A round's peak memory is about affine in the clients vectorized at once (k): each holds its
-    own parameters, optimizer state and activations, while the data, the stacked deltas and the
-    server state are fixed. The slope and intercept come from XLA's memory analysis of the round
-    compiled (never run) at k = 1 and k = min(C, 16); the predicted k is then compiled and
-    shrunk until XLA confirms it fits (small k does not scale exactly, as XLA reuses buffers).
+    Tries k = C, then about half as many each time (a divisor of C where one lies within a
+    factor of two, since `lax.map`'s remainder chunk costs memory of its own), and returns the
+    first k whose round, compiled but never run, XLA's memory analysis puts within the budget.
+    Peak memory is not monotone in k for small k (XLA reuses buffers), so it is measured, not
+    extrapolated; this costs at most log2(C) + 1 compilations, and only when over budget.
 
     Args:
       round_for_chunk: ``k -> round_fn`` with ``k`` clients vectorized per chunk.
       args: the round's arguments (arrays or `jax.ShapeDtypeStruct`s).
-      clients_per_round: C; the answer is at most C.
+      clients_per_round: C.
       budget_bytes: the budget.
 
     Returns:
@@ -146,23 +146,22 @@ def clients_within_memory_budget(
     Raises:
       ValueError: a round with one client at a time does not fit.
     """
-    measured = {1: round_memory_bytes(round_for_chunk(1), *args)}
-    if measured[1] > budget_bytes:
-        raise ValueError(
-            f"memory_budget_gb={budget_bytes / 2**30:g} is too small: a round with one client "
-            f"at a time needs {measured[1] / 2**30:.2f} GiB"
-        )
-    far = min(clients_per_round, 16)
-    measured[far] = round_memory_bytes(round_for_chunk(far), *args)
-    per_client = max((measured[far] - measured[1]) / max(far - 1, 1), 1.0)
-    fixed = measured[1] - per_client
-    k = int(min(clients_per_round, (budget_bytes - fixed) // per_client))
-    while k > 1:
-        if k not in measured:
-            measured[k] = round_memory_bytes(round_for_chunk(k), *args)
-        if measured[k] <= budget_bytes:
-            break
-        # Over budget: shrink by the overshoot of the per-client part, at least by one client.
-        k = min(k - 1, int(k * (budget_bytes - fixed) / max(measured[k] - fixed, 1.0)))
-    k = max(k, 1)
-    return k, measured.get(k, measured[1])
+    k = clients_per_round
+    while True:
+        peak = round_memory_bytes(round_for_chunk(k), *args)
+        if peak <= budget_bytes:
+            return k, peak
+        if k == 1:
+            raise ValueError(
+                f"memory_budget_gb={budget_bytes / 2**30:g} is too small: a round with one "
+                f"client at a time needs {peak / 2**30:.2f} GiB"
+            )
+        k = _chunk_at_most(clients_per_round, max(k // 2, 1))
+
+
+def _chunk_at_most(total: int, limit: int) -> int:
+    """The largest divisor of ``total`` in [limit / 2, limit], else ``limit``."""
+    for k in range(limit, (limit + 1) // 2 - 1, -1):
+        if k >= 1 and total % k == 0:
+            return k
+    return limit

@@ -174,6 +174,9 @@ def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> in
 def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Algorithm:
     """``algorithm``, or when its vectorized round would exceed ``config.memory_budget_gb``,
     the same round in chunks of as many clients as fit (`engine.clients_within_memory_budget`).
+
+    Costs one compilation of the round (more only when it does not fit), so that the round
+    compiled for training afterwards is known to fit.
     """
     if (
         config.algorithm != "fedavg"
@@ -182,9 +185,10 @@ def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Alg
     ):
         return algorithm
     num = clients_per_round(config, clients.num_clients)
-    whole = round_memory_bytes(algorithm.round_fn, state, clients, key)
-    budget = config.memory_budget_gb * 2**30
-    if whole <= budget:
+    if (
+        round_memory_bytes(algorithm.round_fn, state, clients, key)
+        <= config.memory_budget_gb * 2**30
+    ):
         return algorithm
     chunk, chunk_bytes = clients_within_memory_budget(
         lambda k: (
@@ -194,14 +198,13 @@ def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Alg
         ),
         (state, clients, key),
         num,
-        budget,
+        config.memory_budget_gb * 2**30,
     )
     logging.info(
-        "memory_budget_gb=%g: a round of %d vectorized clients needs %.2f GiB; running chunks of "
-        "%d clients (%.2f GiB)",
+        "memory_budget_gb=%g: %d clients vectorized at once exceed it; running chunks of %d "
+        "clients (%.2f GiB by XLA's memory analysis)",
         config.memory_budget_gb,
         num,
-        whole / 2**30,
         chunk,
         chunk_bytes / 2**30,
     )

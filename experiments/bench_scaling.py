@@ -1,0 +1,136 @@
+r"""How a round's time and memory scale with clients per round and with the population.
+
+  python experiments/bench_scaling.py [--quick] --json scaling.json
+
+Workload "mlp" of bench_round.py (MLP 64-128-10, J=5, B=10, 50 examples per client), client axis
+"vmap", each point in this one process:
+  clients_per_round: C = 10, 100, 1000 from a population of 1000 clients, under the default
+      memory budget (8 GiB: every C fits vectorized) and under a budget too small for C = 1000
+      vectorized, where the round runs in chunks (`fedjax_sim.engine.clients_within_memory_budget`);
+  population: C = 100 from populations of 100 and 100,000 clients (same work per round).
+Each record: scan, population, clients_per_round, chunk (clients vectorized at once),
+memory_budget_gb, xla_peak_mb (XLA's memory analysis of the compiled round: arguments, outputs,
+temporaries), seconds (median/min/max) and samples_per_s. bench_round.py runs this too and puts
+the records in its JSON and table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import jax
+import optax
+from bench_round import WORKLOADS, synthetic_clients, timed
+
+from fedjax_sim.algorithms.fedavg import fed_avg
+from fedjax_sim.engine import clients_within_memory_budget, round_memory_bytes
+from fedjax_sim.tasks import make_task
+
+SPEC = WORKLOADS["mlp"]
+DEFAULT_BUDGET_GB = 8.0
+SMALL_BUDGET_GB = 0.05  # below a 1000-client vectorized round (~80 MB), above one client's
+
+
+def make_round(task, clients_per_round, client_axis="vmap", chunk_size=None):
+    return fed_avg(
+        task,
+        optax.sgd(SPEC["lr"]),
+        optax.sgd(1.0),
+        clients_per_round=clients_per_round,
+        local_steps=SPEC["J"],
+        batch_size=SPEC["B"],
+        client_axis=client_axis,
+        chunk_size=chunk_size,
+    )
+
+
+def measure_point(scan, task, data, clients_per_round, budget_gb, reps):
+    algo = make_round(task, clients_per_round)
+    state = algo.init(task.model.init(jax.random.key(0)))
+    key = jax.random.key(1)
+    whole = round_memory_bytes(algo.round_fn, state, data, key)
+    chunk, peak = clients_per_round, whole
+    if whole > budget_gb * 2**30:
+        chunk, peak = clients_within_memory_budget(
+            lambda k: make_round(task, clients_per_round, "chunked", k).round_fn,
+            (state, data, key),
+            clients_per_round,
+            budget_gb * 2**30,
+        )
+        algo = make_round(task, clients_per_round, "chunked", chunk)
+    step = jax.jit(algo.round_fn)
+    compile_s, times = timed(lambda: step(state, data, key), reps)
+    median = statistics.median(times)
+    record = dict(
+        workload="mlp",
+        scan=scan,
+        population=data.num_clients,
+        clients_per_round=clients_per_round,
+        chunk=chunk,
+        memory_budget_gb=budget_gb,
+        xla_peak_mb=peak / 2**20,
+        seconds_median=median,
+        seconds_min=min(times),
+        seconds_max=max(times),
+        samples_per_s=clients_per_round * SPEC["J"] * SPEC["B"] / median,
+        compile_s=compile_s,
+        reps=len(times),
+    )
+    print(
+        f"{scan:17s} population {data.num_clients:6d} C {clients_per_round:5d} chunk {chunk:5d} "
+        f"budget {budget_gb:5.2f} GiB  XLA peak {record['xla_peak_mb']:8.1f} MB  "
+        f"median {median * 1e3:8.2f} ms [{min(times) * 1e3:.2f}, {max(times) * 1e3:.2f}]",
+        flush=True,
+    )
+    return record
+
+
+def run(quick: bool):
+    reps = 5 if quick else 20
+    task = make_task("mlp", SPEC["classes"])
+    records = []
+    data = synthetic_clients(SPEC, 1000, SPEC["examples"])
+    for clients_per_round in (10, 100, 1000):
+        records.append(
+            measure_point(
+                "clients_per_round", task, data, clients_per_round, DEFAULT_BUDGET_GB, reps
+            )
+        )
+    records.append(measure_point("clients_per_round", task, data, 1000, SMALL_BUDGET_GB, reps))
+    for population in (100, 100_000):
+        data = synthetic_clients(SPEC, population, SPEC["examples"], seed=population)
+        records.append(measure_point("population", task, data, 100, DEFAULT_BUDGET_GB, reps))
+    return records
+
+
+def markdown_table(records):
+    lines = [
+        "| scan | population | clients/round | vectorized at once | budget (GiB) | XLA peak (MB) "
+        "| round (ms), median [min, max] | samples/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['scan']} | {r['population']} | {r['clients_per_round']} | {r['chunk']} | "
+            f"{r['memory_budget_gb']:g} | {r['xla_peak_mb']:.1f} | {r['seconds_median'] * 1e3:.2f} "
+            f"[{r['seconds_min'] * 1e3:.2f}, {r['seconds_max'] * 1e3:.2f}] | "
+            f"{r['samples_per_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="5 repetitions instead of 20")
+    parser.add_argument("--json", default="bench_scaling.json")
+    args = parser.parse_args()
+    records = run(args.quick)
+    with open(args.json, "w") as f:
+        json.dump(records, f, indent=2)
+    print(markdown_table(records))
+
+
+if __name__ == "__main__":
+    main()
