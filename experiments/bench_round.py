@@ -316,7 +316,9 @@ def cpu_model():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer clients and steps per round, 3 repetitions")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer clients and steps per round, 3 repetitions"
+    )
     parser.add_argument("--json", default="bench_round.json")
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))

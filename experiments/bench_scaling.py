@@ -3,21 +3,23 @@ r"""How a round's time and memory scale with clients per round and with the popu
   python experiments/bench_scaling.py [--quick] --json scaling.json
 
 Workload "mlp" of bench_round.py (MLP 64-128-10, J=5, B=10, 50 examples per client), client axis
-"vmap", each point in this one process:
+"vmap", every point compiled first in this one process, then timed alternately:
   clients_per_round: C = 10, 100, 1000 from a population of 1000 clients, under the default
       memory budget (8 GiB: every C fits vectorized) and under a budget too small for C = 1000
       vectorized, where the round runs in chunks (`fedjax_sim.engine.clients_within_memory_budget`);
   population: C = 100 from populations of 100 and 100,000 clients (same work per round).
 Each record: scan, population, clients_per_round, chunk (clients vectorized at once),
 memory_budget_gb, xla_peak_mb (XLA's memory analysis of the compiled round: arguments, outputs,
-temporaries), seconds (median/min/max) and samples_per_s. bench_round.py runs this too and puts
-the records in its JSON and table.
+temporaries), data_mb (the population's arrays on the device), seconds (median/min/max),
+samples_per_s and process_peak_rss_mb (cumulative over the process, so the last is the
+largest). bench_round.py runs this too and puts the records in its JSON and table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 
 import jax
@@ -46,7 +48,8 @@ def make_round(task, clients_per_round, client_axis="vmap", chunk_size=None):
     )
 
 
-def measure_point(scan, task, data, clients_per_round, budget_gb, reps):
+def build_point(scan, task, data, clients_per_round, budget_gb):
+    """(record stub, zero-argument round call) for one point; the round is compiled here."""
     algo = make_round(task, clients_per_round)
     state = algo.init(task.model.init(jax.random.key(0)))
     key = jax.random.key(1)
@@ -61,8 +64,6 @@ def measure_point(scan, task, data, clients_per_round, budget_gb, reps):
         )
         algo = make_round(task, clients_per_round, "chunked", chunk)
     step = jax.jit(algo.round_fn)
-    compile_s, times = timed(lambda: step(state, data, key), reps)
-    median = statistics.median(times)
     record = dict(
         workload="mlp",
         scan=scan,
@@ -71,50 +72,63 @@ def measure_point(scan, task, data, clients_per_round, budget_gb, reps):
         chunk=chunk,
         memory_budget_gb=budget_gb,
         xla_peak_mb=peak / 2**20,
-        seconds_median=median,
-        seconds_min=min(times),
-        seconds_max=max(times),
-        samples_per_s=clients_per_round * SPEC["J"] * SPEC["B"] / median,
-        compile_s=compile_s,
-        reps=len(times),
+        data_mb=sum(leaf.nbytes for leaf in jax.tree.leaves(data)) / 2**20,
     )
-    print(
-        f"{scan:17s} population {data.num_clients:6d} C {clients_per_round:5d} chunk {chunk:5d} "
-        f"budget {budget_gb:5.2f} GiB  XLA peak {record['xla_peak_mb']:8.1f} MB  "
-        f"median {median * 1e3:8.2f} ms [{min(times) * 1e3:.2f}, {max(times) * 1e3:.2f}]",
-        flush=True,
-    )
-    return record
+    return record, lambda: step(state, data, key)
 
 
 def run(quick: bool):
     reps = 5 if quick else 20
     task = make_task("mlp", SPEC["classes"])
-    records = []
-    data = synthetic_clients(SPEC, 1000, SPEC["examples"])
-    for clients_per_round in (10, 100, 1000):
-        records.append(
-            measure_point(
-                "clients_per_round", task, data, clients_per_round, DEFAULT_BUDGET_GB, reps
-            )
-        )
-    records.append(measure_point("clients_per_round", task, data, 1000, SMALL_BUDGET_GB, reps))
+    population_1000 = synthetic_clients(SPEC, 1000, SPEC["examples"])
+    points = [
+        build_point("clients_per_round", task, population_1000, c, DEFAULT_BUDGET_GB)
+        for c in (10, 100, 1000)
+    ]
+    points.append(build_point("clients_per_round", task, population_1000, 1000, SMALL_BUDGET_GB))
     for population in (100, 100_000):
         data = synthetic_clients(SPEC, population, SPEC["examples"], seed=population)
-        records.append(measure_point("population", task, data, 100, DEFAULT_BUDGET_GB, reps))
+        points.append(build_point("population", task, data, 100, DEFAULT_BUDGET_GB))
+    compile_s = [timed(call, 0)[0] for _, call in points]
+    times = [[] for _ in points]
+    for _ in range(reps):  # alternate, so drift hits every point alike
+        for i, (_, call) in enumerate(points):
+            times[i] += timed(call, 1)[1]
+    records = []
+    for (record, _), point_times, first in zip(points, times, compile_s, strict=True):
+        median = statistics.median(point_times)
+        record.update(
+            seconds_median=median,
+            seconds_min=min(point_times),
+            seconds_max=max(point_times),
+            samples_per_s=record["clients_per_round"] * SPEC["J"] * SPEC["B"] / median,
+            compile_s=first,
+            reps=len(point_times),
+            process_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        )
+        records.append(record)
+        print(
+            f"{record['scan']:17s} population {record['population']:6d} "
+            f"C {record['clients_per_round']:5d} chunk {record['chunk']:5d} "
+            f"XLA peak {record['xla_peak_mb']:8.1f} MB data {record['data_mb']:7.1f} MB "
+            f"median {median * 1e3:8.2f} ms [{min(point_times) * 1e3:.2f}, "
+            f"{max(point_times) * 1e3:.2f}]",
+            flush=True,
+        )
     return records
 
 
 def markdown_table(records):
     lines = [
         "| scan | population | clients/round | vectorized at once | budget (GiB) | XLA peak (MB) "
-        "| round (ms), median [min, max] | samples/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| data on device (MB) | round (ms), median [min, max] | samples/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         lines.append(
             f"| {r['scan']} | {r['population']} | {r['clients_per_round']} | {r['chunk']} | "
-            f"{r['memory_budget_gb']:g} | {r['xla_peak_mb']:.1f} | {r['seconds_median'] * 1e3:.2f} "
+            f"{r['memory_budget_gb']:g} | {r['xla_peak_mb']:.1f} | {r['data_mb']:.1f} | "
+            f"{r['seconds_median'] * 1e3:.2f} "
             f"[{r['seconds_min'] * 1e3:.2f}, {r['seconds_max'] * 1e3:.2f}] | "
             f"{r['samples_per_s']:.0f} |"
         )
