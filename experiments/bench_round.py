@@ -329,7 +329,12 @@ def main():
     )
     parser.add_argument("--no-scaling", action="store_true", help="skip bench_scaling.py")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--render", metavar="JSON", help="only print the tables of a results JSON")
     args = parser.parse_args()
+    if args.render:
+        with open(args.render) as f:
+            print(render(json.load(f)))
+        return
     reps = args.reps or (3 if args.quick else 5)
     formulations = args.formulations.split(",")
     if args.inner:
@@ -369,11 +374,7 @@ def main():
                 scaling = json.load(f)
     with open(args.json, "w") as f:
         json.dump(records + scaling, f, indent=2)
-    table = markdown_table(records)
-    if scaling:
-        import bench_scaling  # imports this module; the script's folder is on sys.path
-
-        table += "\n\n" + bench_scaling.markdown_table(scaling)
+    table = render(records + scaling)
     print(table)
     if args.markdown:
         with open(args.markdown, "w") as f:
@@ -383,21 +384,41 @@ def main():
 def markdown_table(records):
     lines = [
         "| workload | formulation | samples/s | GFLOP/s | % matmul peak | round or step (s), "
-        "median [min, max] | vs centralized |",
-        "|---|---|---|---|---|---|---|",
+        "median [min, max] | vs centralized | vs python_loop |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    central = {
-        r["workload"]: r["samples_per_s"] for r in records if r["formulation"] == "centralized"
-    }
+
+    def rate(workload, formulation):
+        return next(
+            (
+                r["samples_per_s"]
+                for r in records
+                if r.get("workload") == workload and r.get("formulation") == formulation
+            ),
+            np.nan,
+        )
+
     for r in records:
-        ratio = r["samples_per_s"] / central[r["workload"]] if r["workload"] in central else np.nan
+        if "formulation" not in r:
+            continue  # a bench_scaling.py record
+        central = r["samples_per_s"] / rate(r["workload"], "centralized")
+        loop = r["samples_per_s"] / rate(r["workload"], "python_loop")
         lines.append(
             f"| {r['workload']} | {r['formulation']} | {r['samples_per_s']:.0f} | "
             f"{r['gflops_per_s']:.1f} | {r['pct_matmul_peak']:.1f} | "
             f"{r['seconds_median']:.3f} [{r['seconds_min']:.3f}, {r['seconds_max']:.3f}]"
-            f" | {ratio:.2f}x |"
+            f" | {central:.2f}x | {loop:.2f}x |"
         )
     return "\n".join(lines)
+
+
+def render(records):
+    """Both Markdown tables of a results JSON (round formulations, then scaling scans)."""
+    import bench_scaling  # imports this module; the script's folder is on sys.path
+
+    scaling = [r for r in records if "scan" in r]
+    table = markdown_table(records)
+    return table + ("\n\n" + bench_scaling.markdown_table(scaling) if scaling else "")
 
 
 if __name__ == "__main__":
