@@ -175,8 +175,8 @@ def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Alg
     """``algorithm``, or when its vectorized round would exceed ``config.memory_budget_gb``,
     the same round in chunks of as many clients as fit (`engine.clients_within_memory_budget`).
 
-    Costs one compilation of the round (more only when it does not fit), so that the round
-    compiled for training afterwards is known to fit.
+    The check compiles the round as training will (reused from JAX's cache when it fits); a
+    round over budget costs one more compilation per chunk size tried.
     """
     if (
         config.algorithm != "fedavg"
