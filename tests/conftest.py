@@ -43,6 +43,23 @@ def mlp_task() -> Task:
 
 
 @pytest.fixture(scope="session")
+def trace_counting():
+    """``trace_counting(task) -> (task, traces)``: the returned task's model appends to the list
+    ``traces`` each time JAX traces it, so tests can assert how often a round compiles."""
+
+    def wrap(task: Task):
+        traces = []
+
+        def counting_apply(params, x):
+            traces.append(1)
+            return task.model.apply(params, x)
+
+        return task._replace(model=task.model._replace(apply=counting_apply)), traces
+
+    return wrap
+
+
+@pytest.fixture(scope="session")
 def mlp_params(mlp_task):
     return jax.jit(mlp_task.model.init)(jax.random.key(0))
 

@@ -74,14 +74,8 @@ def test_evaluation_metrics():
     }
 
 
-def test_evaluator_compiles_once(mlp_task, mlp_params, tiny_examples):
-    traces = []
-
-    def counting_apply(params, x):
-        traces.append(1)
-        return mlp_task.model.apply(params, x)
-
-    task = mlp_task._replace(model=mlp_task.model._replace(apply=counting_apply))
+def test_evaluator_compiles_once(mlp_task, mlp_params, tiny_examples, trace_counting):
+    task, traces = trace_counting(mlp_task)
     evaluate = make_evaluator(task, batch_size=5)
     examples = {"x": tiny_examples["x"], "y": tiny_examples["y"]}  # 24 = 4 full chunks + 4
     evaluate(mlp_params, examples)

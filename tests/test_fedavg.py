@@ -99,15 +99,9 @@ ONE_CLIENT = dict(clients_per_round=1, local_steps=8, batch_size=4)
 
 
 @pytest.fixture(scope="module")
-def one_client_run(mlp_task, mlp_params, tiny_examples):
+def one_client_run(mlp_task, mlp_params, tiny_examples, trace_counting):
     """``(clients, history, traces_after_each_round)`` of 5 rounds."""
-    traces = []
-
-    def counting_apply(params, x):
-        traces.append(1)
-        return mlp_task.model.apply(params, x)
-
-    task = mlp_task._replace(model=mlp_task.model._replace(apply=counting_apply))
+    task, traces = trace_counting(mlp_task)
     clients = client_data_from_indices(tiny_examples, [np.arange(24)])
     algo = fed_avg(task, optax.sgd(0.1), optax.sgd(1.0), **ONE_CLIENT)
     counts = []
