@@ -27,7 +27,7 @@ import optax
 from bench_round import WORKLOADS, synthetic_clients, timed
 
 from fedjax_sim.algorithms.fedavg import fed_avg
-from fedjax_sim.engine import clients_within_memory_budget, round_memory_bytes
+from fedjax_sim.engine import clients_within_memory_budget
 from fedjax_sim.tasks import make_task
 
 SPEC = WORKLOADS["mlp"]
@@ -53,15 +53,18 @@ def build_point(scan, task, data, clients_per_round, budget_gb):
     algo = make_round(task, clients_per_round)
     state = algo.init(task.model.init(jax.random.key(0)))
     key = jax.random.key(1)
-    whole = round_memory_bytes(algo.round_fn, state, data, key)
-    chunk, peak = clients_per_round, whole
-    if whole > budget_gb * 2**30:
-        chunk, peak = clients_within_memory_budget(
-            lambda k: make_round(task, clients_per_round, "chunked", k).round_fn,
-            (state, data, key),
-            clients_per_round,
-            budget_gb * 2**30,
-        )
+
+    def round_for_chunk(k):
+        whole = k == clients_per_round
+        return (algo if whole else make_round(task, clients_per_round, "chunked", k)).round_fn
+
+    chunk, peak = clients_within_memory_budget(
+        round_for_chunk,
+        (state, data, key),
+        clients_per_round,
+        budget_gb * 2**30,
+    )
+    if chunk < clients_per_round:
         algo = make_round(task, clients_per_round, "chunked", chunk)
     step = jax.jit(algo.round_fn)
     record = dict(

@@ -7,9 +7,9 @@ a leading client axis C of every argument. The formulations differ only in speed
     per-client work anywhere; memory grows with C.
   * ``"map"``: clients one after another inside the compiled call (`jax.lax.map`); memory of one
     client, but the body is a loop, where XLA:CPU runs convolutions slowly (jax-ml/jax#12868).
-    Where vmap's memory would exceed a budget, `clients_within_memory_budget` picks the chunk.
   * ``"chunked"``: `jax.lax.map` over chunks of ``chunk_size`` vectorized clients; bounds memory
-    to ``chunk_size`` clients at a time.
+    to ``chunk_size`` clients at a time. Where vmap's memory would exceed a budget,
+    `clients_within_memory_budget` picks the chunk.
   * ``"sequential"``: the clients one after another, unrolled into the program (no loop), so
     XLA:CPU keeps its fast convolutions; compile time grows with C.
 
@@ -143,7 +143,8 @@ def clients_within_memory_budget(
     extrapolated; this costs at most log2(C) + 1 compilations, and only when over budget.
 
     Args:
-      round_for_chunk: ``k -> round_fn`` with ``k`` clients vectorized per chunk.
+      round_for_chunk: ``k -> round_fn`` with ``k`` clients vectorized per chunk; for k = C it
+        may return the plain vectorized round, which is then the one measured.
       args: the round's arguments (arrays or `jax.ShapeDtypeStruct`s).
       clients_per_round: C.
       budget_bytes: the budget.
@@ -170,6 +171,6 @@ def clients_within_memory_budget(
 def _chunk_at_most(total: int, limit: int) -> int:
     """The largest divisor of ``total`` in [limit / 2, limit], else ``limit``."""
     for k in range(limit, (limit + 1) // 2 - 1, -1):
-        if k >= 1 and total % k == 0:
+        if total % k == 0:
             return k
     return limit

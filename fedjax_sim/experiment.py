@@ -29,7 +29,6 @@ from fedjax_sim.engine import (
     clients_within_memory_budget,
     resolve_client_axis,
     resolve_unroll,
-    round_memory_bytes,
 )
 from fedjax_sim.evaluation import evaluation_metrics, make_evaluator
 from fedjax_sim.optimizers import make_optimizer
@@ -185,21 +184,19 @@ def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Alg
     ):
         return algorithm
     num = clients_per_round(config, clients.num_clients)
-    if (
-        round_memory_bytes(algorithm.round_fn, state, clients, key)
-        <= config.memory_budget_gb * 2**30
-    ):
-        return algorithm
+
+    def round_for_chunk(k):
+        if k == num:  # all clients at once: the vectorized round itself
+            return algorithm.round_fn
+        return build_algorithm(
+            config, task, clients.num_clients, client_axis="chunked", chunk_size=k
+        ).round_fn
+
     chunk, chunk_bytes = clients_within_memory_budget(
-        lambda k: (
-            build_algorithm(
-                config, task, clients.num_clients, client_axis="chunked", chunk_size=k
-            ).round_fn
-        ),
-        (state, clients, key),
-        num,
-        config.memory_budget_gb * 2**30,
+        round_for_chunk, (state, clients, key), num, config.memory_budget_gb * 2**30
     )
+    if chunk == num:
+        return algorithm
     logging.info(
         "memory_budget_gb=%g: %d clients vectorized at once exceed it; running chunks of %d "
         "clients (%.2f GiB by XLA's memory analysis)",

@@ -24,22 +24,24 @@ def _corners(x_BxHxWxC):
     return x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
 
 
+def _max_of(a, b, c, d):
+    return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+
+
 @jax.custom_vjp
 def max_pool_2x2(x_BxHxWxC: jax.Array) -> jax.Array:
     """Max over non-overlapping 2x2 windows of an NHWC array (VALID, stride 2)."""
-    a, b, c, d = _corners(x_BxHxWxC)
-    return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+    return _max_of(*_corners(x_BxHxWxC))
 
 
 def _forward(x):
     corners = _corners(x)
-    a, b, c, d = corners
-    return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d)), corners
+    pooled = _max_of(*corners)
+    return pooled, (corners, pooled)
 
 
-def _backward(corners, g):
-    a, b, c, d = corners
-    pooled = jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+def _backward(residuals, g):
+    (a, b, c, d), pooled = residuals
     # The gradient goes to the first maximal position only; later ties get none.
     take_a = a == pooled
     take_b = (b == pooled) & ~take_a
