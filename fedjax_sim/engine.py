@@ -33,9 +33,11 @@ def resolve_client_axis(mode: str, model_name: str, backend: str | None = None) 
     On GPU/TPU the vectorized round is expected to win. On CPU, measured in
     experiments/bench_round.py (2 cores): for the CNN the grouped convolutions that vmap creates
     run at half speed and `lax.map` puts convolutions in a loop body (20-40x slower), so the
-    clients run one after another, unrolled into the one compiled program ("sequential", 69% of
-    the matmul peak); for the LSTM every formulation is within noise of the others, and for many
-    small clients (MLP) vmap is 6-7x faster than a Python loop over clients; both use "vmap".
+    clients run one after another, unrolled into the one compiled program ("sequential", 81% of
+    the matmul peak); for the LSTM, vmap's batched per-client matmuls run 1.3x slower than one
+    client's, and `lax.map` is as fast as unrolling (48-49% of the peak) with the memory and
+    compile time of one client ("map"); for many small clients (MLP) vmap is 7x faster than a
+    Python loop over clients ("vmap").
     """
     if mode not in CLIENT_AXIS_MODES:
         raise ValueError(f"client_axis must be one of {list(CLIENT_AXIS_MODES)}, got {mode!r}")
@@ -44,7 +46,7 @@ def resolve_client_axis(mode: str, model_name: str, backend: str | None = None) 
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "vmap"
-    return "sequential" if model_name == "cnn" else "vmap"
+    return {"cnn": "sequential", "lstm": "map"}.get(model_name, "vmap")
 
 
 # XLA:CPU flags that serve each model best, measured in experiments/bench_round.py. Flags are

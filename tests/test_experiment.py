@@ -211,7 +211,8 @@ def test_auto_choices_per_backend_and_model(monkeypatch):
     from fedjax_sim.engine import apply_xla_flags, resolve_client_axis, resolve_unroll
 
     assert resolve_client_axis("auto", "cnn", backend="cpu") == "sequential"
-    assert resolve_client_axis("auto", "lstm", backend="cpu") == "vmap"
+    assert resolve_client_axis("auto", "lstm", backend="cpu") == "map"
+    assert resolve_client_axis("auto", "mlp", backend="cpu") == "vmap"
     assert resolve_client_axis("auto", "cnn", backend="gpu") == "vmap"
     assert resolve_client_axis("chunked", "cnn", backend="cpu") == "chunked"
     assert resolve_unroll("cnn", backend="cpu") is True and resolve_unroll("lstm", "cpu") == 1
