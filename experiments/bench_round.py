@@ -14,8 +14,10 @@ so the same per-sample speed up to per-round overheads) without the CNN's map an
 3 repetitions, and the scaling scans of bench_scaling.py with 5 repetitions: under 3 minutes.
 Formulations, all measured in this one process, alternately, after their own warm-up:
   centralized: one jitted optimizer step at batch B (the FLOP-equal reference, per sample);
-  vmap / map / chunked: the whole round as ONE compiled call, clients vectorized, mapped with
-        `lax.map`, or mapped in vectorized chunks;
+  vmap / map / chunked / sequential: the whole round as ONE compiled call, clients vectorized,
+        mapped with `lax.map`, mapped in vectorized chunks, or unrolled one after another;
+  sharded: the same one call with the clients split over the process's 2 host devices
+        (`jax.shard_map`), each running its half by the workload's best formulation;
   python_loop: a Python loop over the round's clients calling a jitted one-client update, then a
         jitted aggregation and server step.
 FLOPs per sample come from XLA's cost analysis of one optimizer step with every loop unrolled
@@ -43,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from fedjax_sim.aggregation import client_weights
 from fedjax_sim.algorithms.centralized import centralized
@@ -58,7 +61,10 @@ from fedjax_sim.tasks import make_task
 # Each workload runs in its own process with the XLA flags that serve it best on CPU (flags are
 # process-wide): the CNN with XLA:CPU's YNNPACK fusions off (2-3x faster convolutions), the LSTM
 # with the defaults (that flag makes it 2.5x slower). The CNN's local steps are unrolled because
-# XLA:CPU runs convolutions inside loop bodies far slower (jax-ml/jax#12868).
+# XLA:CPU runs convolutions inside loop bodies far slower (jax-ml/jax#12868). Every process splits
+# the CPU into 2 host devices so that the "sharded" row can spread the round's clients over them
+# (`sharded`: the workload's best one-device formulation per device); the other rows use one.
+TWO_HOST_DEVICES = "--xla_force_host_platform_device_count=2"
 WORKLOADS = {
     "cnn": dict(
         model="cnn",
@@ -70,7 +76,8 @@ WORKLOADS = {
         B=64,
         lr=0.05,
         unroll=True,
-        xla_flags="--xla_cpu_experimental_ynn_fusion_type=",
+        xla_flags=f"--xla_cpu_experimental_ynn_fusion_type= {TWO_HOST_DEVICES}",
+        sharded="sequential",
     ),
     "lstm": dict(
         model="lstm",
@@ -82,7 +89,8 @@ WORKLOADS = {
         B=10,
         lr=1.0,
         unroll=1,
-        xla_flags="",
+        xla_flags=TWO_HOST_DEVICES,
+        sharded="map",
     ),
     # Many small clients: digits-sized (64 features valued 0-16), MLP 64-128-10. Unrolling 100
     # clients ("sequential") is left out: its compile time grows with C and it only pays for
@@ -97,14 +105,20 @@ WORKLOADS = {
         B=10,
         lr=0.1,
         unroll=1,
-        xla_flags="",
+        xla_flags=TWO_HOST_DEVICES,
+        sharded="vmap",
         skip=("sequential",),
     ),
 }
 # --quick keeps every workload's shapes per step but runs fewer clients and local steps, and
-# skips the CNN's looped formulations (convolutions in loop bodies: 10-20x slower, see README).
-QUICK = {"cnn": dict(C=4, J=2, skip=("map", "chunked")), "lstm": dict(C=4, J=2), "mlp": {}}
-FORMULATIONS = ("centralized", "vmap", "map", "chunked", "sequential", "python_loop")
+# skips the CNN's looped formulations (convolutions in loop bodies: 10-20x slower, see README)
+# and its sharded row (slower than one device, and the longest compile).
+QUICK = {
+    "cnn": dict(C=4, J=2, skip=("map", "chunked", "sharded")),
+    "lstm": dict(C=4, J=2),
+    "mlp": {},
+}
+FORMULATIONS = ("centralized", "vmap", "map", "chunked", "sequential", "sharded", "python_loop")
 SLOW_CALL_S = 30.0  # a formulation whose warm-up call takes longer is timed once
 
 
@@ -225,6 +239,9 @@ def bench_workload(name, spec, formulations, reps):
                 round_samples,
             )
         else:
+            axis, mesh = formulation, None
+            if formulation == "sharded":
+                axis, mesh = spec["sharded"], Mesh(np.array(jax.devices()), ("clients",))
             algo = fed_avg(
                 task,
                 client_tx,
@@ -232,9 +249,10 @@ def bench_workload(name, spec, formulations, reps):
                 clients_per_round=spec["C"],
                 local_steps=spec["J"],
                 batch_size=spec["B"],
-                client_axis=formulation,
+                client_axis=axis,
                 unroll_local_steps=spec["unroll"],
                 chunk_size=max(spec["C"] // 2, 1),
+                client_mesh=mesh,
             )
             state, step = algo.init(params), jax.jit(algo.round_fn)
             runners[formulation] = (
@@ -260,6 +278,8 @@ def measure(name, formulations, reps, quick):
     """This process's records for workload ``name`` (under the XLA_FLAGS it was started with)."""
     spec = dict(WORKLOADS[name], **(QUICK[name] if quick else {}))
     formulations = [f for f in formulations if f not in spec.get("skip", ())]
+    if jax.device_count() == 1 or spec["C"] % jax.device_count():
+        formulations = [f for f in formulations if f != "sharded"]
     peak = matmul_peak_gflops()
     per_sample = flops_per_sample(spec)
     results = bench_workload(name, spec, formulations, reps)
@@ -271,6 +291,8 @@ def measure(name, formulations, reps, quick):
             dict(
                 workload=name,
                 formulation=formulation,
+                per_device=spec["sharded"] if formulation == "sharded" else None,
+                devices=jax.device_count() if formulation == "sharded" else 1,
                 samples_per_s=samples / median,
                 gflops_per_s=gflops,
                 pct_matmul_peak=100 * gflops / peak,
@@ -403,8 +425,11 @@ def markdown_table(records):
             continue  # a bench_scaling.py record
         central = r["samples_per_s"] / rate(r["workload"], "centralized")
         loop = r["samples_per_s"] / rate(r["workload"], "python_loop")
+        name = r["formulation"]
+        if r.get("per_device"):
+            name += f" ({r['per_device']} x {r['devices']} devices)"
         lines.append(
-            f"| {r['workload']} | {r['formulation']} | {r['samples_per_s']:.0f} | "
+            f"| {r['workload']} | {name} | {r['samples_per_s']:.0f} | "
             f"{r['gflops_per_s']:.1f} | {r['pct_matmul_peak']:.1f} | "
             f"{r['seconds_median']:.3f} [{r['seconds_min']:.3f}, {r['seconds_max']:.3f}]"
             f" | {central:.2f}x | {loop:.2f}x |"

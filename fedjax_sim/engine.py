@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 CLIENT_AXIS_MODES = ("auto", "vmap", "map", "chunked", "sequential")
+CLIENT_MESH_AXIS = "clients"  # the mesh axis that `map_clients` splits clients over
 
 
 def resolve_client_axis(mode: str, model_name: str, backend: str | None = None) -> str:
@@ -85,14 +86,46 @@ def resolve_unroll(model_name: str, backend: str | None = None) -> int | bool:
     return True if backend == "cpu" and model_name == "cnn" else 1
 
 
-def map_clients(fn: Callable, mode: str, chunk_size: int | None = None) -> Callable:
+def map_clients(
+    fn: Callable,
+    mode: str,
+    chunk_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+) -> Callable:
     """``fn(*args)`` for one client -> a function over a leading client axis of all ``args``.
 
     Args:
       fn: the one-client function; every argument and output gains the client axis.
-      mode: one of ``"vmap"``, ``"map"``, ``"chunked"`` (resolve ``"auto"`` first).
+      mode: one of ``"vmap"``, ``"map"``, ``"chunked"``, ``"sequential"`` (resolve ``"auto"``
+        first): how each device runs its clients.
       chunk_size: clients vectorized together in ``"chunked"`` mode.
+      mesh: optional mesh with a ``"clients"`` axis: the client axis is split over its devices
+        with `jax.shard_map`, each device running its C / devices clients by ``mode``, all in
+        the same compiled program (C must divide evenly). Values ``fn`` closes over (the global
+        parameters, the client data) are replicated.
     """
+    per_device = _map_clients_on_one_device(fn, mode, chunk_size)
+    if mesh is None:
+        return per_device
+    spec = jax.sharding.PartitionSpec(CLIENT_MESH_AXIS)
+
+    def sharded(*args):
+        num = jax.tree.leaves(args)[0].shape[0]
+        if num % mesh.shape[CLIENT_MESH_AXIS]:
+            raise ValueError(
+                f"clients_per_round={num} must be a multiple of the {mesh.shape[CLIENT_MESH_AXIS]}"
+                " devices the client axis is sharded over"
+            )
+        # check_vma=False: the local steps' carry starts from the replicated global parameters
+        # and becomes per-device after one step, which the varying-type check would reject.
+        return jax.shard_map(per_device, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)(
+            *args
+        )
+
+    return sharded
+
+
+def _map_clients_on_one_device(fn: Callable, mode: str, chunk_size: int | None) -> Callable:
     if mode == "vmap":
         return jax.vmap(fn)
     if mode == "map":

@@ -1,4 +1,5 @@
-"""The client axis sharded over a 2-device mesh gives the single-device result.
+"""The client axis sharded over a 2-device mesh gives the single-device result, under every
+per-device formulation, for a linear model and the LSTM.
 
 Runs in a subprocess because the host device count is fixed when JAX starts
 (``XLA_FLAGS=--xla_force_host_platform_device_count=2``).
@@ -13,34 +14,54 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from jax.sharding import Mesh
     from fedjax_sim.algorithms.fedavg import fed_avg
     from fedjax_sim.data.client_data import client_data_from_indices
     from fedjax_sim.models.model import Model
-    from fedjax_sim.tasks import Task
+    from fedjax_sim.tasks import Task, make_task
 
     assert jax.device_count() == 2, jax.devices()
     def init(rng):
         return {"w": 0.1 * jax.random.normal(rng, (6, 3)), "b": jnp.zeros(3)}
-    task = Task(Model(init, lambda p, x: x @ p["w"] + p["b"], (6,), "linear"),
-                lambda x, rng: x, 3)
+    linear = Task(Model(init, lambda p, x: x @ p["w"] + p["b"], (6,), "linear"),
+                  lambda x, rng: x, 3)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 6)).astype(np.float32)
-    y = rng.integers(0, 3, 40).astype(np.int32)
-    clients = client_data_from_indices({"x": x, "y": y}, np.array_split(np.arange(40), 8))
+    features = {"x": rng.normal(size=(40, 6)).astype(np.float32),
+                "y": rng.integers(0, 3, 40).astype(np.int32)}
+    # the LSTM's hand-written recurrence (a scan with its own carry) under shard_map too
+    lstm = make_task("lstm", 7, seq_len=5, hidden=4)
+    tokens = {"x": rng.integers(0, 7, (40, 5)).astype(np.uint8),
+              "y": rng.integers(0, 7, 40).astype(np.int32)}
     mesh = Mesh(np.array(jax.devices()), ("clients",))
-    results = []
-    for sharding in (None, NamedSharding(mesh, PartitionSpec("clients"))):
+
+    def train(task, data, **kwargs):
+        clients = client_data_from_indices(data, np.array_split(np.arange(40), 8))
         algo = fed_avg(task, optax.sgd(0.3), optax.sgd(1.0), clients_per_round=4, local_steps=3,
-                       batch_size=4, client_sharding=sharding)
-        state = algo.init(init(jax.random.key(0)))
+                       batch_size=4, chunk_size=1, **kwargs)
+        state = algo.init(task.model.init(jax.random.key(0)))
         step = jax.jit(algo.round_fn)
+        program = step.lower(state, clients, jax.random.key(1)).as_text()
+        assert ("sdy.manual_computation" in program) == ("client_mesh" in kwargs)
         for _ in range(3):
             state, _ = step(state, clients, jax.random.key(1))
-        results.append(state.params)
-    for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1]), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-    assert not np.allclose(results[0]["w"], init(jax.random.key(0))["w"])
+        return state.params
+
+    for task, data in ((linear, features), (lstm, tokens)):
+        expected = train(task, data)
+        assert not np.allclose(jax.tree.leaves(expected)[0],
+                               jax.tree.leaves(task.model.init(jax.random.key(0)))[0])
+        for axis in ("vmap", "map", "chunked", "sequential"):
+            got = train(task, data, client_axis=axis, client_mesh=mesh)
+            for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got), strict=True):
+                np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=axis)
+    try:
+        algo = fed_avg(linear, optax.sgd(0.3), optax.sgd(1.0), clients_per_round=3,
+                       local_steps=1, batch_size=4, client_mesh=mesh)
+        clients = client_data_from_indices(features, np.array_split(np.arange(40), 8))
+        jax.jit(algo.round_fn)(algo.init(init(jax.random.key(0))), clients, jax.random.key(1))
+        raise AssertionError("3 clients over 2 devices should be refused")
+    except ValueError as e:
+        assert "clients_per_round=3 must be a multiple of the 2 devices" in str(e), e
     print("OK")
 """)
 

@@ -49,7 +49,7 @@ def fed_avg(
     unroll_local_steps: int | bool = 1,
     aggregator: optax.GradientTransformationExtraArgs | None = None,
     augment: bool = True,
-    client_sharding: jax.sharding.Sharding | None = None,
+    client_mesh: jax.sharding.Mesh | None = None,
 ) -> Algorithm:
     """Builds FedAvg.
 
@@ -68,8 +68,8 @@ def fed_avg(
       unroll_local_steps: ``unroll`` of the `lax.scan` over local steps.
       aggregator: defaults to `aggregation.weighted_mean`.
       augment: apply the task's training augmentation.
-      client_sharding: optional sharding of arrays with a leading client axis (a `NamedSharding`
-        over a ``clients`` mesh axis) to spread clients over devices.
+      client_mesh: optional mesh with a ``"clients"`` axis: the round's clients are split over
+        its devices, each running its share by ``client_axis`` (`fedjax_sim.engine.map_clients`).
 
     Returns:
       `Algorithm` with ``init(params) -> ServerState`` and the jit-able ``round_fn``.
@@ -111,13 +111,11 @@ def fed_avg(
             epochs=local_epochs,
         )
         rngs_C = jax.vmap(lambda c: jax.random.fold_in(train_key, c))(client_ids_C)
-        if client_sharding is not None:
-            indices_CxJxB, mask_CxJxB, rngs_C = jax.lax.with_sharding_constraint(
-                (indices_CxJxB, mask_CxJxB, rngs_C), client_sharding
-            )
-
         update_C = map_clients(
-            lambda i, m, r: client_update(state.params, clients, i, m, r), client_axis, chunk_size
+            lambda i, m, r: client_update(state.params, clients, i, m, r),
+            client_axis,
+            chunk_size,
+            client_mesh,
         )
         deltas_C, metrics_C = update_C(indices_CxJxB, mask_CxJxB, rngs_C)
         weights_C = aggregation.client_weights(clients.counts_K[client_ids_C], weighting)

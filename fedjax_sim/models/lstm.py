@@ -46,7 +46,9 @@ def _forward(gates_in_TxBx4H, w_hh, unroll):
         c_BxH = f * c_BxH + i * g
         return (o * jnp.tanh(c_BxH), c_BxH), (c_BxH, act_Bx4H)
 
-    zeros = jnp.zeros((*gates_in_TxBx4H.shape[1:-1], hidden), gates_in_TxBx4H.dtype)
+    # zeros_like (not zeros) so the carry has the input's type under `shard_map` too (varying
+    # over the mapped mesh axis), else scan rejects the carry.
+    zeros = jnp.zeros_like(gates_in_TxBx4H[0, ..., :hidden])
     _, (c_TxBxH, act_TxBx4H) = jax.lax.scan(step, (zeros, zeros), gates_in_TxBx4H, unroll=unroll)
     # h is o * tanh(c): one vectorized pass here costs less than one more stacked loop output.
     h_TxBxH = act_TxBx4H[..., 3 * hidden :] * jnp.tanh(c_TxBxH)
