@@ -75,6 +75,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _one_of("client_axis", config.client_axis, CLIENT_AXIS_MODES)
     if config.client_axis == "chunked":
         _positive_int("chunk_size", config.chunk_size)
+    _positive_int("client_devices", config.client_devices, 0)
     budget = config.memory_budget_gb
     _require(
         isinstance(budget, (int, float)) and budget >= 0,

@@ -93,4 +93,7 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # 0: no cap.
     config.memory_budget_gb = 8.0
     config.unroll_local_steps = 0  # 0: auto (fully unrolled for the CNN on CPU, else rolled)
+    # Devices the round's clients are split over (each runs its share by client_axis): 0 = all
+    # of the process's devices when their number divides clients_per_round, else one.
+    config.client_devices = 0
     return config

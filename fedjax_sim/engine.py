@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 CLIENT_AXIS_MODES = ("auto", "vmap", "map", "chunked", "sequential")
 CLIENT_MESH_AXIS = "clients"  # the mesh axis that `map_clients` splits clients over
@@ -53,7 +54,13 @@ def resolve_client_axis(mode: str, model_name: str, backend: str | None = None) 
 # XLA:CPU flags that serve each model best, measured in experiments/bench_round.py. Flags are
 # process-wide and read when the backend starts, so the CLI sets them before any computation.
 # Turning YNNPACK fusions off makes the CNN's convolutions 2-3x faster and the LSTM 2.5x slower.
-RECOMMENDED_CPU_XLA_FLAGS = {"cnn": "--xla_cpu_experimental_ynn_fusion_type=", "lstm": ""}
+# Two host devices let `client_mesh_for` split the LSTM's clients over the 2 cores as two
+# single streams (its small per-step matmuls use a second core poorly): 1.4x per round there;
+# for the CNN it was slower.
+RECOMMENDED_CPU_XLA_FLAGS = {
+    "cnn": "--xla_cpu_experimental_ynn_fusion_type=",
+    "lstm": "--xla_force_host_platform_device_count=2",
+}
 
 
 def apply_xla_flags(setting: str, model_name: str) -> str:
@@ -77,6 +84,29 @@ def apply_xla_flags(setting: str, model_name: str) -> str:
     if added:
         os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
     return " ".join(added)
+
+
+def client_mesh_for(client_devices: int, clients_per_round: int) -> jax.sharding.Mesh | None:
+    """The mesh `map_clients` splits a round's clients over, or None for one device.
+
+    Args:
+      client_devices: 0 = every device of the process when their number divides the round's
+        clients (else one device); N = the first N devices, N must divide them.
+      clients_per_round: C.
+    """
+    devices = jax.devices()
+    if client_devices == 0:
+        count = len(devices) if clients_per_round % len(devices) == 0 else 1
+    elif client_devices > len(devices) or clients_per_round % client_devices:
+        raise ValueError(
+            f"client_devices must divide clients_per_round={clients_per_round} and be at most "
+            f"the {len(devices)} devices present, got {client_devices}"
+        )
+    else:
+        count = client_devices
+    if count == 1:
+        return None
+    return jax.sharding.Mesh(np.array(devices[:count]), (CLIENT_MESH_AXIS,))
 
 
 def resolve_unroll(model_name: str, backend: str | None = None) -> int | bool:

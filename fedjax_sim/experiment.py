@@ -26,6 +26,7 @@ from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_cl
 from fedjax_sim.data.dataset import FederatedDataset
 from fedjax_sim.data.synthetic import synthetic_images
 from fedjax_sim.engine import (
+    client_mesh_for,
     clients_within_memory_budget,
     resolve_client_axis,
     resolve_unroll,
@@ -162,6 +163,7 @@ def build_algorithm(
         unroll_local_steps=config.unroll_local_steps or resolve_unroll(config.model.name),
         chunk_size=chunk_size or config.chunk_size or None,
         augment=config.data.augment,
+        client_mesh=client_mesh_for(config.client_devices, clients_per_round(config, num_clients)),
     )
 
 

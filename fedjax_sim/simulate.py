@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
@@ -37,15 +38,19 @@ class Checkpointer:
         step = self.manager.latest_step()
         if step is None:
             return None
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
+        # Restored to host memory, then handed to JAX uncommitted, like a fresh state: arrays
+        # restored onto a device would be committed to it, and a round whose clients are
+        # sharded over a mesh of several devices refuses state committed to one.
+        host_template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), state_template)
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()
+                state=ocp.args.StandardRestore(host_template), history=ocp.args.JsonRestore()
             ),
         )
         log = restored["history"]
-        return restored["state"], list(log["records"]), list(log["pending"])
+        state = jax.tree.map(jnp.asarray, restored["state"])
+        return state, list(log["records"]), list(log["pending"])
 
     def save(
         self,

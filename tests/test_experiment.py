@@ -149,6 +149,7 @@ def test_lengthening_a_finished_run_resumes_it(shakespeare_cache, tmp_path):
         ("fedavg_cifar100", {"data.partition": "zipf"}, "data.partition"),
         ("fedavg_cifar100", {"client_axis": "pmap"}, "client_axis"),
         ("fedavg_shakespeare", {"memory_budget_gb": -1.0}, "memory_budget_gb"),
+        ("fedavg_shakespeare", {"client_devices": -1}, "client_devices"),
         ("fedavg_cifar100", {"client.optimizer": "adamax"}, "client.optimizer"),
         ("centralized_cifar100", {"data.source": "auto"}, "CIFAR-100 not found"),
     ],
@@ -208,7 +209,12 @@ def test_subsample_test_keeps_every_clients_own_examples():
 
 
 def test_auto_choices_per_backend_and_model(monkeypatch):
-    from fedjax_sim.engine import apply_xla_flags, resolve_client_axis, resolve_unroll
+    from fedjax_sim.engine import (
+        apply_xla_flags,
+        client_mesh_for,
+        resolve_client_axis,
+        resolve_unroll,
+    )
 
     assert resolve_client_axis("auto", "cnn", backend="cpu") == "sequential"
     assert resolve_client_axis("auto", "lstm", backend="cpu") == "map"
@@ -218,9 +224,15 @@ def test_auto_choices_per_backend_and_model(monkeypatch):
     assert resolve_unroll("cnn", backend="cpu") is True and resolve_unroll("lstm", "cpu") == 1
     with pytest.raises(ValueError, match="client_axis"):
         resolve_client_axis("pmap", "cnn")
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+    monkeypatch.setenv(
+        "XLA_FLAGS",
+        "--xla_cpu_experimental_ynn_fusion_type= --xla_force_host_platform_device_count=1",
+    )
     assert apply_xla_flags("auto", "cnn") == ""  # already there: the user's setting wins
     assert apply_xla_flags("auto", "lstm") == ""
+    assert client_mesh_for(0, clients_per_round=4) is None  # this process has one device
+    with pytest.raises(ValueError, match="client_devices must divide clients_per_round=4"):
+        client_mesh_for(2, clients_per_round=4)
     monkeypatch.setenv("XLA_FLAGS", "")
     jax.numpy.zeros(1).block_until_ready()  # the backend is running now
     with pytest.raises(RuntimeError, match="xla_flags"):
