@@ -10,8 +10,9 @@ Workloads (synthetic data of the real shapes):
   mlp:  many small clients: 1000 clients x 50 examples of 64 features, MLP 64-128-10, 100 clients
         per round, J=5, B=10.
 --quick runs 4 clients x 2 local steps per round for the CNN and the LSTM (same shapes per step,
-so the same per-sample speed up to per-round overheads) without the CNN's map and chunked rows,
-3 repetitions, and the scaling scans of bench_scaling.py with 5 repetitions: under 3 minutes.
+so the same per-sample speed up to per-round overheads) without the CNN's map, chunked and
+sharded rows and the LSTM's chunked row, 3 repetitions, and the scaling scans of
+bench_scaling.py with 5 repetitions: under 3 minutes.
 Formulations, all measured in this one process, alternately, after their own warm-up:
   centralized: one jitted optimizer step at batch B (the FLOP-equal reference, per sample);
   vmap / map / chunked / sequential: the whole round as ONE compiled call, clients vectorized,
@@ -112,10 +113,11 @@ WORKLOADS = {
 }
 # --quick keeps every workload's shapes per step but runs fewer clients and local steps, and
 # skips the CNN's looped formulations (convolutions in loop bodies: 10-20x slower, see README)
-# and its sharded row (slower than one device, and the longest compile).
+# and its sharded row (slower than one device, and the longest compile), and the LSTM's chunked
+# row (between map and vmap), to stay under 3 minutes.
 QUICK = {
     "cnn": dict(C=4, J=2, skip=("map", "chunked", "sharded")),
-    "lstm": dict(C=4, J=2),
+    "lstm": dict(C=4, J=2, skip=("chunked",)),
     "mlp": {},
 }
 FORMULATIONS = ("centralized", "vmap", "map", "chunked", "sequential", "sharded", "python_loop")
