@@ -46,7 +46,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh
 
 from fedjax_sim.aggregation import client_weights
 from fedjax_sim.algorithms.centralized import centralized
@@ -57,14 +56,16 @@ from fedjax_sim.data.client_data import (
     round_batch_plan,
     sample_clients,
 )
+from fedjax_sim.engine import client_mesh_for
 from fedjax_sim.tasks import make_task
 
 # Each workload runs in its own process with the XLA flags that serve it best on CPU (flags are
 # process-wide): the CNN with XLA:CPU's YNNPACK fusions off (2-3x faster convolutions), the LSTM
-# with the defaults (that flag makes it 2.5x slower). The CNN's local steps are unrolled because
-# XLA:CPU runs convolutions inside loop bodies far slower (jax-ml/jax#12868). Every process splits
-# the CPU into 2 host devices so that the "sharded" row can spread the round's clients over them
-# (`sharded`: the workload's best one-device formulation per device); the other rows use one.
+# and the MLP with YNNPACK on (that flag makes the LSTM 2.5x slower). The CNN's local steps are
+# unrolled because XLA:CPU runs convolutions inside loop bodies far slower (jax-ml/jax#12868).
+# Every process splits the CPU into 2 host devices so that the "sharded" row can spread the
+# round's clients over them (the workload's best one-device formulation per device); the other
+# rows use one.
 TWO_HOST_DEVICES = "--xla_force_host_platform_device_count=2"
 WORKLOADS = {
     "cnn": dict(
@@ -243,7 +244,7 @@ def bench_workload(name, spec, formulations, reps):
         else:
             axis, mesh = formulation, None
             if formulation == "sharded":
-                axis, mesh = spec["sharded"], Mesh(np.array(jax.devices()), ("clients",))
+                axis, mesh = spec["sharded"], client_mesh_for(0, spec["C"])
             algo = fed_avg(
                 task,
                 client_tx,
@@ -280,7 +281,7 @@ def measure(name, formulations, reps, quick):
     """This process's records for workload ``name`` (under the XLA_FLAGS it was started with)."""
     spec = dict(WORKLOADS[name], **(QUICK[name] if quick else {}))
     formulations = [f for f in formulations if f not in spec.get("skip", ())]
-    if jax.device_count() == 1 or spec["C"] % jax.device_count():
+    if client_mesh_for(0, spec["C"]) is None:  # one device, or C not divisible over them
         formulations = [f for f in formulations if f != "sharded"]
     peak = matmul_peak_gflops()
     per_sample = flops_per_sample(spec)
