@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from fedjax_sim.engine import CLIENT_AXIS_MODES
+from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 
 
 class ConfigError(ValueError):
@@ -43,6 +44,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     data = config.data
     _one_of("data.name", data.name, tuple(_DATASETS))
     _one_of("model.name", config.model.name, ("cnn", "lstm"))
+    _one_of("model.conv", config.model.conv, CONV_IMPLEMENTATIONS)
     _require(
         config.model.name == _DATASETS[data.name],
         f"model.name must be {_DATASETS[data.name]!r} for data.name={data.name!r}, "

@@ -53,8 +53,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     config.xla_flags = "auto"
     config.eval_max_examples = 0  # 0 evaluates on the whole test split
     config.data = _data(dataset)
+    # model.conv (CNN): "auto" (loop-friendly on CPU, XLA's elsewhere), "xla", "loop_friendly"
     config.model = ml_collections.ConfigDict(
-        {"name": "lstm" if dataset == "shakespeare" else "cnn", "hidden": 256}
+        {"name": "lstm" if dataset == "shakespeare" else "cnn", "hidden": 256, "conv": "auto"}
     )
     if algorithm == "centralized":
         config.batch_size = 64

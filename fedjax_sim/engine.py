@@ -5,8 +5,9 @@ a leading client axis C of every argument. The formulations differ only in speed
 
   * ``"vmap"``: all C clients vectorized at once (`jax.vmap`). Fastest on GPU/TPU, and for small
     per-client work anywhere; memory grows with C.
-  * ``"map"``: clients one after another inside the compiled call (`jax.lax.map`); memory of one
-    client, but the body is a loop, where XLA:CPU runs convolutions slowly (jax-ml/jax#12868).
+  * ``"map"``: clients one after another inside the compiled call (`jax.lax.map`); memory and
+    compile time of one client. The body is a loop, where XLA:CPU runs the backward pass of its
+    own convolutions slowly (jax-ml/jax#12868); `fedjax_sim.models.conv` avoids that.
   * ``"chunked"``: `jax.lax.map` over chunks of ``chunk_size`` vectorized clients; bounds memory
     to ``chunk_size`` clients at a time. Where vmap's memory would exceed a budget,
     `clients_within_memory_budget` picks the chunk.
@@ -29,17 +30,20 @@ CLIENT_AXIS_MODES = ("auto", "vmap", "map", "chunked", "sequential")
 CLIENT_MESH_AXIS = "clients"  # the mesh axis that `map_clients` splits clients over
 
 
-def resolve_client_axis(mode: str, model_name: str, backend: str | None = None) -> str:
+def resolve_client_axis(
+    mode: str, model_name: str, backend: str | None = None, conv: str = "loop_friendly"
+) -> str:
     """The concrete formulation for ``mode``; ``"auto"`` uses what measured fastest.
 
     On GPU/TPU the vectorized round is expected to win. On CPU, measured in
-    experiments/bench_round.py (2 cores): for the CNN the grouped convolutions that vmap creates
-    run at half speed and `lax.map` puts convolutions in a loop body (20-40x slower), so the
-    clients run one after another, unrolled into the one compiled program ("sequential", 81% of
-    the matmul peak); for the LSTM, vmap's batched per-client matmuls run 1.3x slower than one
-    client's, and `lax.map` is as fast as unrolling (48-49% of the peak) with the memory and
-    compile time of one client ("map"); for many small clients (MLP) vmap is 7x faster than a
-    Python loop over clients ("vmap").
+    experiments/bench_round.py (2 cores): for the CNN, vmap's grouped convolutions run at half
+    speed, so the clients run one after another: with the loop-friendly convolution
+    (`fedjax_sim.models.conv`, the CPU default) in a `lax.map` ("map": as fast as unrolling
+    them, compiled once for one client, memory of one client); with XLA's own convolution
+    (``conv="xla"``), whose backward pass is 20x slower in loop bodies, unrolled into the
+    program ("sequential"). For the LSTM, vmap's batched per-client matmuls run 1.3x slower than
+    one client's and `lax.map` is as fast as unrolling ("map"); for many small clients (MLP)
+    vmap is 7x faster than a Python loop over clients ("vmap").
     """
     if mode not in CLIENT_AXIS_MODES:
         raise ValueError(f"client_axis must be one of {list(CLIENT_AXIS_MODES)}, got {mode!r}")
@@ -48,7 +52,9 @@ def resolve_client_axis(mode: str, model_name: str, backend: str | None = None) 
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "vmap"
-    return {"cnn": "sequential", "lstm": "map"}.get(model_name, "vmap")
+    if model_name == "cnn":
+        return "map" if conv == "loop_friendly" else "sequential"
+    return {"lstm": "map"}.get(model_name, "vmap")
 
 
 # XLA:CPU flags that serve each model best, measured in experiments/bench_round.py. Flags are
@@ -110,8 +116,9 @@ def client_mesh_for(client_devices: int, clients_per_round: int) -> jax.sharding
 
 
 def resolve_unroll(model_name: str, backend: str | None = None) -> int | bool:
-    """`lax.scan` unroll of the local steps: full for convolutions on CPU (jax-ml/jax#12868:
-    XLA:CPU runs them about 6x slower inside a loop body), else rolled."""
+    """`lax.scan` unroll of the local steps: full for the CNN on CPU, else rolled. (With the
+    loop-friendly convolution a rolled CNN step is only ~8% slower, measured; with XLA's own
+    convolution its backward pass is 20x slower inside a loop body, jax-ml/jax#12868.)"""
     backend = backend or jax.default_backend()
     return True if backend == "cpu" and model_name == "cnn" else 1
 

@@ -34,6 +34,7 @@ from fedjax_sim.engine import (
 from fedjax_sim.evaluation import evaluation_metrics, make_evaluator
 from fedjax_sim.optimizers import make_optimizer
 from fedjax_sim.simulate import simulate
+from fedjax_sim.models.cnn import resolve_conv
 from fedjax_sim.tasks import Task, make_task
 
 # A resumed run may be lengthened or re-paced; anything else must match the run in the workdir.
@@ -108,6 +109,8 @@ def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> F
 
 def build_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
     kwargs = {"hidden": config.model.hidden} if config.model.name == "lstm" else {}
+    if config.model.name == "cnn":
+        kwargs["conv"] = config.model.conv
     return make_task(config.model.name, num_classes, augment=config.data.augment, **kwargs)
 
 
@@ -159,12 +162,18 @@ def build_algorithm(
         batch_size=client.batch_size,
         local_epochs=client.local_epochs or None,
         weighting=config.weighting,
-        client_axis=client_axis or resolve_client_axis(config.client_axis, config.model.name),
+        client_axis=client_axis or auto_client_axis(config),
         unroll_local_steps=config.unroll_local_steps or resolve_unroll(config.model.name),
         chunk_size=chunk_size or config.chunk_size or None,
         augment=config.data.augment,
         client_mesh=client_mesh_for(config.client_devices, clients_per_round(config, num_clients)),
     )
+
+
+def auto_client_axis(config: ml_collections.ConfigDict) -> str:
+    """``config.client_axis`` with ``"auto"`` resolved for this backend, model and convolution."""
+    conv = resolve_conv(config.model.conv) if config.model.name == "cnn" else "loop_friendly"
+    return resolve_client_axis(config.client_axis, config.model.name, conv=conv)
 
 
 def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
@@ -182,7 +191,7 @@ def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Alg
     if (
         config.algorithm != "fedavg"
         or not config.memory_budget_gb
-        or resolve_client_axis(config.client_axis, config.model.name) != "vmap"
+        or auto_client_axis(config) != "vmap"
     ):
         return algorithm
     num = clients_per_round(config, clients.num_clients)

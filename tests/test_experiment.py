@@ -148,6 +148,7 @@ def test_lengthening_a_finished_run_resumes_it(shakespeare_cache, tmp_path):
         ("fedavg_shakespeare", {"model.name": "resnet"}, "model.name"),
         ("fedavg_cifar100", {"data.partition": "zipf"}, "data.partition"),
         ("fedavg_cifar100", {"client_axis": "pmap"}, "client_axis"),
+        ("fedavg_cifar100", {"model.conv": "fft"}, "model.conv"),
         ("fedavg_shakespeare", {"memory_budget_gb": -1.0}, "memory_budget_gb"),
         ("fedavg_shakespeare", {"client_devices": -1}, "client_devices"),
         ("fedavg_cifar100", {"client.optimizer": "adamax"}, "client.optimizer"),
@@ -216,7 +217,8 @@ def test_auto_choices_per_backend_and_model(monkeypatch):
         resolve_unroll,
     )
 
-    assert resolve_client_axis("auto", "cnn", backend="cpu") == "sequential"
+    assert resolve_client_axis("auto", "cnn", backend="cpu") == "map"
+    assert resolve_client_axis("auto", "cnn", backend="cpu", conv="xla") == "sequential"
     assert resolve_client_axis("auto", "lstm", backend="cpu") == "map"
     assert resolve_client_axis("auto", "mlp", backend="cpu") == "vmap"
     assert resolve_client_axis("auto", "cnn", backend="gpu") == "vmap"
