@@ -32,9 +32,9 @@ from fedjax_sim.engine import (
     resolve_unroll,
 )
 from fedjax_sim.evaluation import evaluation_metrics, make_evaluator
+from fedjax_sim.models.cnn import resolve_conv
 from fedjax_sim.optimizers import make_optimizer
 from fedjax_sim.simulate import simulate
-from fedjax_sim.models.cnn import resolve_conv
 from fedjax_sim.tasks import Task, make_task
 
 # A resumed run may be lengthened or re-paced; anything else must match the run in the workdir.

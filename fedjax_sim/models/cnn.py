@@ -11,8 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fedjax_sim.models.model import Model, from_linen
 from fedjax_sim.models.conv import LoopFriendlyConv
+from fedjax_sim.models.model import Model, from_linen
 from fedjax_sim.models.pooling import max_pool_2x2
 
 CONV_IMPLEMENTATIONS = ("auto", "xla", "loop_friendly")
