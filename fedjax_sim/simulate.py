@@ -17,6 +17,22 @@ def _to_host(metrics) -> dict:
     return {name: float(np.asarray(value)) for name, value in metrics.items()}
 
 
+def _is_key(x) -> bool:
+    return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
+
+
+def _keys_as_data(tree):
+    """Typed PRNG key arrays (per-client keys an algorithm may keep) as their uint32 data, which
+    a checkpoint stores like any array."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _host_zeros_like(x):
+    if _is_key(x):
+        x = jax.eval_shape(jax.random.key_data, x)
+    return np.zeros(x.shape, x.dtype)
+
+
 class Checkpointer:
     """Orbax checkpoints of (state, metrics history) every ``every`` rounds, plus the last round.
 
@@ -41,7 +57,7 @@ class Checkpointer:
         # Restored to host memory, then handed to JAX uncommitted, like a fresh state: arrays
         # restored onto a device would be committed to it, and a round whose clients are
         # sharded over a mesh of several devices refuses state committed to one.
-        host_template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), state_template)
+        host_template = jax.tree.map(_host_zeros_like, state_template)
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(
@@ -49,7 +65,15 @@ class Checkpointer:
             ),
         )
         log = restored["history"]
-        state = jax.tree.map(jnp.asarray, restored["state"])
+        state = jax.tree.map(
+            lambda x, like: (
+                jax.random.wrap_key_data(x, impl=jax.random.key_impl(like))
+                if _is_key(like)
+                else jnp.asarray(x)
+            ),
+            restored["state"],
+            state_template,
+        )
         return state, list(log["records"]), list(log["pending"])
 
     def save(
@@ -69,7 +93,7 @@ class Checkpointer:
         self.manager.save(
             round_number,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
+                state=ocp.args.StandardSave(_keys_as_data(state)),
                 history=ocp.args.JsonSave({"records": history, "pending": pending}),
             ),
             force=True,

@@ -14,7 +14,7 @@ import pytest
 from fedjax_sim import experiment as experiment_lib
 from fedjax_sim.config_checks import ConfigError
 from fedjax_sim.data.dataset import DataError
-from fedjax_sim.simulate import simulate
+from fedjax_sim.simulate import Checkpointer, simulate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = [
@@ -111,6 +111,21 @@ def test_resume_after_crash_gives_the_same_result(shakespeare_cache, tmp_path):
     assert read_params(tmp_path / "straight") == read_params(crashed_dir)
     straight_metrics = (tmp_path / "straight" / "metrics.jsonl").read_text()
     assert straight_metrics == (tmp_path / "crashed" / "metrics.jsonl").read_text()
+
+
+def test_checkpoint_keeps_typed_prng_keys(tmp_path):
+    # Per-client keys in an algorithm's state must come back as keys, equal to those saved.
+    state = {"keys": jax.random.split(jax.random.key(3), 4), "w": np.arange(3.0, dtype=np.float32)}
+    checkpointer = Checkpointer(str(tmp_path), every=1)
+    checkpointer.save(1, state, [{"round": 1}], [])
+    template = {"keys": jax.random.split(jax.random.key(0), 4), "w": np.zeros(3, np.float32)}
+    restored, history, pending = checkpointer.restore(template)
+    assert jax.dtypes.issubdtype(restored["keys"].dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(
+        jax.random.key_data(restored["keys"]), jax.random.key_data(state["keys"])
+    )
+    np.testing.assert_array_equal(restored["w"], state["w"])
+    assert history == [{"round": 1}] and pending == []
 
 
 def test_same_seed_is_bit_identical_and_another_seed_differs(shakespeare_cache, tmp_path):
