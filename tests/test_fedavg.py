@@ -18,7 +18,7 @@ from fedjax_sim.algorithms.fedavg import fed_avg
 from fedjax_sim.algorithms.local import make_local_steps
 from fedjax_sim.data.client_data import client_batch_plan, client_data_from_indices, sample_clients
 from fedjax_sim.optimizers import make_optimizer
-from fedjax_sim.tasks import Task
+from fedjax_sim.tasks import Task, make_task
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 KEY = jax.random.key(42)
@@ -302,22 +302,27 @@ def test_formulations_agree(model, make_examples, request):
     select_key, _, _ = _round_keys(0)
     assert 2 in sample_at(select_key, 3, 2)
     results = {}
-    for client_axis in ("vmap", "map", "chunked", "sequential"):
+    runs = [(task, axis) for axis in ("vmap", "map", "chunked", "sequential")]
+    if model == "cnn":
+        # On CPU the task's convolution is the loop-friendly one; XLA's nn.Conv, clients
+        # unrolled, is a further reference (fedjax_sim/models/conv.py).
+        runs.append((make_task("cnn", 100, conv="xla"), "sequential_nn_conv"))
+    for run_task, client_axis in runs:
         algo = fed_avg(
-            task,
+            run_task,
             optax.sgd(0.05),
             optax.sgd(1.0),
             clients_per_round=2,
             local_steps=2,
             batch_size=2,
-            client_axis=client_axis,
+            client_axis=client_axis.removesuffix("_nn_conv"),
             chunk_size=2,
         )
         results[client_axis] = _run_rounds(algo, params0, clients, 1)[0]
     params, metrics = results["vmap"]
     assert metrics["train_examples"] == 8
     assert not np.allclose(params["Dense_0"]["kernel"], params0["Dense_0"]["kernel"])
-    for client_axis in ("map", "chunked", "sequential"):
+    for client_axis in set(results) - {"vmap"}:
         other_params, other_metrics = results[client_axis]
         chex.assert_trees_all_close(other_params, params, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(other_metrics["train_loss"], metrics["train_loss"], rtol=1e-5)
