@@ -10,9 +10,9 @@ Workloads (synthetic data of the real shapes):
   mlp:  many small clients: 1000 clients x 50 examples of 64 features, MLP 64-128-10, 100 clients
         per round, J=5, B=10.
 --quick runs 4 clients x 2 local steps per round for the CNN and the LSTM (same shapes per step,
-so the same per-sample speed up to per-round overheads) without the CNN's chunked and sharded
-rows and the LSTM's chunked row, 3 repetitions, and the scaling scans of
-bench_scaling.py with 5 repetitions: under 3 minutes.
+so the same per-sample speed up to per-round overheads) without the CNN's chunked, sequential and
+2-device rows nor the LSTM's vmap, chunked and sequential rows, 3 repetitions, and the scaling
+scans of bench_scaling.py with 5 repetitions: under 3 minutes.
 Formulations, all measured in this one process, alternately, after their own warm-up:
   centralized: one jitted optimizer step at batch B (the FLOP-equal reference, per sample);
   vmap / map / chunked / sequential: the whole round as ONE compiled call, clients vectorized,
@@ -119,11 +119,13 @@ WORKLOADS = {
     ),
 }
 # --quick keeps every workload's shapes per step but runs fewer clients and local steps, and
-# skips the CNN's chunked and sharded rows (vmap's grouped convolutions, and no faster than one
-# device) and the LSTM's chunked row (between map and vmap), to stay under 3 minutes.
+# keeps to the rows that matter on CPU: it skips the CNN's chunked (vmap's grouped
+# convolutions), sequential (the longest compile) and 2-device rows, the LSTM's vmap, chunked
+# and sequential rows (within 10% of map in full runs), and the MLP's 2-device loop (slower
+# than one device), to stay under 3 minutes.
 QUICK = {
-    "cnn": dict(C=4, J=2, skip=("chunked", "sharded", "python_loop_sharded")),
-    "lstm": dict(C=4, J=2, skip=("chunked",)),
+    "cnn": dict(C=4, J=2, skip=("chunked", "sequential", "sharded", "python_loop_sharded")),
+    "lstm": dict(C=4, J=2, skip=("vmap", "chunked", "sequential")),
     "mlp": dict(skip=("sequential", "python_loop_sharded")),
 }
 FORMULATIONS = (
