@@ -19,7 +19,6 @@ a leading client axis C of every argument. The formulations differ only in speed
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import jax
@@ -55,41 +54,6 @@ def resolve_client_axis(
     if model_name == "cnn":
         return "map" if conv == "loop_friendly" else "sequential"
     return {"lstm": "map"}.get(model_name, "vmap")
-
-
-# XLA:CPU flags that serve each model best, measured in experiments/bench_round.py. Flags are
-# process-wide and read when the backend starts, so the CLI sets them before any computation.
-# Turning YNNPACK fusions off makes the CNN's convolutions 2-3x faster and the LSTM 2.5x slower.
-# Two host devices let `client_mesh_for` split the LSTM's clients over the 2 cores as two
-# single streams (its small per-step matmuls use a second core poorly): 1.4x per round there;
-# for the CNN it was slower.
-RECOMMENDED_CPU_XLA_FLAGS = {
-    "cnn": "--xla_cpu_experimental_ynn_fusion_type=",
-    "lstm": "--xla_force_host_platform_device_count=2",
-}
-
-
-def apply_xla_flags(setting: str, model_name: str) -> str:
-    """Adds the XLA flags of ``setting`` to ``XLA_FLAGS`` unless the backend already started.
-
-    Args:
-      setting: ``"auto"`` (`RECOMMENDED_CPU_XLA_FLAGS` for the model), ``""`` (none) or flags.
-      model_name: the config's model.
-
-    Returns:
-      The flags added (flags already in ``XLA_FLAGS`` are kept and win).
-    """
-    from jax._src import xla_bridge
-
-    flags = RECOMMENDED_CPU_XLA_FLAGS.get(model_name, "") if setting == "auto" else setting
-    current = os.environ.get("XLA_FLAGS", "")
-    present = {flag.split("=")[0] for flag in current.split()}
-    added = [flag for flag in flags.split() if flag.split("=")[0] not in present]
-    if added and xla_bridge.backends_are_initialized():
-        raise RuntimeError("xla_flags: set them before the first JAX computation of the process")
-    if added:
-        os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
-    return " ".join(added)
 
 
 def client_mesh_for(client_devices: int, clients_per_round: int) -> jax.sharding.Mesh | None:
