@@ -16,24 +16,35 @@ def make_schedule(
     warmup_steps: int = 0,
     field: str = "optimizer",
 ) -> optax.Schedule | float:
-    """A learning-rate schedule by name (``field`` names the config entry in errors)."""
+    """A learning-rate schedule by name (``field`` names the config entry in errors).
+
+    ``total_steps`` is the horizon of ``cosine`` (decay to 0 at that step, 0 after it) and of
+    ``warmup_cosine`` (linear warmup from 0 over ``warmup_steps``, then cosine decay to 0 at
+    ``total_steps``); ``constant`` ignores both.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"{field}.schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
     if schedule == "constant":
         return learning_rate
+    if total_steps < 1:
+        raise ValueError(f"{field}: a {schedule} schedule needs a horizon >= 1, got {total_steps}")
     if schedule == "cosine":
-        return optax.cosine_decay_schedule(learning_rate, max(total_steps, 1))
-    if schedule == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(
-            0.0, learning_rate, warmup_steps, max(total_steps, warmup_steps + 1)
+        return optax.cosine_decay_schedule(learning_rate, total_steps)
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(
+            f"{field}.warmup_steps must be in [0, {total_steps}) (the schedule's horizon), "
+            f"got {warmup_steps}"
         )
-    raise ValueError(f"{field}.schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, total_steps)
 
 
 def make_optimizer(
     name: str,
     learning_rate: float,
     *,
-    momentum: float = 0.0,
+    momentum: float | None = None,
     weight_decay: float = 0.0,
+    eps: float | None = None,
     nesterov: bool = False,
     schedule: str = "constant",
     total_steps: int = 1,
@@ -45,36 +56,60 @@ def make_optimizer(
     Args:
       name: one of `OPTIMIZERS`.
       learning_rate: peak learning rate.
-      momentum: heavy-ball momentum for ``sgd`` (0 disables it) and ``lars``.
-      weight_decay: L2 weight decay, added to the gradient (SGD-style) for sgd/adagrad, decoupled
-        for adam (AdamW), lars and lamb.
+      momentum: heavy-ball momentum of ``sgd`` and ``lars``, used as given (0: none); None is
+        the optimizer's own default (none for sgd, 0.9 for lars). Other optimizers refuse it.
+      weight_decay: L2 weight decay, added to the gradient (SGD-style) for sgd/adagrad/yogi,
+        decoupled for adam (AdamW), lars and lamb.
+      eps: the denominator's epsilon of adam, adagrad, yogi, lamb and lars (its trust ratio's);
+        None is optax's default for that optimizer (e.g. 1e-8 for adam). For adaptive server
+        optimizers it is the adaptivity tau of Reddi et al. 2021 (FedAdam, FedYogi).
+      nesterov: Nesterov momentum for sgd and lars (needs momentum > 0).
       schedule, total_steps, warmup_steps: see `make_schedule`.
       field: the config entry named in error messages, e.g. ``"client"``.
+
+    Raises:
+      ValueError: a value outside what its field allows; the message names ``field``.
 
     Example:
       >>> tx = make_optimizer("sgd", 0.1, momentum=0.9, weight_decay=5e-4)
     """
-    if learning_rate <= 0:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"{field}.optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
+    if not learning_rate > 0:
         raise ValueError(f"{field}.learning_rate must be > 0, got {learning_rate}")
-    if not 0 <= momentum < 1:
+    if momentum is not None and not 0 <= momentum < 1:
         raise ValueError(f"{field}.momentum must be in [0, 1), got {momentum}")
+    if momentum and name not in ("sgd", "lars"):
+        raise ValueError(
+            f"{field}.momentum applies to sgd and lars only, not {name!r}; set it to 0"
+        )
+    if nesterov and not (momentum or (name == "lars" and momentum is None)):
+        raise ValueError(f"{field}.nesterov needs {field}.momentum > 0")
+    if not weight_decay >= 0:
+        raise ValueError(f"{field}.weight_decay must be >= 0, got {weight_decay}")
+    if eps is not None and not eps > 0:
+        raise ValueError(f"{field}.eps must be > 0 (or None: the optimizer's default), got {eps}")
+    if eps is not None and name == "sgd":
+        raise ValueError(f"{field}.eps does not apply to sgd; leave it None")
     lr = make_schedule(
         learning_rate, schedule, total_steps=total_steps, warmup_steps=warmup_steps, field=field
     )
+    eps_arg = {} if eps is None else {"eps": eps}
     if name == "sgd":
         tx = optax.sgd(lr, momentum=momentum or None, nesterov=nesterov)
     elif name == "adagrad":
-        tx = optax.adagrad(lr)
+        tx = optax.adagrad(lr, **eps_arg)
     elif name == "adam":
-        return optax.adamw(lr, weight_decay=weight_decay)
+        return optax.adamw(lr, weight_decay=weight_decay, **eps_arg)
     elif name == "yogi":
-        tx = optax.yogi(lr)
+        tx = optax.yogi(lr, **eps_arg)
     elif name == "lars":
-        return optax.lars(lr, weight_decay=weight_decay, momentum=momentum or 0.9)
-    elif name == "lamb":
-        return optax.lamb(lr, weight_decay=weight_decay)
+        momentum_arg = {} if momentum is None else {"momentum": momentum}
+        return optax.lars(
+            lr, weight_decay=weight_decay, nesterov=nesterov, **momentum_arg, **eps_arg
+        )
     else:
-        raise ValueError(f"{field}.optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
+        return optax.lamb(lr, weight_decay=weight_decay, **eps_arg)
     if weight_decay:
         tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
     return tx

@@ -17,7 +17,6 @@ from fedjax_sim import aggregation
 from fedjax_sim.algorithms.fedavg import fed_avg
 from fedjax_sim.algorithms.local import make_local_steps
 from fedjax_sim.data.client_data import client_batch_plan, client_data_from_indices, sample_clients
-from fedjax_sim.optimizers import make_optimizer
 from fedjax_sim.tasks import Task, make_task
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}
@@ -361,48 +360,3 @@ def test_client_weights():
             batch_size=1,
             weighting="mean",
         )
-
-
-# Client and server optimizers, built by name.
-
-
-def test_sgd_with_weight_decay_and_momentum_by_hand():
-    lr, momentum, decay = 0.1, 0.9, 0.01
-    tx = make_optimizer("sgd", lr, momentum=momentum, weight_decay=decay, field="client")
-    p0 = np.array([1.0, -2.0, 3.0], np.float32)
-    g1, g2 = np.array([0.5, 0.25, -1.0]), np.array([-0.3, 0.8, 0.1])
-    state = tx.init(jnp.asarray(p0))
-    params = jnp.asarray(p0)
-    for grads in (g1, g2):
-        updates, state = tx.update(jnp.asarray(grads, jnp.float32), state, params)
-        params = optax.apply_updates(params, updates)
-
-    m1 = g1 + decay * p0
-    p1 = p0 - lr * m1
-    m2 = (g2 + decay * p1) + momentum * m1
-    p2 = p1 - lr * m2
-    np.testing.assert_allclose(params, p2, rtol=1e-6)
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (
-            dict(name="sgdd"),
-            "client.optimizer must be one of ['sgd', 'adam', 'adagrad', 'yogi', "
-            "'lars', 'lamb'], got 'sgdd'",
-        ),
-        (
-            dict(schedule="step"),
-            "client.schedule must be one of ['constant', 'cosine', 'warmup_cosine'], got 'step'",
-        ),
-        (dict(learning_rate=0.0), "client.learning_rate must be > 0, got 0.0"),
-        (dict(momentum=1.0), "client.momentum must be in [0, 1), got 1.0"),
-    ],
-    ids=["name", "schedule", "learning_rate", "momentum"],
-)
-def test_make_optimizer_errors_name_the_field(kwargs, message):
-    kwargs = {"name": "sgd", "learning_rate": 0.1, **kwargs}
-    with pytest.raises(ValueError) as error:
-        make_optimizer(field="client", **kwargs)
-    assert str(error.value) == message
