@@ -71,14 +71,19 @@ def per_client_accuracy(dataset: FederatedDataset, correct_N: np.ndarray) -> np.
 
 
 def evaluation_metrics(dataset: FederatedDataset, loss_N, correct_N, *, per_client: bool):
-    """The metrics one evaluation reports (JSON-ready floats)."""
+    """The metrics one evaluation reports (JSON-ready floats).
+
+    ``client_accuracy_{mean,std,p10}`` are over the clients that have test data; they are left
+    out when no client has any.
+    """
     metrics = {"test_loss": float(loss_N.mean()), "test_accuracy": float(correct_N.mean())}
     if per_client:
         accs = per_client_accuracy(dataset, correct_N)
         accs = accs[~np.isnan(accs)]
-        metrics.update(
-            client_accuracy_mean=float(accs.mean()),
-            client_accuracy_std=float(accs.std()),
-            client_accuracy_p10=float(np.percentile(accs, 10)),
-        )
+        if accs.size:
+            metrics.update(
+                client_accuracy_mean=float(accs.mean()),
+                client_accuracy_std=float(accs.std()),
+                client_accuracy_p10=float(np.percentile(accs, 10)),
+            )
     return metrics

@@ -74,6 +74,12 @@ def test_evaluation_metrics():
     }
 
 
+def test_evaluation_metrics_without_any_client_test_data():
+    dataset = _dataset([0, 2, 0, 1, 2, 2], [[0, 2, 3, 4], [1, 5]], test_client_indices=[[], []])
+    metrics = evaluation_metrics(dataset, np.arange(7.0), CORRECT, per_client=True)
+    assert metrics == {"test_loss": 3.0, "test_accuracy": 4 / 7}
+
+
 def test_evaluator_compiles_once(mlp_task, mlp_params, tiny_examples, trace_counting):
     task, traces = trace_counting(mlp_task)
     evaluate = make_evaluator(task, batch_size=5)

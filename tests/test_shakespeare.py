@@ -1,5 +1,6 @@
 """LEAF Shakespeare built from Gutenberg plays: parsing, windows, split, cache, LEAF json, stats."""
 
+import json
 import os
 import sys
 
@@ -189,6 +190,36 @@ def test_cache_roundtrip(tmp_path, monkeypatch, tiny):
         build_shakespeare(FIXTURES, cache_dir=str(tmp_path), min_samples=1)
 
 
+def _same(a, b) -> bool:
+    return a.client_ids == b.client_ids and all(
+        np.array_equal(getattr(a, split)[key], getattr(b, split)[key])
+        for split in ("train", "test")
+        for key in ("x", "y")
+    )
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_a_byte", "altered_arrays"])
+def test_damaged_cache_is_rebuilt(tmp_path, tiny, damage, caplog):
+    build_shakespeare(FIXTURES, cache_dir=str(tmp_path), min_samples=0)
+    (path,) = tmp_path.glob("*.npz")
+    intact = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(intact[:-100])
+    elif damage == "flip_a_byte":
+        path.write_bytes(intact[:200] + bytes([intact[200] ^ 1]) + intact[201:])
+    else:  # a whole, readable file whose arrays no longer match their checksum
+        with np.load(path) as cached:
+            arrays = dict(cached)
+        arrays["offsets"] = arrays["offsets"] + 1
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    with caplog.at_level("WARNING"):
+        rebuilt = build_shakespeare(FIXTURES, cache_dir=str(tmp_path), min_samples=0)
+    assert "is damaged" in caplog.text and "rebuilding" in caplog.text
+    assert _same(rebuilt, tiny)
+    assert path.read_bytes() == intact
+
+
 def test_missing_texts_raise_data_error(monkeypatch, tmp_path):
     with pytest.raises(DataError, match="nowhere"):
         build_shakespeare(str(tmp_path / "nowhere"))
@@ -215,6 +246,40 @@ def test_load_leaf_json():
     assert _decode(fran_test[:8]) == "ay, answ"
     with pytest.raises(DataError, match="missing_dir"):
         load_leaf_json(os.path.join(FIXTURES, "missing_dir"), FIXTURES)
+
+
+def _write_leaf(folder, users):
+    folder.mkdir(parents=True)
+    blob = {
+        "users": list(users),
+        "num_samples": [len(xs) for xs, _ in users.values()],
+        "user_data": {u: {"x": xs, "y": ys} for u, (xs, ys) in users.items()},
+    }
+    (folder / "data.json").write_text(json.dumps(blob))
+
+
+def test_leaf_users_without_training_samples_are_not_clients(tmp_path, caplog):
+    # A user only in the test files (or with no train samples) would be a client that trains on
+    # nothing yet takes a sampling slot.
+    x, y = [BER_TEXT[:80], FRAN_TEXT[:80]], ["s", "c"]
+    _write_leaf(tmp_path / "train", {"a": (x, y), "empty": ([], [])})
+    _write_leaf(tmp_path / "test", {"a": (x[:1], y[:1]), "test_only": (x, y)})
+    with caplog.at_level("WARNING"):
+        dataset = load_leaf_json(str(tmp_path / "train"), str(tmp_path / "test"))
+    assert dataset.client_ids == ("a",)
+    assert [len(i) for i in dataset.train_client_indices] == [2]
+    assert [len(i) for i in dataset.test_client_indices] == [1]
+    assert len(dataset.test["y"]) == 1  # the test-only user's examples are not in the test set
+    assert "2 users have no training samples" in caplog.text
+
+
+def test_malformed_leaf_json_names_the_file(tmp_path):
+    _write_leaf(tmp_path / "train", {"a": ([BER_TEXT[:80]], ["s"])})
+    _write_leaf(tmp_path / "test", {"a": ([BER_TEXT[:80]], ["s"])})
+    (tmp_path / "test" / "data.json").write_text('{"users": [\n')
+    with pytest.raises(DataError) as error:
+        load_leaf_json(str(tmp_path / "train"), str(tmp_path / "test"))
+    assert str(error.value).startswith(f"{tmp_path / 'test' / 'data.json'} is not valid JSON")
 
 
 def test_iid_reshuffle_keeps_sizes_and_examples(tiny):

@@ -13,6 +13,7 @@ import json
 import os
 
 import numpy as np
+from absl import logging
 
 from fedjax_sim.data.dataset import DataError, FederatedDataset
 
@@ -58,8 +59,16 @@ def _read_dir(path: str) -> dict[str, tuple[list[str], list[str]]]:
     users: dict[str, tuple[list[str], list[str]]] = {}
     for name in names:
         file_path = os.path.join(path, name)
-        with open(file_path, encoding="utf-8") as f:
-            blob = json.load(f)
+        try:
+            with open(file_path, encoding="utf-8") as f:
+                blob = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{file_path} is not valid JSON ({e.msg}, line {e.lineno} column {e.colno}); "
+                "regenerate it with LEAF's preprocess.sh"
+            ) from e
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read LEAF json {file_path}: {e}") from e
         try:
             for user in blob["users"]:
                 xs, ys = users.setdefault(user, ([], []))
@@ -100,7 +109,9 @@ def load_leaf_json(train_dir: str, test_dir: str) -> FederatedDataset:
     Returns:
       A `FederatedDataset` named ``"shakespeare"``: ``x`` uint8 ``[N, 80]`` vocabulary indices,
       ``y`` int32 ``[N]``, per-client train and test index arrays, LEAF's user names as
-      ``client_ids`` (train users in file order, then any test-only users), 80 classes.
+      ``client_ids`` (in train file order), 80 classes. The clients are the users with training
+      samples: users with none (only in the test files, or empty) would be clients that train
+      on nothing yet take sampling slots, so they are dropped with a warning.
 
     Raises:
       DataError: a folder is missing, holds no json, or a file is not in LEAF's format.
@@ -109,7 +120,16 @@ def load_leaf_json(train_dir: str, test_dir: str) -> FederatedDataset:
     """
     train_data = _read_dir(train_dir)
     test_data = _read_dir(test_dir)
-    users = list(train_data) + [u for u in test_data if u not in train_data]
+    users = [user for user, (xs, _) in train_data.items() if xs]
+    dropped = len(set(train_data) | set(test_data)) - len(users)
+    if not users:
+        raise DataError(f"no user has training samples in the LEAF json files of {train_dir}")
+    if dropped:
+        logging.warning(
+            "LEAF json: %d users have no training samples in %s and are not clients",
+            dropped,
+            train_dir,
+        )
     train, train_idx = _encode_split(train_data, users, train_dir)
     test, test_idx = _encode_split(test_data, users, test_dir)
     return FederatedDataset(

