@@ -9,7 +9,7 @@ smoke variant finishes in about 20 s with accuracy near chance (synthetic data, 
 Smoke (synthetic CIFAR-shaped data): --config configs/centralized_cifar100.py:smoke
 """
 
-from fedjax_sim.config_defaults import base_config
+from fedjax_sim.config_defaults import base_config, variant
 
 
 def get_config(arg=None):
@@ -18,7 +18,7 @@ def get_config(arg=None):
     config.rounds = 40000
     config.eval_every = 2000
     config.checkpoint_every = 2000
-    if arg == "smoke":
+    if variant(arg) == "smoke":
         config.data.source = "synthetic"
         config.data.synthetic_train = 400
         config.data.synthetic_test = 100

@@ -9,7 +9,7 @@ examples of the 100 clients of the FedAvg config. `rounds` counts optimizer step
 Smoke: --config configs/centralized_shakespeare.py:smoke
 """
 
-from fedjax_sim.config_defaults import base_config
+from fedjax_sim.config_defaults import base_config, variant
 
 
 def get_config(arg=None):
@@ -20,7 +20,7 @@ def get_config(arg=None):
     config.eval_every = 100
     config.checkpoint_every = 100
     config.eval_max_examples = 2000
-    if arg == "smoke":
+    if variant(arg) == "smoke":
         config.data.num_clients = 12
         config.model.hidden = 32
         config.batch_size = 8

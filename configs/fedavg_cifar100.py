@@ -11,7 +11,7 @@ smoke variant finishes in about 20 s with accuracy near chance (synthetic data, 
 Smoke (synthetic CIFAR-shaped data, seconds): --config configs/fedavg_cifar100.py:smoke
 """
 
-from fedjax_sim.config_defaults import base_config
+from fedjax_sim.config_defaults import base_config, variant
 
 
 def get_config(arg=None):
@@ -19,7 +19,7 @@ def get_config(arg=None):
     config.rounds = 2000
     config.eval_every = 50
     config.checkpoint_every = 50
-    if arg == "smoke":
+    if variant(arg) == "smoke":
         config.data.source = "synthetic"
         config.data.synthetic_train = 400
         config.data.synthetic_test = 100

@@ -9,7 +9,7 @@ minutes, test accuracy 0.32 after 150 rounds (per-client mean 0.32, 10th percent
 Smoke (seconds): --config configs/fedavg_shakespeare.py:smoke
 """
 
-from fedjax_sim.config_defaults import base_config
+from fedjax_sim.config_defaults import base_config, variant
 
 
 def get_config(arg=None):
@@ -23,7 +23,7 @@ def get_config(arg=None):
     config.eval_every = 15
     config.checkpoint_every = 15
     config.eval_max_examples = 2000
-    if arg == "smoke":
+    if variant(arg) == "smoke":
         config.data.num_clients = 12
         config.clients_per_round = 3
         config.client.local_steps = 2

@@ -1,45 +1,107 @@
 """CLI: ``python -m fedjax_sim --config configs/X.py[:smoke] --workdir DIR --config.key=value``.
 
-Runs (or resumes) the experiment of the config in DIR; see `fedjax_sim.experiment`.
+Runs (or resumes) the experiment of the config in DIR; see `fedjax_sim.experiment`. A bad input
+ends with one line on stderr, ``error: ...`` naming the field, file or value, and exit code 2
+(``FEDJAX_SIM_DEBUG=1`` shows the traceback instead).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from fedjax_sim.config_checks import ConfigError, check_config
+from fedjax_sim.config_files import check_field_name, load_config
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file[:variant].", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results and checkpoints.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
+_HELP = ("--help", "--helpfull", "--helpshort", "-h", "-?")
+
+
+def _fail(error: BaseException) -> None:
+    if os.environ.get("FEDJAX_SIM_DEBUG"):
+        raise error
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    # ml_collections wraps some errors around a formatted traceback: its last line is the error.
+    print(f"error: {lines[-1] if 'Traceback' in str(error) else lines[0]}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _flag_value(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == f"--{name}":
+            return args[i + 1] if i + 1 < len(args) else ""
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def check_command_line(args: list[str]) -> None:
+    """Checks what ml_collections would report as a traceback: the config file and the field
+    names of the ``--config.<field>`` overrides (absl checks the rest, in one line).
+
+    Raises:
+      ConfigError: one line naming the file or field.
+    """
+    spec = _flag_value(args, "config")
+    if spec is None or any(arg in _HELP for arg in args):
+        return
+    config = load_config(spec)
+    for arg in args:
+        override = re.match(r"--(?:no)?config\.([^=]+)", arg)
+        if override:
+            check_field_name(config, override[1])
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        check_command_line(argv[1:])
+        return flags.FLAGS(argv)
+    except (ConfigError, flags.Error, ValueError, TypeError, AttributeError, OSError) as error:
+        _fail(error)
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-    from fedjax_sim.engine import apply_xla_flags
     from fedjax_sim.experiment import run_experiment
+    from fedjax_sim.xla_flags import apply_xla_flags
 
+    config = _CONFIG.value
     try:
-        apply_xla_flags(_CONFIG.value.xla_flags, _CONFIG.value.model.name)
-        _, history = run_experiment(_CONFIG.value, _WORKDIR.value, progress=not _QUIET.value)
-    except ValueError as error:  # ConfigError, DataError and optimizer/engine field checks
-        if os.environ.get("FEDJAX_SIM_DEBUG"):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        if config is None:
+            raise ConfigError(
+                "--config FILE[:variant] is required, e.g. "
+                "--config configs/fedavg_shakespeare.py:smoke"
+            )
+        if not _WORKDIR.value:
+            raise ConfigError(
+                "--workdir DIR is required: the run's results and checkpoints go there"
+            )
+        check_config(config)  # before the XLA flags, which need a valid model name
+        apply_xla_flags(config.xla_flags, config.model.name)
+        _, history = run_experiment(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
+    except ValueError as error:  # ConfigError, DataError, DivergenceError, CheckpointError, ...
+        _fail(error)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: run the same command to resume from the last checkpoint", file=sys.stderr
+        )
+        sys.exit(130)
     last = history[-1] if history else {}
     summary = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k != "round")
     print(f"round {last.get('round')}: {summary}")
 
 
 def run():
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Checks a config before anything is built, so bad values fail fast with one clear line."""
+"""Checks a config before anything is built, so bad values fail fast with one clear line.
+
+`check_config` checks every field of `fedjax_sim.config_defaults.base_config` (tests set each
+numeric field out of range and expect its name in the error); `check_resumable` decides whether a
+config may continue the run already in a workdir.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import ml_collections
 
 from fedjax_sim.engine import CLIENT_AXIS_MODES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
+from fedjax_sim.optimizers import OPTIMIZERS, SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -16,6 +22,11 @@ _ALGORITHMS = ("fedavg", "centralized")
 _DATASETS = {"shakespeare": "lstm", "cifar100": "cnn"}
 _PARTITIONS = {"shakespeare": ("natural", "iid"), "cifar100": ("iid", "dirichlet", "shards")}
 _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
+# Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
+_HORIZON_SCHEDULES = ("cosine", "warmup_cosine")
+# A resumed run may be lengthened, re-paced or allowed to run on through NaNs; any other change
+# would make it a different run.
+_RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "allow_nan")
 
 
 def _require(ok: bool, message: str):
@@ -27,59 +38,167 @@ def _one_of(field: str, value, allowed):
     _require(value in allowed, f"{field} must be one of {list(allowed)}, got {value!r}")
 
 
-def _positive_int(field: str, value, minimum: int = 1):
+def _integer(field: str, value, minimum: int = 1):
     _require(
-        isinstance(value, int) and value >= minimum,
+        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
         f"{field} must be an integer >= {minimum}, got {value!r}",
     )
+
+
+def _number(field: str, value, minimum: float = 0.0, *, strict: bool = False):
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = is_number and (value > minimum if strict else value >= minimum)
+    _require(ok, f"{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+
+
+def _optimizer(field: str, block, name: str):
+    """The fields every optimizer block has (learning rate, momentum, decay, eps)."""
+    _one_of(f"{field}.{'name' if field == 'optimizer' else 'optimizer'}", name, OPTIMIZERS)
+    _number(f"{field}.learning_rate", block.learning_rate, strict=True)
+    momentum = block.momentum
+    _number(f"{field}.momentum", momentum)
+    _require(momentum < 1, f"{field}.momentum must be in [0, 1), got {momentum!r}")
+    _require(
+        not momentum or name in ("sgd", "lars"),
+        f"{field}.momentum applies to sgd and lars only, not {name!r}; set it to 0",
+    )
+    _number(f"{field}.weight_decay", block.get("weight_decay", 0.0))
+    if block.eps is not None:
+        _number(f"{field}.eps", block.eps, strict=True)
+        _require(name != "sgd", f"{field}.eps does not apply to sgd; leave it unset")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Raises `ConfigError` naming the first field whose value is not allowed."""
     _one_of("algorithm", config.algorithm, _ALGORITHMS)
-    _positive_int("rounds", config.rounds)
-    _positive_int("eval_every", config.eval_every, 0)
-    _positive_int("checkpoint_every", config.checkpoint_every, 0)
-    _positive_int("seed", config.seed, 0)
+    _integer("rounds", config.rounds)
+    _integer("eval_every", config.eval_every, 0)
+    _integer("checkpoint_every", config.checkpoint_every, 0)
+    _integer("seed", config.seed, 0)
+    _integer("eval_batch_size", config.eval_batch_size)
+    _integer("eval_max_examples", config.eval_max_examples, 0)
+    _require(
+        isinstance(config.xla_flags, str), f"xla_flags must be a string, got {config.xla_flags!r}"
+    )
     data = config.data
     _one_of("data.name", data.name, tuple(_DATASETS))
-    _one_of("model.name", config.model.name, ("cnn", "lstm"))
-    _one_of("model.conv", config.model.conv, CONV_IMPLEMENTATIONS)
-    _require(
-        config.model.name == _DATASETS[data.name],
-        f"model.name must be {_DATASETS[data.name]!r} for data.name={data.name!r}, "
-        f"got {config.model.name!r}",
-    )
     _one_of("data.partition", data.partition, _PARTITIONS[data.name])
-    if data.name == "cifar100":
-        _one_of("data.source", data.source, _CIFAR_SOURCES)
-        if data.partition == "dirichlet":
-            _require(
-                data.alpha is not None and data.alpha > 0,
-                f"data.alpha must be > 0 for the dirichlet partition, got {data.alpha!r}",
-            )
-        _positive_int("data.num_clients", data.num_clients)
-    else:
-        _positive_int("data.num_clients", data.num_clients, 0)
+    _integer("data.num_clients", data.num_clients, 0 if data.name == "shakespeare" else 1)
+    _number("data.alpha", data.alpha, strict=True)
+    _integer("data.classes_per_client", data.classes_per_client)
+    _one_of("data.source", data.source, _CIFAR_SOURCES)
+    _integer("data.synthetic_train", data.synthetic_train)
+    _integer("data.synthetic_test", data.synthetic_test)
+    _integer("data.min_samples", data.min_samples, 0)
+    _integer("data.seed", data.seed, 0)
+    _require(
+        bool(data.leaf_train_dir) == bool(data.leaf_test_dir),
+        "data.leaf_train_dir and data.leaf_test_dir go together: give both or neither",
+    )
+    model = config.model
+    _one_of("model.name", model.name, ("cnn", "lstm"))
+    _require(
+        model.name == _DATASETS[data.name],
+        f"model.name must be {_DATASETS[data.name]!r} for data.name={data.name!r}, "
+        f"got {model.name!r}",
+    )
+    _integer("model.hidden", model.hidden)
+    _one_of("model.conv", model.conv, CONV_IMPLEMENTATIONS)
     if config.algorithm == "centralized":
-        _positive_int("batch_size", config.batch_size)
-        return
-    _positive_int("client.local_steps", config.client.local_steps)
-    _positive_int("client.batch_size", config.client.batch_size)
-    _positive_int("client.local_epochs", config.client.local_epochs, 0)
-    _positive_int("clients_per_round", config.clients_per_round, 0)
-    if not config.clients_per_round:
+        _check_centralized(config)
+    else:
+        _check_federated(config)
+
+
+def _check_centralized(config: ml_collections.ConfigDict) -> None:
+    _integer("batch_size", config.batch_size)
+    opt = config.optimizer
+    _optimizer("optimizer", opt, opt.name)
+    _one_of("optimizer.schedule", opt.schedule, SCHEDULES)
+    _integer("optimizer.schedule_steps", opt.schedule_steps, 0)
+    _integer("optimizer.warmup_steps", opt.warmup_steps, 0)
+    horizon = opt.schedule_steps or config.rounds
+    if opt.schedule == "warmup_cosine":
         _require(
-            0 < config.participation <= 1,
-            f"participation must be in (0, 1], got {config.participation!r}",
+            opt.warmup_steps < horizon,
+            f"optimizer.warmup_steps must be below the schedule's horizon of {horizon} steps "
+            f"(optimizer.schedule_steps, or rounds), got {opt.warmup_steps}",
         )
+
+
+def _check_federated(config: ml_collections.ConfigDict) -> None:
+    client = config.client
+    _optimizer("client", client, client.optimizer)
+    _optimizer("server", config.server, config.server.optimizer)
+    _integer("client.local_steps", client.local_steps)
+    _integer("client.batch_size", client.batch_size)
+    _integer("client.local_epochs", client.local_epochs, 0)
+    _integer("clients_per_round", config.clients_per_round, 0)
+    population = config.data.num_clients
+    _require(
+        not population or config.clients_per_round <= population,
+        f"clients_per_round={config.clients_per_round} exceeds the population of "
+        f"data.num_clients={population} clients",
+    )
+    _number("participation", config.participation, strict=True)
+    _require(
+        config.participation <= 1,
+        f"participation must be in (0, 1], got {config.participation!r}",
+    )
     _one_of("weighting", config.weighting, ("examples", "uniform"))
     _one_of("client_axis", config.client_axis, CLIENT_AXIS_MODES)
-    if config.client_axis == "chunked":
-        _positive_int("chunk_size", config.chunk_size)
-    _positive_int("client_devices", config.client_devices, 0)
-    budget = config.memory_budget_gb
+    _integer("chunk_size", config.chunk_size, 1 if config.client_axis == "chunked" else 0)
+    _integer("unroll_local_steps", config.unroll_local_steps, 0)
+    _integer("client_devices", config.client_devices, 0)
+    _number("memory_budget_gb", config.memory_budget_gb)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resumable(previous: dict, current: dict, workdir: str) -> None:
+    """Raises `ConfigError` unless ``current`` may continue the run of config ``previous``.
+
+    Args:
+      previous: the resolved config (as JSON) of the run in ``workdir``.
+      current: the resolved config (as JSON) asked for now.
+      workdir: named in the message.
+
+    Lengthening (``rounds``), re-pacing (``eval_every``, ``checkpoint_every``) and ``allow_nan``
+    may change. A schedule whose horizon is ``rounds`` may not be lengthened that way: its
+    learning rate would jump to the middle of a new decay. Its horizon can be kept with
+    ``optimizer.schedule_steps`` set to the old one, which is what the error says.
+    """
+    old, new = _flatten(previous), _flatten(current)
+    horizon_field = "optimizer.schedule_steps"
+    changed = sorted(
+        name
+        for name in old.keys() | new.keys()
+        if old.get(name) != new.get(name)
+        and name not in _RESUMABLE_CHANGES
+        and name != horizon_field
+    )
     _require(
-        isinstance(budget, (int, float)) and budget >= 0,
-        f"memory_budget_gb must be a number >= 0 (0: no cap), got {budget!r}",
+        not changed,
+        f"workdir {workdir} holds a run whose config differs in {', '.join(changed)}; "
+        "use a new --workdir",
+    )
+    if new.get("optimizer.schedule") not in _HORIZON_SCHEDULES or new["algorithm"] != "centralized":
+        return
+    old_horizon = old.get(horizon_field) or old["rounds"]
+    new_horizon = new.get(horizon_field) or new["rounds"]
+    _require(
+        old_horizon == new_horizon,
+        f"rounds={new['rounds']}: the run in {workdir} decays its {new['optimizer.schedule']} "
+        f"learning rate over {old_horizon} steps and this config over {new_horizon}, so it "
+        f"would resume mid-way through another schedule; pass "
+        f"--config.optimizer.schedule_steps={old_horizon} to keep the run's schedule, or use a "
+        "new --workdir",
     )

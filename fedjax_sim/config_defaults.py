@@ -8,6 +8,11 @@ from __future__ import annotations
 import os
 
 import ml_collections
+from ml_collections import config_dict
+
+from fedjax_sim.config_checks import ConfigError
+
+VARIANTS = ("smoke",)
 
 
 def _data(name: str) -> ml_collections.ConfigDict:
@@ -35,7 +40,10 @@ def _data(name: str) -> ml_collections.ConfigDict:
             "leaf_test_dir": "",
             "cache_dir": os.path.join(cache, "shakespeare"),
             "min_samples": 64,
-            "split_seed": 0,
+            # Every random choice about the data: the clients kept, the train/test split, the
+            # IID reshuffle, the CIFAR partition, synthetic images, the evaluation subsample.
+            # Separate from the top-level seed, so that a seed sweep trains on one dataset.
+            "seed": 0,
         }
     )
 
@@ -44,14 +52,17 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     """Defaults shared by every config of ``dataset`` and ``algorithm``."""
     config = ml_collections.ConfigDict()
     config.algorithm = algorithm
-    config.seed = 0
+    config.seed = 0  # model initialization and the rounds' sampling; the data has data.seed
     config.rounds = 100  # rounds, or optimizer steps for centralized runs
     config.eval_every = 10
     config.checkpoint_every = 10
     config.eval_batch_size = 500
-    # XLA:CPU flags for this model ("auto": measured best, see fedjax_sim.engine; "": none)
+    # XLA:CPU flags for this model ("auto": measured best, see fedjax_sim.xla_flags; "": none)
     config.xla_flags = "auto"
     config.eval_max_examples = 0  # 0 evaluates on the whole test split
+    # A round whose training metrics or parameters are NaN/inf stops the run (the last good
+    # checkpoint stays); True runs on.
+    config.allow_nan = False
     config.data = _data(dataset)
     # model.conv (CNN): "auto" (loop-friendly on CPU, XLA's elsewhere), "xla", "loop_friendly"
     config.model = ml_collections.ConfigDict(
@@ -65,7 +76,12 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
                 "learning_rate": 0.05,
                 "momentum": 0.9,
                 "weight_decay": 5e-4,
+                "eps": config_dict.placeholder(float),  # None: the optimizer's default
                 "schedule": "cosine",
+                # The schedule's horizon in steps (0: rounds). Set it to lengthen a finished
+                # run with its schedule unchanged.
+                "schedule_steps": 0,
+                "warmup_steps": 0,  # warmup_cosine
             }
         )
         return config
@@ -78,13 +94,20 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "learning_rate": 0.05,
             "momentum": 0.0,
             "weight_decay": 0.0,
+            "eps": config_dict.placeholder(float),  # None: the optimizer's default
             "local_steps": 8,
             "local_epochs": 0,
             "batch_size": 64,
         }
     )
+    # eps of an adaptive server optimizer is FedAdam/FedYogi's tau (Reddi et al. 2021 use 1e-3)
     config.server = ml_collections.ConfigDict(
-        {"optimizer": "sgd", "learning_rate": 1.0, "momentum": 0.0}
+        {
+            "optimizer": "sgd",
+            "learning_rate": 1.0,
+            "momentum": 0.0,
+            "eps": config_dict.placeholder(float),
+        }
     )
     # "vmap", "map", "chunked", "sequential" or "auto" (fastest per backend and model)
     config.client_axis = "auto"
@@ -98,3 +121,14 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # of the process's devices when their number divides clients_per_round, else one.
     config.client_devices = 0
     return config
+
+
+def variant(arg: str | None) -> str | None:
+    """The variant a config file was asked for (``configs/X.py:smoke``), or None for the default.
+
+    Raises:
+      ConfigError: an unknown variant (a typo would otherwise run the full default config).
+    """
+    if arg and arg not in VARIANTS:
+        raise ConfigError(f"unknown config variant {arg!r}; allowed: {', '.join(VARIANTS)}")
+    return arg or None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -20,7 +21,7 @@ from fedjax_sim import outputs
 from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.algorithms.fedavg import fed_avg
 from fedjax_sim.algorithms.local import Algorithm
-from fedjax_sim.config_checks import ConfigError, check_config
+from fedjax_sim.config_checks import ConfigError, check_config, check_resumable
 from fedjax_sim.data import cifar100, shakespeare
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import FederatedDataset
@@ -37,12 +38,13 @@ from fedjax_sim.optimizers import make_optimizer
 from fedjax_sim.simulate import simulate
 from fedjax_sim.tasks import Task, make_task
 
-# A resumed run may be lengthened or re-paced; anything else must match the run in the workdir.
-_RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every")
 
+def load_dataset(data: ml_collections.ConfigDict) -> FederatedDataset:
+    """The federated dataset that ``data`` describes (see the configs for the fields).
 
-def load_dataset(data: ml_collections.ConfigDict, seed: int) -> FederatedDataset:
-    """The federated dataset that ``data`` describes (see the configs for the fields)."""
+    Every random choice about it comes from ``data.seed``, never from the training seed.
+    """
+    seed = data.seed
     if data.name == "shakespeare":
         if data.get("leaf_train_dir"):
             dataset = shakespeare.load_leaf_json(data.leaf_train_dir, data.leaf_test_dir)
@@ -51,7 +53,13 @@ def load_dataset(data: ml_collections.ConfigDict, seed: int) -> FederatedDataset
                 data.get("texts_dir") or None,
                 cache_dir=data.cache_dir,
                 min_samples=data.min_samples,
-                seed=data.split_seed,
+                seed=seed,
+            )
+        if data.num_clients > dataset.num_clients:
+            raise ConfigError(
+                f"data.num_clients={data.num_clients} exceeds the {dataset.num_clients} clients "
+                f"this data has (with data.min_samples={data.min_samples}); at most "
+                f"{dataset.num_clients}, or 0 for all"
             )
         if data.num_clients and data.num_clients < dataset.num_clients:
             keep = np.sort(
@@ -131,8 +139,10 @@ def build_algorithm(
             opt.learning_rate,
             momentum=opt.momentum,
             weight_decay=opt.weight_decay,
+            eps=opt.eps,
             schedule=opt.schedule,
-            total_steps=config.rounds,
+            total_steps=opt.schedule_steps or config.rounds,
+            warmup_steps=opt.warmup_steps,
             field="optimizer",
         )
         return centralized(
@@ -148,10 +158,15 @@ def build_algorithm(
         client.learning_rate,
         momentum=client.momentum,
         weight_decay=client.weight_decay,
+        eps=client.eps,
         field="client",
     )
     server_tx = make_optimizer(
-        server.optimizer, server.learning_rate, momentum=server.momentum, field="server"
+        server.optimizer,
+        server.learning_rate,
+        momentum=server.momentum,
+        eps=server.eps,
+        field="server",
     )
     return fed_avg(
         task,
@@ -177,8 +192,17 @@ def auto_client_axis(config: ml_collections.ConfigDict) -> str:
 
 
 def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
-    wanted = config.clients_per_round or max(1, round(config.participation * num_clients))
-    return min(wanted, num_clients)
+    """C: ``clients_per_round``, or ``participation`` x K when it is 0.
+
+    Raises:
+      ConfigError: ``clients_per_round`` exceeds the K clients of the population.
+    """
+    if config.clients_per_round > num_clients:
+        raise ConfigError(
+            f"clients_per_round={config.clients_per_round} exceeds the {num_clients} clients of "
+            f"the population; at most {num_clients}"
+        )
+    return config.clients_per_round or max(1, round(config.participation * num_clients))
 
 
 def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Algorithm:
@@ -238,8 +262,8 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     """Checks ``config`` and builds data, task, algorithm and the initial state."""
     check_config(config)
-    dataset = load_dataset(config.data, config.seed)
-    dataset = subsample_test(dataset, config.eval_max_examples, config.seed)
+    dataset = load_dataset(config.data)
+    dataset = subsample_test(dataset, config.eval_max_examples, config.data.seed)
     is_centralized = config.algorithm == "centralized"
     clients = pooled_client_data(dataset) if is_centralized else train_client_data(dataset)
     task = build_task(config, dataset.num_classes)
@@ -256,37 +280,66 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     return Experiment(config, dataset, clients, task, algorithm, state, data_key, evaluate)
 
 
-def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True):
+def _check_workdir(workdir: str, resolved: dict) -> None:
+    """Refuses a workdir that is not a writable directory, or that holds another run."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file, not a directory")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--workdir {workdir}: cannot create it: {error.strerror}") from error
+    if not os.access(workdir, os.W_OK):
+        raise ConfigError(f"--workdir {workdir} is not writable")
+    config_path = os.path.join(workdir, "config.json")
+    if os.path.exists(config_path):
+        try:
+            with open(config_path) as f:
+                previous = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ConfigError(
+                f"{config_path} is unreadable ({error}); use a new --workdir"
+            ) from error
+        check_resumable(previous, resolved, workdir)
+
+
+def run_experiment(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+):
     """Runs (or resumes) the experiment of ``config`` in ``workdir``.
 
     Writes ``config.json``, ``dataset.json`` (statistics), ``metrics.jsonl``, ``metrics.csv``,
     ``curves.png``, ``params.msgpack`` (final parameters) and orbax checkpoints under
-    ``checkpoints/``; running again on the same ``workdir`` resumes from the last checkpoint.
+    ``checkpoints/``; running again on the same ``workdir`` resumes from the last checkpoint
+    (`fedjax_sim.config_checks.check_resumable` says which config changes it accepts).
+
+    Args:
+      config: the experiment (checked by `check_config`).
+      workdir: the run's directory.
+      progress: show a progress bar.
+      log: receives one line describing the data before training (default: absl logging).
 
     Returns:
       ``(state, history)`` as `fedjax_sim.simulate.simulate`.
+
+    Raises:
+      ConfigError, DataError: bad config values, workdir or data (one-line messages).
+      DivergenceError: training metrics or parameters became NaN/inf (unless ``allow_nan``).
     """
-    os.makedirs(workdir, exist_ok=True)
-    config_path = os.path.join(workdir, "config.json")
     resolved = json.loads(config.to_json_best_effort())
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            previous = json.load(f)
-        changed = sorted(
-            k
-            for k in set(previous) | set(resolved)
-            if previous.get(k) != resolved.get(k) and k not in _RESUMABLE_CHANGES
-        )
-        if changed:
-            raise ConfigError(
-                f"workdir {workdir} holds a run whose config differs in "
-                f"{', '.join(changed)}; use a new --workdir"
-            )
+    check_config(config)
+    _check_workdir(workdir, resolved)
     experiment = build_experiment(config)
-    outputs.write_json_atomic(config_path, resolved)
-    outputs.write_json_atomic(
-        os.path.join(workdir, "dataset.json"), outputs.dataset_summary(experiment.dataset)
+    summary = outputs.dataset_summary(experiment.dataset)
+    (log or logging.info)(
+        f"{summary['name']}: {summary['clients']} clients, {summary['train_examples']:,} "
+        f"training examples; evaluating on {summary['test_examples']:,} test examples"
     )
+    outputs.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
+    outputs.write_json_atomic(os.path.join(workdir, "dataset.json"), summary)
 
     def on_record(history):
         outputs.write_metrics(workdir, history)
@@ -303,6 +356,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, progress:
         checkpoint_every=config.checkpoint_every,
         on_record=on_record,
         progress=progress,
+        allow_nan=config.allow_nan,
     )
     outputs.write_metrics(workdir, history)
     outputs.write_params(os.path.join(workdir, "params.msgpack"), state.params)

@@ -1,0 +1,242 @@
+"""Bad inputs through the CLI entry point: each ends in one line naming the field, file or value,
+with exit code 2, and nothing is lost; damaged caches and checkpoints are recovered from.
+
+Every case runs ``python -m fedjax_sim`` in a subprocess; most are refused before any data is
+loaded or anything compiled.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAKESPEARE_SMOKE = "configs/fedavg_shakespeare.py:smoke"
+LEAF_FIXTURES = os.path.join(ROOT, "tests", "fixtures", "shakespeare", "leaf")
+
+
+def cli(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "fedjax_sim", "--quiet", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "FEDJAX_SIM_DEBUG": ""},
+    )
+
+
+def assert_one_line_error(result, pattern):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(f"error: {pattern}", lines[0]), lines[0]
+
+
+@pytest.fixture(scope="module")
+def broken_configs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("configs")
+    (folder / "raises.py").write_text("def get_config(arg=None):\n    return 1 / 0\n")
+    (folder / "syntax.py").write_text("def get_config(arg=None)\n    return None\n")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (
+            ["--config", "configs/missing.py"],
+            r"--config: no config file 'configs/missing.py'",
+        ),
+        (
+            ["--config", "configs/fedavg_shakespeare.py:smoek"],
+            r"--config configs/fedavg_shakespeare.py:smoek: unknown config variant 'smoek'; "
+            r"allowed: smoke",
+        ),
+        (["--config.foo=1"], r"--config.foo: no such field; the fields of the config are .*"),
+        (
+            ["--config.client.learning_rat=0.1"],
+            r"--config.client.learning_rat: no such field; nearest: client.learning_rate.*",
+        ),
+        (["--config.data=3"], r"--config.data is a group of fields; .*"),
+        (["--config.rounds=abc"], r"flag --config.rounds=abc: .*"),
+        (["--workdr=x"], r".*'workdr'.*workdir.*"),
+        (
+            ["--config.clients_per_round=50"],
+            r"clients_per_round=50 exceeds the population of data.num_clients=12 clients",
+        ),
+        (["--config.model.hidden=0"], r"model.hidden must be an integer >= 1, got 0"),
+        (
+            ["--config.client.learning_rate=-1"],
+            r"client.learning_rate must be a number > 0, got -1.0",
+        ),
+        (
+            ["--config.xla_flags=--xla_no_such_flag=1"],
+            r"xla_flags '--xla_no_such_flag=1': XLA refuses them: .*xla_no_such_flag.*",
+        ),
+    ],
+    ids=[
+        "missing-config",
+        "unknown-variant",
+        "unknown-field",
+        "misspelt-field",
+        "group-as-value",
+        "wrong-type",
+        "unknown-flag",
+        "more-clients-than-population",
+        "zero-model-size",
+        "negative-learning-rate",
+        "unknown-xla-flag",
+    ],
+)
+def test_bad_command_line(args, pattern, tmp_path):
+    if args[0] != "--config":
+        args = ["--config", SHAKESPEARE_SMOKE, *args]
+    result = cli(*args, "--workdir", str(tmp_path / "run"))
+    assert_one_line_error(result, pattern)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "name, pattern",
+    [
+        ("raises.py", r"--config .*raises.py: the file fails to load: ZeroDivisionError: .*"),
+        ("syntax.py", r"--config .*syntax.py: the file fails to load \(line 1\): SyntaxError: .*"),
+    ],
+)
+def test_config_file_that_fails_to_load(name, pattern, broken_configs, tmp_path):
+    result = cli("--config", str(broken_configs / name), "--workdir", str(tmp_path))
+    assert_one_line_error(result, pattern)
+
+
+def test_required_flags(tmp_path):
+    assert_one_line_error(
+        cli("--workdir", str(tmp_path)), r"--config FILE\[:variant\] is required.*"
+    )
+    assert_one_line_error(cli("--config", SHAKESPEARE_SMOKE), r"--workdir DIR is required.*")
+
+
+def test_workdir_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("results")
+    result = cli("--config", SHAKESPEARE_SMOKE, "--workdir", str(tmp_path / "file"))
+    assert_one_line_error(result, r"--workdir .*file is a file, not a directory")
+    assert (tmp_path / "file").read_text() == "results"
+
+
+def test_malformed_leaf_json(tmp_path):
+    shutil.copytree(LEAF_FIXTURES, tmp_path / "leaf")
+    broken = tmp_path / "leaf" / "train" / "all_data_1_keep_0_train_8.json"
+    broken.write_text('{"users": ["a"],\n')
+    result = cli(
+        "--config",
+        SHAKESPEARE_SMOKE,
+        "--workdir",
+        str(tmp_path / "run"),
+        "--config.data.num_clients=0",
+        "--config.clients_per_round=1",
+        f"--config.data.leaf_train_dir={tmp_path / 'leaf' / 'train'}",
+        f"--config.data.leaf_test_dir={tmp_path / 'leaf' / 'test'}",
+    )
+    assert_one_line_error(
+        result, re.escape(str(broken)) + r" is not valid JSON \(.*line 2 column 1\); .*"
+    )
+
+
+def test_damaged_shakespeare_cache_is_rebuilt(shakespeare_cache, tmp_path):
+    # A natural population with more clients per round than clients: the data is loaded (and
+    # its cache checked) before the run is refused, without any compilation.
+    args = ["--config", SHAKESPEARE_SMOKE, "--workdir", str(tmp_path / "run")]
+    args += ["--config.data.num_clients=0", "--config.clients_per_round=5000"]
+    first = cli(*args, f"--config.data.cache_dir={shakespeare_cache}")
+    assert_one_line_error(first, r"clients_per_round=5000 exceeds the (\d+) clients of .*")
+    cache = tmp_path / "cache"
+    shutil.copytree(shakespeare_cache, cache)
+    (path,) = cache.glob("shakespeare_v*.npz")
+    intact = path.read_bytes()
+    path.write_bytes(intact[: len(intact) // 2])
+    result = cli(*args, f"--config.data.cache_dir={cache}")
+    assert result.returncode == 2
+    assert f"Shakespeare cache {path} is damaged" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == first.stderr.strip()  # same data
+    assert path.read_bytes() == intact  # rebuilt to the very same file contents
+
+
+def test_divergence_stops_the_run(tmp_path):
+    workdir = tmp_path / "run"
+    result = cli(
+        "--config",
+        "configs/fedavg_cifar100.py:smoke",
+        "--workdir",
+        str(workdir),
+        "--config.client.learning_rate=1e30",
+    )
+    assert_one_line_error(
+        result,
+        r"training diverged in round 1 \(train_loss=nan, .*non-finite parameters\); stopped, "
+        r"no checkpoint yet; lower the learning rate, or set allow_nan=True to run on",
+    )
+    assert not (workdir / "metrics.jsonl").exists() and not (workdir / "params.msgpack").exists()
+
+
+@pytest.fixture(scope="module")
+def finished_run(shakespeare_cache, tmp_path_factory):
+    """A 4-round smoke run with checkpoints at rounds 2 and 4, and its final parameters."""
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    args = ["--config", SHAKESPEARE_SMOKE, "--workdir", str(workdir)]
+    args += [f"--config.data.cache_dir={shakespeare_cache}"]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    return workdir, args, result.stdout
+
+
+def test_the_run_says_how_many_test_examples_it_evaluates(finished_run):
+    workdir, _, stdout = finished_run
+    evaluated = json.loads((workdir / "dataset.json").read_text())["test_examples"]
+    assert f"evaluating on {evaluated:,} test examples" in stdout
+
+
+def _damage_checkpoint(workdir, step):
+    for path in (workdir / "checkpoints" / str(step)).rglob("*"):
+        if path.is_file() and path.stat().st_size > 100:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(finished_run, tmp_path):
+    original, args, _ = finished_run
+    workdir = tmp_path / "run"
+    shutil.copytree(original, workdir)
+    (workdir / "params.msgpack").unlink()
+    _damage_checkpoint(workdir, 4)
+    result = cli(*[str(workdir) if a == str(original) else a for a in args])
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"checkpoint of round 4 is damaged \(.* bytes, \d+ were written\)", result.stderr
+    )
+    assert "resuming from round 2" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # the warning alone
+    # Rounds 3 and 4 ran again, to the very same result.
+    assert (workdir / "params.msgpack").read_bytes() == (original / "params.msgpack").read_bytes()
+    assert (workdir / "metrics.jsonl").read_text() == (original / "metrics.jsonl").read_text()
+    assert (workdir / "checkpoints" / "damaged" / "4").is_dir()
+
+
+def test_no_readable_checkpoint_is_a_one_line_error(finished_run, tmp_path):
+    original, args, _ = finished_run
+    workdir = tmp_path / "run"
+    shutil.copytree(original, workdir)
+    for step in (2, 4):
+        _damage_checkpoint(workdir, step)
+    result = cli(*[str(workdir) if a == str(original) else a for a in args])
+    checkpoint = re.escape(str(workdir / "checkpoints" / "4"))
+    assert_one_line_error(
+        result,
+        "checkpoint "
+        + checkpoint
+        + r" is damaged \(.*\) and no earlier checkpoint is readable; .*",
+    )
+    assert np.all([(workdir / "checkpoints" / str(step)).is_dir() for step in (2, 4)])
