@@ -11,7 +11,7 @@ import ml_collections
 
 from fedjax_sim.engine import CLIENT_AXIS_MODES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
-from fedjax_sim.optimizers import OPTIMIZERS, SCHEDULES
+from fedjax_sim.optimizers import OPTIMIZERS, make_optimizer
 
 
 class ConfigError(ValueError):
@@ -51,21 +51,21 @@ def _number(field: str, value, minimum: float = 0.0, *, strict: bool = False):
     _require(ok, f"{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
 
 
-def _optimizer(field: str, block, name: str):
-    """The fields every optimizer block has (learning rate, momentum, decay, eps)."""
+def _optimizer(field: str, block, name: str, **schedule):
+    """An optimizer block, checked by building it (`make_optimizer` names the bad field)."""
     _one_of(f"{field}.{'name' if field == 'optimizer' else 'optimizer'}", name, OPTIMIZERS)
-    _number(f"{field}.learning_rate", block.learning_rate, strict=True)
-    momentum = block.momentum
-    _number(f"{field}.momentum", momentum)
-    _require(momentum < 1, f"{field}.momentum must be in [0, 1), got {momentum!r}")
-    _require(
-        not momentum or name in ("sgd", "lars"),
-        f"{field}.momentum applies to sgd and lars only, not {name!r}; set it to 0",
-    )
-    _number(f"{field}.weight_decay", block.get("weight_decay", 0.0))
-    if block.eps is not None:
-        _number(f"{field}.eps", block.eps, strict=True)
-        _require(name != "sgd", f"{field}.eps does not apply to sgd; leave it unset")
+    try:
+        make_optimizer(
+            name,
+            block.learning_rate,
+            momentum=block.momentum,
+            weight_decay=block.get("weight_decay", 0.0),
+            eps=block.eps,
+            field=field,
+            **schedule,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -113,17 +113,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def _check_centralized(config: ml_collections.ConfigDict) -> None:
     _integer("batch_size", config.batch_size)
     opt = config.optimizer
-    _optimizer("optimizer", opt, opt.name)
-    _one_of("optimizer.schedule", opt.schedule, SCHEDULES)
     _integer("optimizer.schedule_steps", opt.schedule_steps, 0)
     _integer("optimizer.warmup_steps", opt.warmup_steps, 0)
-    horizon = opt.schedule_steps or config.rounds
-    if opt.schedule == "warmup_cosine":
-        _require(
-            opt.warmup_steps < horizon,
-            f"optimizer.warmup_steps must be below the schedule's horizon of {horizon} steps "
-            f"(optimizer.schedule_steps, or rounds), got {opt.warmup_steps}",
-        )
+    _optimizer(
+        "optimizer",
+        opt,
+        opt.name,
+        schedule=opt.schedule,
+        total_steps=opt.schedule_steps or config.rounds,
+        warmup_steps=opt.warmup_steps,
+    )
 
 
 def _check_federated(config: ml_collections.ConfigDict) -> None:

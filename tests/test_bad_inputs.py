@@ -73,7 +73,7 @@ def broken_configs(tmp_path_factory):
         (["--config.model.hidden=0"], r"model.hidden must be an integer >= 1, got 0"),
         (
             ["--config.client.learning_rate=-1"],
-            r"client.learning_rate must be a number > 0, got -1.0",
+            r"client.learning_rate must be > 0, got -1.0",
         ),
         (
             ["--config.xla_flags=--xla_no_such_flag=1"],
