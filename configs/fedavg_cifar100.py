@@ -11,23 +11,8 @@ smoke variant finishes in about 20 s with accuracy near chance (synthetic data, 
 Smoke (synthetic CIFAR-shaped data, seconds): --config configs/fedavg_cifar100.py:smoke
 """
 
-from fedjax_sim.config_defaults import base_config, variant
+from fedjax_sim.config_defaults import cifar100_federated
 
 
 def get_config(arg=None):
-    config = base_config("cifar100", "fedavg")
-    config.rounds = 2000
-    config.eval_every = 50
-    config.checkpoint_every = 50
-    if variant(arg) == "smoke":
-        config.data.source = "synthetic"
-        config.data.synthetic_train = 400
-        config.data.synthetic_test = 100
-        config.data.num_clients = 8
-        config.clients_per_round = 2
-        config.client.local_steps = 2
-        config.client.batch_size = 8
-        config.rounds = 2
-        config.eval_every = 1
-        config.checkpoint_every = 1
-    return config
+    return cifar100_federated("fedavg", arg)

@@ -2,8 +2,21 @@
 
 from fedjax_sim.aggregation import weighted_mean
 from fedjax_sim.algorithms.centralized import centralized
-from fedjax_sim.algorithms.fedavg import ServerState, fed_avg
+from fedjax_sim.algorithms.fedavg import fed_avg, fedavg_parts
+from fedjax_sim.algorithms.feddyn import feddyn_parts
+from fedjax_sim.algorithms.fednova import fednova_parts
+from fedjax_sim.algorithms.fedprox import fedprox_parts
 from fedjax_sim.algorithms.local import Algorithm
+from fedjax_sim.algorithms.round import (
+    ClientInput,
+    ClientOutput,
+    FederatedParts,
+    ServerState,
+    federated_algorithm,
+    federated_round,
+)
+from fedjax_sim.algorithms.scaffold import scaffold_parts
+from fedjax_sim.algorithms.selection import make_sampler
 from fedjax_sim.checkpoints import CheckpointError
 from fedjax_sim.config_checks import ConfigError
 from fedjax_sim.config_files import load_config
@@ -11,25 +24,37 @@ from fedjax_sim.data.cifar100 import load_cifar100, make_federated_cifar100
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import DataError, FederatedDataset
 from fedjax_sim.data.shakespeare import build_shakespeare, iid_reshuffle, load_leaf_json
-from fedjax_sim.engine import map_clients
+from fedjax_sim.engine import Execution, map_clients
 from fedjax_sim.evaluation import make_evaluator
+from fedjax_sim.models import registry as models
 from fedjax_sim.optimizers import make_optimizer
-from fedjax_sim.simulate import DivergenceError, simulate
-from fedjax_sim.tasks import Task, make_task
+from fedjax_sim.simulate import DivergenceError, multi_round, simulate
+from fedjax_sim.tasks import Task, cross_entropy, make_task
 
 __all__ = [
     "Algorithm",
     "CheckpointError",
     "ClientData",
+    "ClientInput",
+    "ClientOutput",
     "ConfigError",
     "DataError",
     "DivergenceError",
+    "Execution",
     "FederatedDataset",
+    "FederatedParts",
     "ServerState",
     "Task",
     "build_shakespeare",
     "centralized",
+    "cross_entropy",
     "fed_avg",
+    "fedavg_parts",
+    "feddyn_parts",
+    "federated_algorithm",
+    "federated_round",
+    "fednova_parts",
+    "fedprox_parts",
     "iid_reshuffle",
     "load_cifar100",
     "load_config",
@@ -37,9 +62,13 @@ __all__ = [
     "make_evaluator",
     "make_federated_cifar100",
     "make_optimizer",
+    "make_sampler",
     "make_task",
     "map_clients",
+    "models",
+    "multi_round",
     "pooled_client_data",
+    "scaffold_parts",
     "simulate",
     "train_client_data",
     "weighted_mean",

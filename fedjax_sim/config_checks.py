@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import ml_collections
 
+from fedjax_sim.algorithms.fedavg import CLIENT_OPTIMIZER_STATE, MODEL_STATE_MODES
+from fedjax_sim.algorithms.round import LOCAL_WORK
+from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
+from fedjax_sim.algorithms.selection import SELECTIONS
 from fedjax_sim.engine import CLIENT_AXIS_MODES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
+from fedjax_sim.models.resnet import NORMS
 from fedjax_sim.optimizers import OPTIMIZERS, make_optimizer
 
 
@@ -18,8 +23,8 @@ class ConfigError(ValueError):
     """A config field has a value outside what it allows; the message names both."""
 
 
-_ALGORITHMS = ("fedavg", "centralized")
-_DATASETS = {"shakespeare": "lstm", "cifar100": "cnn"}
+_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn", "centralized")
+_DATASETS = {"shakespeare": ("lstm",), "cifar100": ("cnn", "resnet20", "resnet18")}
 _PARTITIONS = {"shakespeare": ("natural", "iid"), "cifar100": ("iid", "dirichlet", "shards")}
 _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
 # Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
@@ -51,7 +56,7 @@ def _number(field: str, value, minimum: float = 0.0, *, strict: bool = False):
     _require(ok, f"{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
 
 
-def _optimizer(field: str, block, name: str, **schedule):
+def _optimizer(field: str, block, name: str, **options):
     """An optimizer block, checked by building it (`make_optimizer` names the bad field)."""
     _one_of(f"{field}.{'name' if field == 'optimizer' else 'optimizer'}", name, OPTIMIZERS)
     try:
@@ -62,7 +67,7 @@ def _optimizer(field: str, block, name: str, **schedule):
             weight_decay=block.get("weight_decay", 0.0),
             eps=block.eps,
             field=field,
-            **schedule,
+            **options,
         )
     except ValueError as error:
         raise ConfigError(str(error)) from error
@@ -95,15 +100,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         bool(data.leaf_train_dir) == bool(data.leaf_test_dir),
         "data.leaf_train_dir and data.leaf_test_dir go together: give both or neither",
     )
+    _integer("rounds_per_call", config.rounds_per_call)
     model = config.model
-    _one_of("model.name", model.name, ("cnn", "lstm"))
-    _require(
-        model.name == _DATASETS[data.name],
-        f"model.name must be {_DATASETS[data.name]!r} for data.name={data.name!r}, "
-        f"got {model.name!r}",
-    )
+    _one_of(f"model.name (for data.name={data.name!r})", model.name, _DATASETS[data.name])
     _integer("model.hidden", model.hidden)
     _one_of("model.conv", model.conv, CONV_IMPLEMENTATIONS)
+    _one_of("model.norm", model.norm, NORMS)
+    _integer("model.groups", model.groups)
     if config.algorithm == "centralized":
         _check_centralized(config)
     else:
@@ -126,9 +129,51 @@ def _check_centralized(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_federated(config: ml_collections.ConfigDict) -> None:
-    client = config.client
+    client, server = config.client, config.server
     _optimizer("client", client, client.optimizer)
-    _optimizer("server", config.server, config.server.optimizer)
+    _integer("server.warmup_steps", server.warmup_steps, 0)
+    _optimizer(
+        "server",
+        server,
+        server.optimizer,
+        b1=server.b1,
+        b2=server.b2,
+        initial_accumulator=server.initial_accumulator,
+        schedule=server.schedule,
+        total_steps=config.rounds,
+        warmup_steps=server.warmup_steps,
+    )
+    _one_of("client.local_work", client.local_work, LOCAL_WORK)
+    _one_of("client.optimizer_state", client.optimizer_state, CLIENT_OPTIMIZER_STATE)
+    _one_of("model_state", config.model_state, MODEL_STATE_MODES)
+    selection = config.selection
+    _one_of("selection.name", selection.name, SELECTIONS)
+    _number("selection.gamma", selection.gamma, strict=True)
+    _integer("selection.candidates", selection.candidates, 0)
+    _require(
+        isinstance(selection.replace, bool),
+        f"selection.replace must be True or False, got {selection.replace!r}",
+    )
+    _number("selection.dropout", selection.dropout)
+    _require(selection.dropout < 1, f"selection.dropout must be in [0, 1), got {selection.dropout}")
+    _number("fedprox.mu", config.fedprox.mu)
+    _one_of("scaffold.option", config.scaffold.option, SCAFFOLD_OPTIONS)
+    _number("feddyn.alpha", config.feddyn.alpha, strict=True)
+    if config.algorithm == "scaffold" and client.optimizer != "sgd":
+        raise ConfigError(
+            "client.optimizer must be 'sgd' for scaffold (its control update uses the client "
+            f"learning rate), got {client.optimizer!r}"
+        )
+    if config.algorithm == "fednova" and client.optimizer != "sgd":
+        raise ConfigError(
+            f"client.optimizer must be 'sgd' for fednova (its normalizer is derived for SGD "
+            f"with momentum), got {client.optimizer!r}"
+        )
+    if config.algorithm == "fedbn" and config.model.name not in ("resnet20", "resnet18"):
+        raise ConfigError(
+            f"model.name must be one of ['resnet20', 'resnet18'] for fedbn (a model with "
+            f"normalization layers), got {config.model.name!r}"
+        )
     _integer("client.local_steps", client.local_steps)
     _integer("client.batch_size", client.batch_size)
     _integer("client.local_epochs", client.local_epochs, 0)

@@ -64,9 +64,20 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # checkpoint stays); True runs on.
     config.allow_nan = False
     config.data = _data(dataset)
+    # Rounds run per compiled call (a lax.scan over rounds; evaluation and checkpoints land
+    # on call boundaries): fewer host round trips for short rounds, same results.
+    config.rounds_per_call = 1
+    # model.name: lstm (shakespeare); cnn, resnet20, resnet18 (cifar100).
     # model.conv (CNN): "auto" (loop-friendly on CPU, XLA's elsewhere), "xla", "loop_friendly"
+    # model.norm (ResNets): "batch", "group", "layer", "none"; model.groups: GroupNorm's groups
     config.model = ml_collections.ConfigDict(
-        {"name": "lstm" if dataset == "shakespeare" else "cnn", "hidden": 256, "conv": "auto"}
+        {
+            "name": "lstm" if dataset == "shakespeare" else "cnn",
+            "hidden": 256,
+            "conv": "auto",
+            "norm": "batch",
+            "groups": 2,
+        }
     )
     if algorithm == "centralized":
         config.batch_size = 64
@@ -98,17 +109,46 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "local_steps": 8,
             "local_epochs": 0,
             "batch_size": 64,
+            # How many of the local_steps each client runs: "fixed" (all), "proportional" (to
+            # its data size; the largest runs all), "random" (uniform in [1, local_steps]).
+            "local_work": "fixed",
+            # "reset": a fresh client optimizer every round; "keep": each client's persists.
+            "optimizer_state": "reset",
         }
     )
-    # eps of an adaptive server optimizer is FedAdam/FedYogi's tau (Reddi et al. 2021 use 1e-3)
+    # The FedOpt family (Reddi et al. 2021): sgd (+momentum: FedAvgM), adam, yogi, adagrad on
+    # the negated mean delta. eps is their adaptivity tau (the paper: 1e-3; unset: optax's);
+    # b1, b2 their moment decays; initial_accumulator their v_{-1} (unset: optax's).
     config.server = ml_collections.ConfigDict(
         {
             "optimizer": "sgd",
             "learning_rate": 1.0,
             "momentum": 0.0,
             "eps": config_dict.placeholder(float),
+            "b1": 0.9,
+            "b2": 0.99,
+            "initial_accumulator": config_dict.placeholder(float),
+            "schedule": "constant",  # over `rounds`: constant, cosine, warmup_cosine
+            "warmup_steps": 0,
         }
     )
+    # Who takes part: uniform; proportional (to data size); skewed (fixed p ~ Dirichlet(gamma):
+    # SMALL gamma = STRONG skew); power_of_choice (candidates d, the C with the highest loss).
+    # replace: with replacement (proportional, skewed); dropout: chance a client fails to report.
+    config.selection = ml_collections.ConfigDict(
+        {
+            "name": "uniform",
+            "gamma": 1.0,
+            "candidates": 0,  # power_of_choice's d; 0: 2 * clients_per_round
+            "replace": True,
+            "dropout": 0.0,
+        }
+    )
+    # BatchNorm statistics: "average" (with the weights) or "local" (each client keeps its own).
+    config.model_state = "average"
+    config.fedprox = ml_collections.ConfigDict({"mu": 0.01})
+    config.scaffold = ml_collections.ConfigDict({"option": "II"})
+    config.feddyn = ml_collections.ConfigDict({"alpha": 0.01})
     # "vmap", "map", "chunked", "sequential" or "auto" (fastest per backend and model)
     config.client_axis = "auto"
     config.chunk_size = 0
@@ -132,3 +172,50 @@ def variant(arg: str | None) -> str | None:
     if arg and arg not in VARIANTS:
         raise ConfigError(f"unknown config variant {arg!r}; allowed: {', '.join(VARIANTS)}")
     return arg or None
+
+
+def shakespeare_main_job(algorithm: str, arg: str | None) -> ml_collections.ConfigDict:
+    """The README's main job (100 Shakespeare clients, 10 per round, J=4, B=10, LSTM) run by
+    ``algorithm``, so that every algorithm's Shakespeare config shares its setting."""
+    config = base_config("shakespeare", algorithm)
+    config.data.num_clients = 100
+    config.clients_per_round = 10
+    config.client.local_steps = 4
+    config.client.batch_size = 10
+    config.client.learning_rate = 1.0
+    config.rounds = 150
+    config.eval_every = 15
+    config.checkpoint_every = 15
+    config.eval_max_examples = 2000
+    if variant(arg) == "smoke":
+        config.data.num_clients = 12
+        config.clients_per_round = 3
+        config.client.local_steps = 2
+        config.client.batch_size = 4
+        config.model.hidden = 32
+        config.rounds = 4
+        config.eval_every = 2
+        config.checkpoint_every = 2
+        config.eval_max_examples = 200
+    return config
+
+
+def cifar100_federated(algorithm: str, arg: str | None) -> ml_collections.ConfigDict:
+    """FedAvg's CIFAR-100 setting (Dirichlet(0.5) over 100 clients, 10 per round, J=8, B=64)
+    run by ``algorithm``; the smoke variant runs on synthetic CIFAR-shaped data."""
+    config = base_config("cifar100", algorithm)
+    config.rounds = 2000
+    config.eval_every = 50
+    config.checkpoint_every = 50
+    if variant(arg) == "smoke":
+        config.data.source = "synthetic"
+        config.data.synthetic_train = 400
+        config.data.synthetic_test = 100
+        config.data.num_clients = 8
+        config.clients_per_round = 2
+        config.client.local_steps = 2
+        config.client.batch_size = 8
+        config.rounds = 2
+        config.eval_every = 1
+        config.checkpoint_every = 1
+    return config

@@ -19,6 +19,7 @@ a leading client axis C of every argument. The formulations differ only in speed
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -29,31 +30,38 @@ CLIENT_AXIS_MODES = ("auto", "vmap", "map", "chunked", "sequential")
 CLIENT_MESH_AXIS = "clients"  # the mesh axis that `map_clients` splits clients over
 
 
-def resolve_client_axis(
-    mode: str, model_name: str, backend: str | None = None, conv: str = "loop_friendly"
-) -> str:
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """How a round runs its clients; changes speed and memory, never results (beyond float
+    reassociation between formulations).
+
+    Attributes:
+      client_axis: ``"vmap"``, ``"map"``, ``"chunked"`` or ``"sequential"`` (`map_clients`).
+      chunk_size: clients vectorized together with ``"chunked"``.
+      mesh: optional mesh with a ``"clients"`` axis the round's clients (and the per-client
+        state of all K clients) are split over.
+      unroll: ``unroll`` of the `lax.scan` over local steps.
+    """
+
+    client_axis: str = "vmap"
+    chunk_size: int | None = None
+    mesh: jax.sharding.Mesh | None = None
+    unroll: int | bool = 1
+
+
+def resolve_client_axis(mode: str, model, backend: str | None = None) -> str:
     """The concrete formulation for ``mode``; ``"auto"`` uses what measured fastest.
 
-    On GPU/TPU the vectorized round is expected to win. On CPU, measured in
-    experiments/bench_round.py (2 cores): for the CNN, vmap's grouped convolutions run at half
-    speed, so the clients run one after another: with the loop-friendly convolution
-    (`fedjax_sim.models.conv`, the CPU default) in a `lax.map` ("map": as fast as unrolling
-    them, compiled once for one client, memory of one client); with XLA's own convolution
-    (``conv="xla"``), whose backward pass is 20x slower in loop bodies, unrolled into the
-    program ("sequential"). For the LSTM, vmap's batched per-client matmuls run 1.3x slower than
-    one client's and `lax.map` is as fast as unrolling ("map"); for many small clients (MLP)
-    vmap is 7x faster than a Python loop over clients ("vmap").
+    On GPU/TPU the vectorized round (``"vmap"``) is expected to win; on CPU it is the model's
+    own ``cpu_client_axis`` (`fedjax_sim.models.model.Model`), measured in
+    experiments/bench_round.py: e.g. ``"map"`` for the course CNN with the loop-friendly
+    convolution and for the LSTM, ``"vmap"`` for many small clients (MLP).
     """
     if mode not in CLIENT_AXIS_MODES:
         raise ValueError(f"client_axis must be one of {list(CLIENT_AXIS_MODES)}, got {mode!r}")
     if mode != "auto":
         return mode
-    backend = backend or jax.default_backend()
-    if backend != "cpu":
-        return "vmap"
-    if model_name == "cnn":
-        return "map" if conv == "loop_friendly" else "sequential"
-    return {"lstm": "map"}.get(model_name, "vmap")
+    return model.cpu_client_axis if (backend or jax.default_backend()) == "cpu" else "vmap"
 
 
 def client_mesh_for(client_devices: int, clients_per_round: int) -> jax.sharding.Mesh | None:
@@ -79,12 +87,11 @@ def client_mesh_for(client_devices: int, clients_per_round: int) -> jax.sharding
     return jax.sharding.Mesh(np.array(devices[:count]), (CLIENT_MESH_AXIS,))
 
 
-def resolve_unroll(model_name: str, backend: str | None = None) -> int | bool:
-    """`lax.scan` unroll of the local steps: full for the CNN on CPU, else rolled. (With the
-    loop-friendly convolution a rolled CNN step is only ~8% slower, measured; with XLA's own
-    convolution its backward pass is 20x slower inside a loop body, jax-ml/jax#12868.)"""
-    backend = backend or jax.default_backend()
-    return True if backend == "cpu" and model_name == "cnn" else 1
+def resolve_unroll(model, backend: str | None = None) -> int | bool:
+    """`lax.scan` unroll of the local steps: the model's ``cpu_unroll`` on CPU (fully unrolled
+    for convolutional models, whose backward convolutions XLA:CPU runs slowly in loop bodies,
+    jax-ml/jax#12868), else rolled."""
+    return model.cpu_unroll if (backend or jax.default_backend()) == "cpu" else 1
 
 
 def map_clients(

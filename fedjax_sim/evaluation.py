@@ -12,20 +12,25 @@ from fedjax_sim.tasks import Task
 
 
 def make_evaluator(task: Task, batch_size: int = 1000):
-    """``evaluate(params, examples) -> (loss_N, correct_N, predictions_N)`` as numpy arrays.
+    """``evaluate(variables, examples) -> (loss_N, correct_N, predictions_N)`` as numpy arrays.
+
+    ``variables`` are ``{"params", "state"}`` (or bare parameters of a stateless model); the
+    model runs in evaluation mode (BatchNorm with its running statistics).
 
     Each chunk of ``batch_size`` examples is one call of a jitted function (the last chunk is
     padded, so there is one compiled shape); chunks are dispatched without waiting on the host.
     """
 
     @jax.jit
-    def chunk_fn(params, x, y):
-        logits = task.model.apply(params, task.prepare(x, None))
+    def chunk_fn(variables, x, y):
+        logits, _ = task.model.apply(variables, task.prepare(x, None))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y.astype(jnp.int32))
         pred = jnp.argmax(logits, -1)
         return loss, pred == y, pred
 
-    def evaluate(params, examples):
+    def evaluate(variables, examples):
+        if not (isinstance(variables, dict) and set(variables) == {"params", "state"}):
+            variables = {"params": variables, "state": {}}
         x, y = examples["x"], examples["y"]
         n = len(y)
         outputs = []
@@ -35,7 +40,7 @@ def make_evaluator(task: Task, batch_size: int = 1000):
             if pad:
                 xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)])
                 yb = np.concatenate([yb, np.repeat(yb[:1], pad, 0)])
-            outputs.append(chunk_fn(params, xb, yb))
+            outputs.append(chunk_fn(variables, xb, yb))
         loss, correct, pred = (
             np.concatenate([np.asarray(o[i]) for o in outputs])[:n] for i in range(3)
         )
@@ -87,3 +92,51 @@ def evaluation_metrics(dataset: FederatedDataset, loss_N, correct_N, *, per_clie
                 client_accuracy_p10=float(np.percentile(accs, 10)),
             )
     return metrics
+
+
+def personalized_evaluation(evaluate, dataset: FederatedDataset, variables_of) -> dict:
+    """Metrics of personalized models: client k evaluated with its own ``variables_of(k)``
+    (FedBN's normalization layers, local BatchNorm statistics).
+
+    With a per-client test split each client's test examples are evaluated with its own model
+    and the metrics are those of `evaluation_metrics` over the combined predictions. Without
+    one, each client's model is evaluated on the whole test set: its accuracy is the expected
+    accuracy on its label distribution (as `per_client_accuracy`), and ``test_accuracy`` /
+    ``test_loss`` are the means over clients weighted by their training examples.
+
+    Args:
+      evaluate: `make_evaluator`'s function.
+      dataset: the dataset (with its test split).
+      variables_of: ``variables_of(k) -> variables`` of client k.
+    """
+    n = len(dataset.test["y"])
+    if dataset.test_client_indices is not None:
+        loss_N, correct_N = np.zeros(n, np.float32), np.zeros(n, bool)
+        for k, idx in enumerate(dataset.test_client_indices):
+            if len(idx):
+                examples = {name: array[idx] for name, array in dataset.test.items()}
+                loss_N[idx], correct_N[idx], _ = evaluate(variables_of(k), examples)
+        return evaluation_metrics(dataset, loss_N, correct_N, per_client=True)
+    y_test = np.asarray(dataset.test["y"])
+    y_train = np.asarray(dataset.train["y"])
+    k_classes = dataset.num_classes
+    test_per_class = np.maximum(np.bincount(y_test, minlength=k_classes), 1)
+    accs, losses, sizes = [], [], []
+    for k, idx in enumerate(dataset.train_client_indices):
+        if not len(idx):
+            continue
+        loss_N, correct_N, _ = evaluate(variables_of(k), dataset.test)
+        p = np.bincount(y_train[idx], minlength=k_classes) / len(idx)
+        accs.append(float(p @ (np.bincount(y_test, weights=correct_N, minlength=k_classes)
+                               / test_per_class)))  # fmt: skip
+        losses.append(float(p @ (np.bincount(y_test, weights=loss_N, minlength=k_classes)
+                                 / test_per_class)))  # fmt: skip
+        sizes.append(len(idx))
+    accs, weights = np.array(accs), np.array(sizes) / np.sum(sizes)
+    return {
+        "test_loss": float(np.dot(weights, losses)),
+        "test_accuracy": float(np.dot(weights, accs)),
+        "client_accuracy_mean": float(accs.mean()),
+        "client_accuracy_std": float(accs.std()),
+        "client_accuracy_p10": float(np.percentile(accs, 10)),
+    }

@@ -18,23 +18,16 @@ import numpy as np
 from absl import logging
 
 from fedjax_sim import outputs
-from fedjax_sim.algorithms.centralized import centralized
-from fedjax_sim.algorithms.fedavg import fed_avg
+from fedjax_sim.algorithm_configs import build_algorithm, fit_algorithm_to_memory
+from fedjax_sim.algorithms.fedavg import personal_variables
 from fedjax_sim.algorithms.local import Algorithm
+from fedjax_sim.algorithms.round import per_client_state_bytes
 from fedjax_sim.config_checks import ConfigError, check_config, check_resumable
 from fedjax_sim.data import cifar100, shakespeare
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import FederatedDataset
 from fedjax_sim.data.synthetic import synthetic_images
-from fedjax_sim.engine import (
-    client_mesh_for,
-    clients_within_memory_budget,
-    resolve_client_axis,
-    resolve_unroll,
-)
-from fedjax_sim.evaluation import evaluation_metrics, make_evaluator
-from fedjax_sim.models.cnn import resolve_conv
-from fedjax_sim.optimizers import make_optimizer
+from fedjax_sim.evaluation import evaluation_metrics, make_evaluator, personalized_evaluation
 from fedjax_sim.simulate import simulate
 from fedjax_sim.tasks import Task, make_task
 
@@ -116,133 +109,8 @@ def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> F
 
 
 def build_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
-    kwargs = {"hidden": config.model.hidden} if config.model.name == "lstm" else {}
-    if config.model.name == "cnn":
-        kwargs["conv"] = config.model.conv
-    return make_task(config.model.name, num_classes, augment=config.data.augment, **kwargs)
-
-
-def build_algorithm(
-    config: ml_collections.ConfigDict,
-    task: Task,
-    num_clients: int,
-    *,
-    client_axis: str | None = None,
-    chunk_size: int | None = None,
-) -> Algorithm:
-    """The `Algorithm` that ``config.algorithm`` names; ``client_axis``/``chunk_size`` override
-    the config's (after ``"auto"`` is resolved)."""
-    if config.algorithm == "centralized":
-        opt = config.optimizer
-        tx = make_optimizer(
-            opt.name,
-            opt.learning_rate,
-            momentum=opt.momentum,
-            weight_decay=opt.weight_decay,
-            eps=opt.eps,
-            schedule=opt.schedule,
-            total_steps=opt.schedule_steps or config.rounds,
-            warmup_steps=opt.warmup_steps,
-            field="optimizer",
-        )
-        return centralized(
-            task,
-            tx,
-            batch_size=config.batch_size,
-            augment=config.data.augment,
-            unroll=resolve_unroll(config.model.name),
-        )
-    client, server = config.client, config.server
-    client_tx = make_optimizer(
-        client.optimizer,
-        client.learning_rate,
-        momentum=client.momentum,
-        weight_decay=client.weight_decay,
-        eps=client.eps,
-        field="client",
-    )
-    server_tx = make_optimizer(
-        server.optimizer,
-        server.learning_rate,
-        momentum=server.momentum,
-        eps=server.eps,
-        field="server",
-    )
-    return fed_avg(
-        task,
-        client_tx,
-        server_tx,
-        clients_per_round=clients_per_round(config, num_clients),
-        local_steps=client.local_steps,
-        batch_size=client.batch_size,
-        local_epochs=client.local_epochs or None,
-        weighting=config.weighting,
-        client_axis=client_axis or auto_client_axis(config),
-        unroll_local_steps=config.unroll_local_steps or resolve_unroll(config.model.name),
-        chunk_size=chunk_size or config.chunk_size or None,
-        augment=config.data.augment,
-        client_mesh=client_mesh_for(config.client_devices, clients_per_round(config, num_clients)),
-    )
-
-
-def auto_client_axis(config: ml_collections.ConfigDict) -> str:
-    """``config.client_axis`` with ``"auto"`` resolved for this backend, model and convolution."""
-    conv = resolve_conv(config.model.conv) if config.model.name == "cnn" else "loop_friendly"
-    return resolve_client_axis(config.client_axis, config.model.name, conv=conv)
-
-
-def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
-    """C: ``clients_per_round``, or ``participation`` x K when it is 0.
-
-    Raises:
-      ConfigError: ``clients_per_round`` exceeds the K clients of the population.
-    """
-    if config.clients_per_round > num_clients:
-        raise ConfigError(
-            f"clients_per_round={config.clients_per_round} exceeds the {num_clients} clients of "
-            f"the population; at most {num_clients}"
-        )
-    return config.clients_per_round or max(1, round(config.participation * num_clients))
-
-
-def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Algorithm:
-    """``algorithm``, or when its vectorized round would exceed ``config.memory_budget_gb``,
-    the same round in chunks of as many clients as fit (`engine.clients_within_memory_budget`).
-
-    The check compiles the round as training will (reused from JAX's cache when it fits); a
-    round over budget costs one more compilation per chunk size tried.
-    """
-    if (
-        config.algorithm != "fedavg"
-        or not config.memory_budget_gb
-        or auto_client_axis(config) != "vmap"
-    ):
-        return algorithm
-    num = clients_per_round(config, clients.num_clients)
-
-    def round_for_chunk(k):
-        if k == num:  # all clients at once: the vectorized round itself
-            return algorithm.round_fn
-        return build_algorithm(
-            config, task, clients.num_clients, client_axis="chunked", chunk_size=k
-        ).round_fn
-
-    chunk, chunk_bytes = clients_within_memory_budget(
-        round_for_chunk, (state, clients, key), num, config.memory_budget_gb * 2**30
-    )
-    if chunk == num:
-        return algorithm
-    logging.info(
-        "memory_budget_gb=%g: %d clients vectorized at once exceed it; running chunks of %d "
-        "clients (%.2f GiB by XLA's memory analysis)",
-        config.memory_budget_gb,
-        num,
-        chunk,
-        chunk_bytes / 2**30,
-    )
-    return build_algorithm(
-        config, task, clients.num_clients, client_axis="chunked", chunk_size=chunk
-    )
+    """The task of ``config.model`` (built by `fedjax_sim.models.registry`)."""
+    return make_task(config.model.name, num_classes, augment=config.data.augment, **config.model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,9 +140,16 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     state = algorithm.init(task.model.init(init_key))
     algorithm = fit_algorithm_to_memory(config, task, clients, state, data_key, algorithm)
     evaluator = make_evaluator(task, config.eval_batch_size)
+    personal = "norm" if config.algorithm == "fedbn" else "none"
+    is_personalized = not is_centralized and (personal != "none" or config.model_state == "local")
 
     def evaluate(state):
-        loss, correct, _ = evaluator(state.params, dataset.test)
+        if is_personalized:  # every client with its own normalization layers / statistics
+            return personalized_evaluation(
+                evaluator, dataset, lambda k: personal_variables(state, k, personal)
+            )
+        variables = {"params": state.params, "state": state.model_state}
+        loss, correct, _ = evaluator(variables, dataset.test)
         return evaluation_metrics(dataset, loss, correct, per_client=not is_centralized)
 
     return Experiment(config, dataset, clients, task, algorithm, state, data_key, evaluate)
@@ -334,9 +209,12 @@ def run_experiment(
     _check_workdir(workdir, resolved)
     experiment = build_experiment(config)
     summary = outputs.dataset_summary(experiment.dataset)
+    state_bytes = per_client_state_bytes(experiment.initial_state)
+    summary["per_client_state_bytes"] = state_bytes
     (log or logging.info)(
         f"{summary['name']}: {summary['clients']} clients, {summary['train_examples']:,} "
         f"training examples; evaluating on {summary['test_examples']:,} test examples"
+        + (f"; per-client state {state_bytes / 1e6:,.1f} MB" if state_bytes else "")
     )
     outputs.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
     outputs.write_json_atomic(os.path.join(workdir, "dataset.json"), summary)
@@ -357,6 +235,7 @@ def run_experiment(
         on_record=on_record,
         progress=progress,
         allow_nan=config.allow_nan,
+        rounds_per_call=config.rounds_per_call,
     )
     outputs.write_metrics(workdir, history)
     outputs.write_params(os.path.join(workdir, "params.msgpack"), state.params)

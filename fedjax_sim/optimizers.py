@@ -46,6 +46,9 @@ def make_optimizer(
     weight_decay: float = 0.0,
     eps: float | None = None,
     nesterov: bool = False,
+    b1: float | None = None,
+    b2: float | None = None,
+    initial_accumulator: float | None = None,
     schedule: str = "constant",
     total_steps: int = 1,
     warmup_steps: int = 0,
@@ -64,6 +67,10 @@ def make_optimizer(
         None is optax's default for that optimizer (e.g. 1e-8 for adam). For adaptive server
         optimizers it is the adaptivity tau of Reddi et al. 2021 (FedAdam, FedYogi).
       nesterov: Nesterov momentum for sgd and lars (needs momentum > 0).
+      b1, b2: the first and second moment decays of adam, yogi and lamb; None is optax's
+        default (adagrad has no moment decays: optax's adagrad, FedAdagrad with b1 = 0).
+      initial_accumulator: the second-moment accumulator's start (v_{-1}) of adagrad and yogi;
+        None is optax's default (0.1 and 1e-6).
       schedule, total_steps, warmup_steps: see `make_schedule`.
       field: the config entry named in error messages, e.g. ``"client"``.
 
@@ -91,25 +98,38 @@ def make_optimizer(
         raise ValueError(f"{field}.eps must be > 0 (or None: the optimizer's default), got {eps}")
     if eps is not None and name == "sgd":
         raise ValueError(f"{field}.eps does not apply to sgd; leave it None")
+    for moment, value in (("b1", b1), ("b2", b2)):
+        if value is not None and not 0 <= value < 1:
+            raise ValueError(f"{field}.{moment} must be in [0, 1), got {value}")
+    if initial_accumulator is not None and not initial_accumulator >= 0:
+        raise ValueError(f"{field}.initial_accumulator must be >= 0, got {initial_accumulator}")
     lr = make_schedule(
         learning_rate, schedule, total_steps=total_steps, warmup_steps=warmup_steps, field=field
     )
     eps_arg = {} if eps is None else {"eps": eps}
+    betas = {k: v for k, v in (("b1", b1), ("b2", b2)) if v is not None}
+    accumulator = (
+        {} if initial_accumulator is None else {"initial_accumulator_value": initial_accumulator}
+    )
     if name == "sgd":
         tx = optax.sgd(lr, momentum=momentum or None, nesterov=nesterov)
     elif name == "adagrad":
-        tx = optax.adagrad(lr, **eps_arg)
+        tx = optax.adagrad(lr, **eps_arg, **accumulator)
     elif name == "adam":
-        return optax.adamw(lr, weight_decay=weight_decay, **eps_arg)
+        return optax.adamw(lr, weight_decay=weight_decay, **eps_arg, **betas)
     elif name == "yogi":
-        tx = optax.yogi(lr, **eps_arg)
+        # optax.yogi, with its accumulator's start exposed
+        tx = optax.chain(
+            optax.scale_by_yogi(**eps_arg, **betas, **accumulator),
+            optax.scale_by_learning_rate(lr),
+        )
     elif name == "lars":
         momentum_arg = {} if momentum is None else {"momentum": momentum}
         return optax.lars(
             lr, weight_decay=weight_decay, nesterov=nesterov, **momentum_arg, **eps_arg
         )
     else:
-        return optax.lamb(lr, weight_decay=weight_decay, **eps_arg)
+        return optax.lamb(lr, weight_decay=weight_decay, **eps_arg, **betas)
     if weight_decay:
         tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
     return tx

@@ -34,9 +34,10 @@ def _own_copy(state):
 
 
 def _stop_if_diverged(round_number: int, metrics: dict, state, checkpointer) -> None:
-    """Raises `DivergenceError` if the round's metrics or parameters are NaN or infinite."""
+    """Raises `DivergenceError` if the round's metrics or parameters (``state``; None: not
+    checked) are NaN or infinite."""
     bad = [f"{name}={value}" for name, value in metrics.items() if not np.isfinite(value)]
-    if not bool(_all_finite(getattr(state, "params", state))):
+    if state is not None and not bool(_all_finite(getattr(state, "params", state))):
         bad.append("non-finite parameters")
     if not bad:
         return
@@ -46,6 +47,32 @@ def _stop_if_diverged(round_number: int, metrics: dict, state, checkpointer) -> 
         f"training diverged in round {round_number} ({', '.join(bad)}); stopped, {where}; "
         "lower the learning rate, or set allow_nan=True to run on"
     )
+
+
+def multi_round(round_fn: Callable, num_rounds: int) -> Callable:
+    """``num_rounds`` rounds of ``round_fn`` as ONE function (a `lax.scan` over rounds):
+    ``(state, clients, key) -> (state, metrics)`` with every metric stacked ``[num_rounds]``.
+
+    Each round folds its number from ``state.round`` into the key, so the result equals
+    ``num_rounds`` separate calls."""
+
+    def rounds(state, clients, key):
+        def body(state, _):
+            return round_fn(state, clients, key)
+
+        return jax.lax.scan(body, state, None, length=num_rounds)
+
+    return rounds
+
+
+def _next_boundary(done: int, rounds: int, per_call: int, *everys: int) -> int:
+    """The round the next call stops at: ``per_call`` rounds on, or an earlier evaluation or
+    checkpoint round, or the last round."""
+    stop = min(rounds, done + per_call)
+    for every in everys:
+        if every > 0:
+            stop = min(stop, (done // every + 1) * every)
+    return stop
 
 
 def simulate(
@@ -63,6 +90,7 @@ def simulate(
     progress: bool = True,
     jit: bool = True,
     allow_nan: bool = False,
+    rounds_per_call: int = 1,
 ):
     """Runs ``round_fn`` until ``state.round == rounds``.
 
@@ -83,6 +111,10 @@ def simulate(
       jit: compile the round (False runs it op by op, for debugging).
       allow_nan: run on when a round's training metrics or ``state.params`` (the whole state
         if it has no ``params``) are NaN/inf, instead of stopping.
+      rounds_per_call: rounds run by one compiled call (`multi_round`); a call also ends at
+        every evaluation and checkpoint round, so records and checkpoints are unchanged and the
+        results equal ``rounds_per_call=1``'s bit for bit. With divergence the state is past
+        the first bad round of its call, and nothing of that call is recorded.
 
     Returns:
       ``(state, history)``: the final state and one record per evaluation, each with ``round``,
@@ -109,7 +141,16 @@ def simulate(
         state = _own_copy(state)
     else:
         state, history, pending = restored
-    step = jax.jit(round_fn, donate_argnums=0) if jit else round_fn
+    if rounds_per_call < 1:
+        raise ValueError(f"rounds_per_call must be >= 1, got {rounds_per_call}")
+    compiled: dict[int, Callable] = {}
+
+    def step(count):
+        if count not in compiled:  # at most two lengths: rounds_per_call and a remainder
+            fn = round_fn if count == 1 else multi_round(round_fn, count)
+            compiled[count] = jax.jit(fn, donate_argnums=0) if jit else fn
+        return compiled[count]
+
     start = int(state.round)
     if start > rounds:
         checkpointer.close()
@@ -126,15 +167,30 @@ def simulate(
         dynamic_ncols=True,
     )
     try:
-        for round_number in range(start + 1, rounds + 1):
-            state, metrics = step(state, clients, key)
-            metrics_host = _to_host(metrics)
+        done = start
+        while done < rounds:
+            stop = _next_boundary(done, rounds, rounds_per_call, eval_every, checkpoint_every)
+            state, metrics = step(stop - done)(state, clients, key)
+            if stop - done == 1:
+                per_round = [_to_host(metrics)]
+            else:
+                stacked = {name: np.asarray(value) for name, value in metrics.items()}
+                per_round = [
+                    {name: float(value[i]) for name, value in stacked.items()}
+                    for i in range(stop - done)
+                ]
             if not allow_nan:
-                _stop_if_diverged(round_number, metrics_host, state, checkpointer)
-            pending.append(metrics_host)
-            is_last = round_number == rounds
-            if is_last or (eval_every > 0 and round_number % eval_every == 0):
-                record = {"round": round_number}
+                for offset, metrics_host in enumerate(per_round):
+                    bad_round = done + offset + 1
+                    last = offset == len(per_round) - 1
+                    if last or not all(np.isfinite(v) for v in metrics_host.values()):
+                        _stop_if_diverged(bad_round, metrics_host, state if last else None,
+                                          checkpointer)  # fmt: skip
+            pending.extend(per_round)
+            done = stop
+            is_last = done == rounds
+            if is_last or (eval_every > 0 and done % eval_every == 0):
+                record = {"round": done}
                 for name in pending[0]:
                     record[name] = float(np.mean([m[name] for m in pending]))
                 pending = []
@@ -144,12 +200,12 @@ def simulate(
                 if on_record is not None:
                     on_record(history)
             if checkpointer is not None:
-                checkpointer.save(round_number, state, history, pending, force=is_last)
-            shown = {name: f"{value:.3f}" for name, value in list(metrics_host.items())[:2]}
+                checkpointer.save(done, state, history, pending, force=is_last)
+            shown = {name: f"{value:.3f}" for name, value in list(per_round[-1].items())[:2]}
             if history and "test_accuracy" in history[-1]:
                 shown["test_acc"] = f"{history[-1]['test_accuracy']:.3f}"
             bar.set_postfix(shown, refresh=False)
-            bar.update(1)
+            bar.update(len(per_round))
     finally:
         bar.close()
         if checkpointer is not None:

@@ -15,9 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from fedjax_sim.data import cifar100
-from fedjax_sim.models.cnn import make_cnn
-from fedjax_sim.models.lstm import make_lstm
-from fedjax_sim.models.mlp import make_mlp
+from fedjax_sim.models import registry
 from fedjax_sim.models.model import Model
 
 
@@ -35,21 +33,51 @@ class Task(NamedTuple):
     num_classes: int
 
 
-def masked_loss_and_metrics(task: Task, params, batch, rng=None):
+# One client's local loss: ``objective(params, model_state, batch, rng, context) -> (loss,
+# (metrics, new_model_state))``. ``batch`` is ``{"x", "y", "mask"}``; ``context`` carries the
+# client's per-round tensors (anchor parameters, control variates); ``metrics`` are the sums of
+# `masked_loss_and_metrics`, of the data loss alone.
+Objective = Callable[..., tuple[jax.Array, tuple[dict, dict]]]
+
+
+def masked_loss_and_metrics(task: Task, variables, batch, rng=None, *, train: bool = True):
     """Mean cross-entropy over the unmasked examples of ``batch`` and summed metrics.
 
+    Args:
+      task: the task.
+      variables: ``{"params", "state"}`` of ``task.model``.
+      batch: ``{"x", "y", "mask"}``.
+      rng: enables training augmentation (and is the model's dropout key).
+      train: the model's training mode (batch statistics over the unmasked rows).
+
     Returns:
-      ``(loss, metrics)`` where ``metrics`` has ``loss_sum``, ``correct`` and ``count`` (sums over
-      unmasked examples), so that metrics of many batches and clients add up exactly.
+      ``(loss, (metrics, new_model_state))`` where ``metrics`` has ``loss_sum``, ``correct`` and
+      ``count`` (sums over unmasked examples), so that metrics of many batches and clients add
+      up exactly.
     """
     x = task.prepare(batch["x"], rng)
-    logits = task.model.apply(params, x)
+    model_rng = None if rng is None else jax.random.fold_in(rng, 1)
+    logits, new_state = task.model.apply(
+        variables, x, train=train, rng=model_rng, mask=batch["mask"]
+    )
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"].astype(jnp.int32))
     weights = batch["mask"].astype(losses.dtype)
     count = weights.sum()
     loss = (losses * weights).sum() / jnp.maximum(count, 1.0)
     correct = ((jnp.argmax(logits, -1) == batch["y"]) * weights).sum()
-    return loss, {"loss_sum": (losses * weights).sum(), "correct": correct, "count": count}
+    metrics = {"loss_sum": (losses * weights).sum(), "correct": correct, "count": count}
+    return loss, (metrics, new_state)
+
+
+def cross_entropy(task: Task, *, augment: bool = True) -> Objective:
+    """The plain objective: masked cross-entropy; ``context`` is ignored."""
+
+    def objective(params, model_state, batch, rng, context):
+        del context
+        variables = {"params": params, "state": model_state}
+        return masked_loss_and_metrics(task, variables, batch, rng if augment else None)
+
+    return objective
 
 
 def _prepare_cifar(x_uint8, rng):
@@ -67,20 +95,20 @@ def _prepare_features(x, rng):
     return x.astype(jnp.float32)
 
 
-MODEL_NAMES = ("cnn", "lstm", "mlp")
+def make_task(model: str | Model, num_classes: int, *, augment: bool = True, **fields) -> Task:
+    """Builds the `Task` of ``model``: a name of `fedjax_sim.models.registry` (built with
+    ``fields``, e.g. ``hidden=16``) or a built `Model`.
 
-
-def make_task(model_name: str, num_classes: int, *, augment: bool = True, **model_kwargs) -> Task:
-    """Builds the `Task` for ``model_name`` in `MODEL_NAMES`.
-
-    ``"cnn"`` takes uint8 NHWC images (normalized, and augmented when ``augment``), ``"lstm"``
-    character ids, ``"mlp"`` feature vectors of any numeric dtype (``features=`` sets the width).
+    The input pipeline follows ``model.inputs``: ``"images"`` are uint8 NHWC (normalized, and
+    augmented when ``augment`` and a training rng is given), ``"tokens"`` character ids,
+    ``"features"`` vectors of any numeric dtype.
     """
-    if model_name == "cnn":
+    if isinstance(model, str):
+        model = registry.build(model, num_classes, fields)
+    if model.inputs == "images":
         prepare = _prepare_cifar if augment else (lambda x, rng: _prepare_cifar(x, None))
-        return Task(make_cnn(num_classes, **model_kwargs), prepare, num_classes)
-    if model_name == "lstm":
-        return Task(make_lstm(vocab_size=num_classes, **model_kwargs), _prepare_tokens, num_classes)
-    if model_name == "mlp":
-        return Task(make_mlp(num_classes, **model_kwargs), _prepare_features, num_classes)
-    raise ValueError(f"model.name must be one of {list(MODEL_NAMES)}, got {model_name!r}")
+    elif model.inputs == "tokens":
+        prepare = _prepare_tokens
+    else:
+        prepare = _prepare_features
+    return Task(model, prepare, num_classes)

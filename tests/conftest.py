@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fedjax_sim.data.client_data import client_data_from_indices
-from fedjax_sim.models.model import Model
+from fedjax_sim.models.model import stateless
 from fedjax_sim.tasks import Task, make_task
 
 NUM_FEATURES, NUM_HIDDEN, NUM_CLASSES = 6, 5, 3
@@ -38,7 +38,7 @@ def _mlp_apply(params, x):
 
 @pytest.fixture(scope="session")
 def mlp_task() -> Task:
-    model = Model(init=_mlp_init, apply=_mlp_apply, example_shape=(NUM_FEATURES,), name="mlp")
+    model = stateless(_mlp_init, _mlp_apply, (NUM_FEATURES,), "mlp")
     return Task(model=model, prepare=lambda x, rng: x, num_classes=NUM_CLASSES)
 
 
@@ -50,9 +50,9 @@ def trace_counting():
     def wrap(task: Task):
         traces = []
 
-        def counting_apply(params, x):
+        def counting_apply(variables_, x, **kwargs):
             traces.append(1)
-            return task.model.apply(params, x)
+            return task.model.apply(variables_, x, **kwargs)
 
         return task._replace(model=task.model._replace(apply=counting_apply)), traces
 
@@ -60,8 +60,13 @@ def trace_counting():
 
 
 @pytest.fixture(scope="session")
-def mlp_params(mlp_task):
+def mlp_variables(mlp_task):
     return jax.jit(mlp_task.model.init)(jax.random.key(0))
+
+
+@pytest.fixture(scope="session")
+def mlp_params(mlp_variables):
+    return mlp_variables["params"]
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +105,8 @@ def cnn_task() -> Task:
 
 @pytest.fixture(scope="session")
 def cnn_params(cnn_task):
-    return jax.jit(cnn_task.model.init)(jax.random.key(0))  # jitted: eager init is 2x slower
+    # jitted: eager init is 2x slower
+    return jax.jit(cnn_task.model.init)(jax.random.key(0))["params"]
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +117,7 @@ def small_lstm_task() -> Task:
 
 @pytest.fixture(scope="session")
 def small_lstm_params(small_lstm_task):
-    return jax.jit(small_lstm_task.model.init)(jax.random.key(0))
+    return jax.jit(small_lstm_task.model.init)(jax.random.key(0))["params"]
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import pytest
 from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.data.client_data import client_batch_plan, pooled_client_data
 from fedjax_sim.data.dataset import FederatedDataset
+from fedjax_sim.models.model import variables
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 KEY = jax.random.key(7)
@@ -35,7 +36,7 @@ def _train(mlp_task, mlp_params, clients, steps_per_round, num_rounds):
     tx = optax.sgd(0.1, momentum=0.9)
     algo = centralized(mlp_task, tx, batch_size=BATCH, steps_per_round=steps_per_round)
     round_fn = jax.jit(algo.round_fn)
-    state = algo.init(mlp_params)
+    state = algo.init(variables(mlp_params))
     for _ in range(num_rounds):
         state, metrics = round_fn(state, clients, KEY)
     return state, jax.device_get(metrics)
@@ -45,7 +46,7 @@ def test_pooled_client_holds_every_client_example(pooled, tiny_client_indices):
     assert pooled.num_clients == 1
     assert int(pooled.counts_K[0]) == 20
     used = np.sort(np.concatenate(tiny_client_indices))
-    np.testing.assert_array_equal(pooled.indices_KxM[0], used)
+    np.testing.assert_array_equal(pooled.client_indices(0), used)
 
 
 def test_rounds_continue_the_stream(mlp_task, mlp_params, pooled, ref_sgd, gather_host):
@@ -63,12 +64,12 @@ def test_rounds_continue_the_stream(mlp_task, mlp_params, pooled, ref_sgd, gathe
     batches, stream = [], []
     for step in range(STEPS):
         indices, mask = plan_at(
-            data_key, pooled.indices_KxM[0], 20, num_steps=1, batch_size=BATCH, offset=step * BATCH
+            data_key, pooled.order_N, 0, 20, num_steps=1, batch_size=BATCH, offset=step * BATCH
         )
         batches += gather_host(pooled, indices, mask)
         stream.append(np.asarray(indices).ravel())
     first_pass = np.concatenate(stream)[:20]
-    np.testing.assert_array_equal(np.sort(first_pass), pooled.indices_KxM[0])
+    np.testing.assert_array_equal(np.sort(first_pass), pooled.client_indices(0))
     want, want_trace, loss_sum, count = ref_sgd(mlp_params, batches, 0.1, momentum=0.9)
     chex.assert_trees_all_close(one_round.params, want, **TOL)
     chex.assert_trees_all_close(

@@ -6,6 +6,7 @@ import pytest
 
 from fedjax_sim.data.dataset import FederatedDataset
 from fedjax_sim.evaluation import evaluation_metrics, make_evaluator, per_client_accuracy
+from fedjax_sim.models.model import variables
 
 Y_TEST = np.array([0, 0, 1, 1, 2, 2, 2], np.int32)
 CORRECT = np.array([1, 0, 1, 1, 0, 0, 1], bool)  # per class: 1/2, 2/2, 1/3
@@ -30,7 +31,7 @@ def test_evaluator_matches_unbatched_reference(batch_size, mlp_task, mlp_params,
     x, y = tiny_examples["x"][:7], tiny_examples["y"][:7]
     loss, correct, pred = make_evaluator(mlp_task, batch_size)(mlp_params, {"x": x, "y": y})
 
-    logits = np.asarray(mlp_task.model.apply(mlp_params, x), np.float64)
+    logits = np.asarray(mlp_task.model.apply(variables(mlp_params), x)[0], np.float64)
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     assert loss.shape == correct.shape == pred.shape == (7,)
     np.testing.assert_allclose(loss, -log_probs[np.arange(7), y], rtol=1e-5)

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from fedjax_sim import algorithm_configs
 from fedjax_sim import experiment as experiment_lib
 from fedjax_sim.config_checks import ConfigError, check_config
 from fedjax_sim.config_files import load_config
@@ -258,16 +259,20 @@ def test_subsample_test_keeps_every_clients_own_examples():
 
 def test_auto_choices_per_backend_and_model():
     from fedjax_sim.engine import client_mesh_for, resolve_client_axis, resolve_unroll
+    from fedjax_sim.models import registry as models
 
-    assert resolve_client_axis("auto", "cnn", backend="cpu") == "map"
-    assert resolve_client_axis("auto", "cnn", backend="cpu", conv="xla") == "sequential"
-    assert resolve_client_axis("auto", "lstm", backend="cpu") == "map"
-    assert resolve_client_axis("auto", "mlp", backend="cpu") == "vmap"
-    assert resolve_client_axis("auto", "cnn", backend="gpu") == "vmap"
-    assert resolve_client_axis("chunked", "cnn", backend="cpu") == "chunked"
-    assert resolve_unroll("cnn", backend="cpu") is True and resolve_unroll("lstm", "cpu") == 1
+    cnn, lstm = models.get("cnn")(conv="loop_friendly"), models.get("lstm")(hidden=4)
+    assert resolve_client_axis("auto", cnn, backend="cpu") == "map"
+    assert resolve_client_axis("auto", models.get("cnn")(conv="xla"), "cpu") == "sequential"
+    assert resolve_client_axis("auto", lstm, backend="cpu") == "map"
+    assert resolve_client_axis("auto", models.get("mlp")(), backend="cpu") == "vmap"
+    assert resolve_client_axis("auto", models.get("resnet20")(), "cpu") == "sequential"
+    assert resolve_client_axis("auto", cnn, backend="gpu") == "vmap"
+    assert resolve_client_axis("chunked", cnn, backend="cpu") == "chunked"
+    assert resolve_unroll(cnn, backend="cpu") is True and resolve_unroll(lstm, "cpu") == 1
+    assert resolve_unroll(cnn, backend="gpu") == 1
     with pytest.raises(ValueError, match="client_axis"):
-        resolve_client_axis("pmap", "cnn")
+        resolve_client_axis("pmap", cnn)
     assert client_mesh_for(0, clients_per_round=4) is None  # this process has one device
     with pytest.raises(ValueError, match="client_devices must divide clients_per_round=4"):
         client_mesh_for(2, clients_per_round=4)
@@ -275,22 +280,22 @@ def test_auto_choices_per_backend_and_model():
 
 def test_optimizer_fields_reach_the_optimizers(shakespeare_cache, monkeypatch):
     calls = {}
-    build = experiment_lib.make_optimizer
+    build = algorithm_configs.make_optimizer
 
     def spy(name, learning_rate, **kwargs):
         calls[kwargs["field"]] = dict(kwargs, name=name, learning_rate=learning_rate)
         return build(name, learning_rate, **kwargs)
 
-    monkeypatch.setattr(experiment_lib, "make_optimizer", spy)
+    monkeypatch.setattr(algorithm_configs, "make_optimizer", spy)
     task = make_task("lstm", 80, hidden=8)
     federated = {"server.optimizer": "adam", "server.eps": 1e-3, "client.optimizer": "lars"}
     config = smoke_config("fedavg_shakespeare", shakespeare_cache, **federated)
-    experiment_lib.build_algorithm(config, task, num_clients=12)
+    algorithm_configs.build_algorithm(config, task, num_clients=12)
     assert calls["server"]["name"] == "adam" and calls["server"]["eps"] == 1e-3
     assert calls["client"]["name"] == "lars" and calls["client"]["momentum"] == 0.0
     centralized = {"optimizer.schedule": "warmup_cosine", "optimizer.schedule_steps": 50}
     config = smoke_config(
         "centralized_shakespeare", shakespeare_cache, **centralized, **{"optimizer.warmup_steps": 5}
     )
-    experiment_lib.build_algorithm(config, task, num_clients=1)
+    algorithm_configs.build_algorithm(config, task, num_clients=1)
     assert calls["optimizer"]["total_steps"] == 50 and calls["optimizer"]["warmup_steps"] == 5

@@ -17,7 +17,8 @@ from fedjax_sim import aggregation
 from fedjax_sim.algorithms.fedavg import fed_avg
 from fedjax_sim.algorithms.local import make_local_steps
 from fedjax_sim.data.client_data import client_batch_plan, client_data_from_indices, sample_clients
-from fedjax_sim.tasks import Task, make_task
+from fedjax_sim.models.model import variables
+from fedjax_sim.tasks import Task, cross_entropy, make_task
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 KEY = jax.random.key(42)
@@ -60,7 +61,8 @@ def _reference_mean_delta(
         n = int(clients.counts_K[client_id])
         indices, mask = plan_at(
             jax.random.fold_in(batch_key, client_id),
-            clients.indices_KxM[client_id],
+            clients.order_N,
+            clients.offsets_K[client_id],
             n,
             num_steps=local_steps,
             batch_size=batch_size,
@@ -83,7 +85,7 @@ def _reference_mean_delta(
 def _run_rounds(algo, params, clients, num_rounds, on_round=None):
     """``[(params, metrics)]`` after each of ``num_rounds`` calls of the jitted round."""
     round_fn = jax.jit(algo.round_fn)
-    state, history = algo.init(params), []
+    state, history = algo.init(variables(params)), []
     for _ in range(num_rounds):
         state, metrics = round_fn(state, clients, KEY)
         history.append((state.params, jax.device_get(metrics)))
@@ -115,7 +117,7 @@ def test_one_client_is_plain_sgd(one_client_run, mlp_params, ref_sgd, gather_hos
     for round_num, (params, metrics) in enumerate(history[:2]):
         _, batch_key, _ = _round_keys(round_num)
         indices, mask = plan_at(
-            jax.random.fold_in(batch_key, 0), clients.indices_KxM[0], 24, num_steps=8, batch_size=4
+            jax.random.fold_in(batch_key, 0), clients.order_N, 0, 24, num_steps=8, batch_size=4
         )
         want, _, loss_sum, count = ref_sgd(want, gather_host(clients, indices, mask), 0.1)
         chex.assert_trees_all_close(params, want, **TOL)
@@ -234,7 +236,8 @@ def test_local_epochs_stop_after_the_clients_examples(
     _, batch_key, _ = _round_keys(0)
     indices, mask = plan_at(
         jax.random.fold_in(batch_key, 0),
-        clients.indices_KxM[0],
+        clients.order_N,
+        0,
         3,
         num_steps=4,
         batch_size=2,
@@ -255,12 +258,13 @@ def test_masked_step_leaves_params_and_momentum(
     mlp_task, mlp_params, tiny_clients, ref_sgd, gather_host
 ):
     tx = optax.sgd(0.1, momentum=0.9)
-    run_local = jax.jit(make_local_steps(mlp_task, tx))
+    run_local = jax.jit(make_local_steps(cross_entropy(mlp_task), tx))
     indices = jnp.array([[0, 1], [2, 3], [4, 5]])
     mask = jnp.array([[True, True], [False, False], [True, False]])
-    params, opt_state, metrics = run_local(
-        mlp_params, tx.init(mlp_params), tiny_clients, indices, mask, jax.random.key(0)
+    params, _, opt_state, metrics, steps = run_local(
+        mlp_params, {}, tx.init(mlp_params), tiny_clients, indices, mask, jax.random.key(0), None
     )
+    assert steps == 2
     want, want_trace, loss_sum, count = ref_sgd(
         mlp_params, gather_host(tiny_clients, indices, mask), 0.1, momentum=0.9
     )

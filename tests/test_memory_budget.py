@@ -5,10 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from fedjax_sim import experiment as experiment_lib
+from fedjax_sim import algorithm_configs
 from fedjax_sim.config_defaults import base_config
 from fedjax_sim.data.client_data import client_data_from_indices
-from fedjax_sim.engine import clients_within_memory_budget, round_memory_bytes
+from fedjax_sim.engine import Execution, clients_within_memory_budget, round_memory_bytes
 from fedjax_sim.tasks import make_task
 
 
@@ -26,7 +26,7 @@ def setup():
         "y": rng.integers(0, 10, n).astype(np.int32),
     }
     clients = client_data_from_indices(examples, np.split(np.arange(n), 60))
-    algorithm = experiment_lib.build_algorithm(config, task, clients.num_clients)
+    algorithm = algorithm_configs.build_algorithm(config, task, clients.num_clients)
     state = algorithm.init(task.model.init(jax.random.key(0)))
     return config, task, clients, algorithm, state
 
@@ -36,10 +36,10 @@ def test_round_over_budget_runs_in_chunks_with_the_same_result(setup):
     key = jax.random.key(1)
     whole = round_memory_bytes(algorithm.round_fn, state, clients, key)
     config.memory_budget_gb = 2 * whole / 2**30
-    same = experiment_lib.fit_algorithm_to_memory(config, task, clients, state, key, algorithm)
+    same = algorithm_configs.fit_algorithm_to_memory(config, task, clients, state, key, algorithm)
     assert same is algorithm
     config.memory_budget_gb = 0.9 * whole / 2**30
-    fitted = experiment_lib.fit_algorithm_to_memory(config, task, clients, state, key, algorithm)
+    fitted = algorithm_configs.fit_algorithm_to_memory(config, task, clients, state, key, algorithm)
     assert fitted is not algorithm
     assert round_memory_bytes(fitted.round_fn, state, clients, key) <= 0.9 * whole
     # Chunks (here of a size below C, remainder included) change nothing but memory.
@@ -52,8 +52,9 @@ def test_budget_below_one_client_is_a_clear_error(setup):
     config, task, clients, _, state = setup
 
     def round_for_chunk(k):
-        return experiment_lib.build_algorithm(
-            config, task, clients.num_clients, client_axis="chunked", chunk_size=k
+        execution = Execution(client_axis="chunked", chunk_size=k)
+        return algorithm_configs.build_algorithm(
+            config, task, clients.num_clients, execution
         ).round_fn
 
     with pytest.raises(ValueError, match=r"^memory_budget_gb=.* is too small: a round with one"):

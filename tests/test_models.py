@@ -9,6 +9,7 @@ import pytest
 from fedjax_sim.data import cifar100
 from fedjax_sim.models.cnn import CourseCNN
 from fedjax_sim.models.lstm import make_lstm
+from fedjax_sim.models.model import variables
 from fedjax_sim.tasks import make_task
 
 # conv1 5x5x3x64, conv2 5x5x64x64, dense 1600->384, 384->192, 192->100, each with biases.
@@ -41,7 +42,7 @@ def test_cnn_parameters(cnn_params):
 def test_cnn_forward_and_1600_features(cnn_task, cnn_params, images):
     x = cnn_task.prepare(images, None)
     np.testing.assert_allclose(x, cifar100.normalize_images(images))
-    logits = cnn_task.model.apply(cnn_params, x)
+    logits, _ = cnn_task.model.apply(variables(cnn_params), x)
     assert logits.shape == (2, 100) and logits.dtype == jnp.float32
 
     _, state = CourseCNN(100).apply(
@@ -76,7 +77,7 @@ def test_cnn_augmentation_keeps_shape(cnn_task, images):
 
 def test_lstm_default_shapes():
     model = make_lstm()
-    shapes = jax.tree.map(jnp.shape, jax.eval_shape(model.init, jax.random.key(0)))
+    shapes = jax.tree.map(jnp.shape, jax.eval_shape(model.init, jax.random.key(0))["params"])
     layer_0 = {"w_ih": (8, 1024), "w_hh": (256, 1024), "bias": (1024,)}
     layer_1 = {"w_ih": (256, 1024), "w_hh": (256, 1024), "bias": (1024,)}
     assert shapes == {
@@ -85,7 +86,7 @@ def test_lstm_default_shapes():
         "LSTMLayer_1": layer_1,
         "Dense_0": {"kernel": (256, 80), "bias": (80,)},
     }
-    logits = jax.eval_shape(
+    logits, _ = jax.eval_shape(
         model.apply, jax.eval_shape(model.init, jax.random.key(0)), jnp.zeros((4, 80), jnp.int32)
     )
     assert logits.shape == (4, 80)
@@ -127,7 +128,7 @@ def tiny_lstm():
     Random values everywhere (biases included) so that every gate's slice matters.
     """
     model = make_lstm(vocab_size=7, seq_len=4, hidden=3, num_layers=2)
-    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    shapes = jax.eval_shape(model.init, jax.random.key(0))["params"]
     rng = np.random.default_rng(3)
     params = jax.tree.map(lambda leaf: rng.normal(size=leaf.shape).astype(np.float32), shapes)
     return model, params, np.array([[1, 4, 0, 6], [3, 3, 2, 5]], np.int32)
@@ -136,7 +137,10 @@ def tiny_lstm():
 def test_lstm_forward_equals_plain_loop(tiny_lstm):
     model, params, tokens = tiny_lstm
     np.testing.assert_allclose(
-        jax.jit(model.apply)(params, tokens), _reference_lstm(params, tokens), rtol=1e-5, atol=1e-6
+        jax.jit(lambda p, x: model.apply(variables(p), x)[0])(params, tokens),
+        _reference_lstm(params, tokens),
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -147,7 +151,7 @@ def test_lstm_gradient_equals_plain_loop_autodiff(tiny_lstm):
     def loss(apply):
         return lambda p: jnp.sum(weights * jnp.tanh(apply(p, tokens)))
 
-    grads = jax.jit(jax.grad(loss(model.apply)))(params)
+    grads = jax.jit(jax.grad(loss(lambda p, x: model.apply(variables(p), x)[0])))(params)
     want = jax.jit(jax.grad(loss(lambda p, x: _reference_lstm(p, x, jnp))))(params)
     chex.assert_trees_all_close(grads, want, rtol=1e-4, atol=1e-5)
 
@@ -155,12 +159,14 @@ def test_lstm_gradient_equals_plain_loop_autodiff(tiny_lstm):
 def test_make_task_unknown_model():
     with pytest.raises(ValueError) as error:
         make_task("resnet", 10)
-    assert str(error.value) == "model.name must be one of ['cnn', 'lstm', 'mlp'], got 'resnet'"
+    assert str(error.value) == (
+        "model.name must be one of ['cnn', 'lstm', 'mlp', 'resnet20', 'resnet18'], got 'resnet'"
+    )
 
 
 def test_mlp_matches_hand_written_forward():
     task = make_task("mlp", 10, features=64)
-    params = task.model.init(jax.random.key(0))
+    params = task.model.init(jax.random.key(0))["params"]
     assert jax.tree.map(jnp.shape, params) == {
         "Dense_0": {"kernel": (64, 128), "bias": (128,)},
         "Dense_1": {"kernel": (128, 10), "bias": (10,)},
@@ -169,5 +175,5 @@ def test_mlp_matches_hand_written_forward():
     d0, d1 = params["Dense_0"], params["Dense_1"]
     hidden = np.maximum(x.astype(np.float32) @ d0["kernel"] + d0["bias"], 0)
     want = hidden @ d1["kernel"] + d1["bias"]
-    got = task.model.apply(params, task.prepare(x, None))
+    got, _ = task.model.apply(variables(params), task.prepare(x, None))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

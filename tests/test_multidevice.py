@@ -17,13 +17,13 @@ SCRIPT = textwrap.dedent("""
     from jax.sharding import Mesh
     from fedjax_sim.algorithms.fedavg import fed_avg
     from fedjax_sim.data.client_data import client_data_from_indices
-    from fedjax_sim.models.model import Model
+    from fedjax_sim.models.model import stateless, variables
     from fedjax_sim.tasks import Task, make_task
 
     assert jax.device_count() == 2, jax.devices()
     def init(rng):
         return {"w": 0.1 * jax.random.normal(rng, (6, 3)), "b": jnp.zeros(3)}
-    linear = Task(Model(init, lambda p, x: x @ p["w"] + p["b"], (6,), "linear"),
+    linear = Task(stateless(init, lambda p, x: x @ p["w"] + p["b"], (6,), "linear"),
                   lambda x, rng: x, 3)
     rng = np.random.default_rng(0)
     features = {"x": rng.normal(size=(40, 6)).astype(np.float32),
@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent("""
     for task, data in ((linear, features), (lstm, tokens)):
         expected = train(task, data)
         assert not np.allclose(jax.tree.leaves(expected)[0],
-                               jax.tree.leaves(task.model.init(jax.random.key(0)))[0])
+                               jax.tree.leaves(task.model.init(jax.random.key(0))["params"])[0])
         for axis in ("vmap", "map", "chunked", "sequential"):
             got = train(task, data, client_axis=axis, client_mesh=mesh)
             for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got), strict=True):
@@ -58,7 +58,8 @@ SCRIPT = textwrap.dedent("""
         algo = fed_avg(linear, optax.sgd(0.3), optax.sgd(1.0), clients_per_round=3,
                        local_steps=1, batch_size=4, client_mesh=mesh)
         clients = client_data_from_indices(features, np.array_split(np.arange(40), 8))
-        jax.jit(algo.round_fn)(algo.init(init(jax.random.key(0))), clients, jax.random.key(1))
+        jax.jit(algo.round_fn)(algo.init(variables(init(jax.random.key(0)))), clients,
+                               jax.random.key(1))
         raise AssertionError("3 clients over 2 devices should be refused")
     except ValueError as e:
         assert "clients_per_round=3 must be a multiple of the 2 devices" in str(e), e

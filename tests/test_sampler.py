@@ -116,7 +116,7 @@ ROW = jnp.array([10, 11, 12, 13, 14, 15, 16, 0, 0, 0, 0, 0], jnp.int32)
 
 
 def _plan(key, count, **kwargs):
-    indices, mask = plan_at(key, ROW, count, **kwargs)
+    indices, mask = plan_at(key, ROW, 0, count, **kwargs)
     return np.asarray(indices), np.asarray(mask)
 
 
@@ -188,7 +188,8 @@ def test_round_batch_plan_is_the_per_client_plan():
         count = int(data.counts_K[client_id])
         want_indices, want_mask = plan_at(
             jax.random.fold_in(key, client_id),
-            data.indices_KxM[client_id],
+            data.order_N,
+            data.offsets_K[client_id],
             count,
             num_steps=4,
             batch_size=2,

@@ -15,12 +15,13 @@ import optax
 
 from fedjax_sim.algorithms.local import Algorithm, make_local_steps, training_metrics
 from fedjax_sim.data.client_data import ClientData, client_batch_plan
-from fedjax_sim.tasks import Task
+from fedjax_sim.tasks import Task, cross_entropy
 
 
 @flax.struct.dataclass
 class TrainState:
     params: Any
+    model_state: Any
     opt_state: Any
     round: jax.Array
 
@@ -44,31 +45,45 @@ def centralized(
       augment: apply the task's training augmentation.
       unroll: ``unroll`` of the `lax.scan` over steps.
     """
-    run_local = make_local_steps(task, tx, augment=augment, unroll=unroll)
+    run_local = make_local_steps(cross_entropy(task, augment=augment), tx, unroll=unroll)
 
-    def init(params) -> TrainState:
-        return TrainState(params=params, opt_state=tx.init(params), round=jnp.zeros((), jnp.int32))
+    def init(variables) -> TrainState:
+        params = variables["params"]
+        return TrainState(
+            params=params,
+            model_state=variables["state"],
+            opt_state=tx.init(params),
+            round=jnp.zeros((), jnp.int32),
+        )
 
     def round_fn(state: TrainState, clients: ClientData, key):
         data_key, train_key = jax.random.split(key)
         offset = state.round * (steps_per_round * batch_size)
         indices_JxB, mask_JxB = client_batch_plan(
             data_key,
-            clients.indices_KxM[0],
+            clients.order_N,
+            clients.offsets_K[0],
             clients.counts_K[0],
             num_steps=steps_per_round,
             batch_size=batch_size,
             offset=offset,
         )
-        params, opt_state, metrics = run_local(
+        result = run_local(
             state.params,
+            state.model_state,
             state.opt_state,
             clients,
             indices_JxB,
             mask_JxB,
             jax.random.fold_in(train_key, state.round),
+            None,
         )
-        new_state = state.replace(params=params, opt_state=opt_state, round=state.round + 1)
-        return new_state, training_metrics(metrics)
+        new_state = state.replace(
+            params=result.params,
+            model_state=result.model_state,
+            opt_state=result.opt_state,
+            round=state.round + 1,
+        )
+        return new_state, training_metrics(result.metrics)
 
     return Algorithm(init=init, round_fn=round_fn)

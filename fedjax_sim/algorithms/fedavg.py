@@ -1,37 +1,189 @@
-"""Federated averaging (McMahan et al. 2017) with an optax server optimizer (Reddi et al. 2021).
+"""Federated averaging (McMahan et al. 2017) with an optax server optimizer (Reddi et al. 2021),
+and FedBN (Li et al. 2021) as its personal-normalization option.
 
-One round, all inside one compiled call: sample C clients, draw every client's J batches, run
-each client's J local steps (the client axis added by `fedjax_sim.engine.map_clients`), aggregate
-the deltas with an optax aggregator, and apply the server optimizer to the negated mean delta as
-a pseudo-gradient. Server SGD with learning rate 1 is plain FedAvg.
+The client update trains the global model for J local steps and returns its delta; the server
+applies ``optax.chain(aggregator, scale(-1), server_tx)`` to the deltas, i.e. the server
+optimizer sees the negated mean delta as a pseudo-gradient: server SGD with learning rate 1 is
+plain FedAvg, momentum gives FedAvgM, adam/yogi/adagrad the FedOpt family.
+
+Model state (BatchNorm statistics), ``model_state``:
+  * ``"average"``: averaged with the same weights as the parameters (the default).
+  * ``"local"``: every client keeps its own statistics (per-client state); the global model's
+    are its initial ones, and evaluation should use the clients' own (`personal_variables`).
+FedBN (``personal="norm"``): each client keeps its normalization layers' parameters AND
+statistics; they are never averaged (their server copy stays at its initial value).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+from flax import traverse_util
 
 from fedjax_sim import aggregation
-from fedjax_sim.algorithms.local import (
-    Algorithm,
-    make_local_steps,
-    sum_metrics,
-    training_metrics,
+from fedjax_sim.algorithms.local import Algorithm, make_local_steps
+from fedjax_sim.algorithms.round import (
+    ClientOutput,
+    FederatedParts,
+    ServerState,
+    federated_round,
+    new_server_state,
+    replicate_for_clients,
 )
-from fedjax_sim.data.client_data import ClientData, round_batch_plan, sample_clients
-from fedjax_sim.engine import map_clients
-from fedjax_sim.tasks import Task
+from fedjax_sim.algorithms.selection import Sampler, uniform
+from fedjax_sim.engine import Execution
+from fedjax_sim.tasks import Objective, Task, cross_entropy
+
+MODEL_STATE_MODES = ("average", "local")
+PERSONAL = ("none", "norm")
+CLIENT_OPTIMIZER_STATE = ("reset", "keep")
+
+__all__ = ["ServerState", "fed_avg", "fedavg_parts", "personal_variables"]
 
 
-@flax.struct.dataclass
-class ServerState:
-    params: Any
-    opt_state: Any
-    round: jax.Array
+def is_norm_parameter(path: tuple[str, ...]) -> bool:
+    """Whether a parameter path belongs to a normalization layer (FedBN's local parameters)."""
+    return any("norm" in part.lower() for part in path)
+
+
+def _split(params, personal: Callable | None):
+    """``(flat_personal, flat_all)``: the personal leaves of ``params`` by "/"-joined path."""
+    flat = traverse_util.flatten_dict(params)
+    return {"/".join(k): v for k, v in flat.items() if personal and personal(k)}, flat
+
+
+def _merge(params, personal_flat: dict):
+    """``params`` with the leaves named in ``personal_flat`` replaced by its values."""
+    if not personal_flat:
+        return params
+    flat = traverse_util.flatten_dict(params)
+    flat = {k: personal_flat.get("/".join(k), v) for k, v in flat.items()}
+    return traverse_util.unflatten_dict(flat)
+
+
+def mean_model_state(model_states_C, weights_C, previous):
+    """The weighted mean of the clients' model states; ``previous`` when no client reported."""
+    total = jnp.sum(weights_C)
+    mean = jax.tree.map(
+        lambda s: jnp.tensordot(weights_C / jnp.where(total > 0, total, 1.0), s, axes=1),
+        model_states_C,
+    )
+    return jax.tree.map(lambda m, p: jnp.where(total > 0, m, p), mean, previous)
+
+
+def personal_variables(state: ServerState, client_id: int, personal: str = "none") -> dict:
+    """Client ``client_id``'s own variables: the global parameters with its personal
+    (FedBN) parameters, and its own model state when it keeps one; else the global model's."""
+    rows = jax.tree.map(lambda leaf: leaf[client_id], state.clients)
+    params = _merge(state.params, rows.get("params", {})) if personal != "none" else state.params
+    return {"params": params, "state": rows.get("model_state", state.model_state)}
+
+
+def fedavg_parts(
+    objective: Objective,
+    client_tx: optax.GradientTransformation,
+    server_tx: optax.GradientTransformation,
+    *,
+    num_clients: int = 0,
+    aggregator: optax.GradientTransformationExtraArgs | None = None,
+    model_state: str = "average",
+    personal: str = "none",
+    client_optimizer_state: str = "reset",
+    context: Callable | None = None,
+    client_extras: Callable | None = None,
+    unroll: int | bool = 1,
+) -> FederatedParts:
+    """FedAvg's parts (see the module docstring).
+
+    Args:
+      objective: the local objective (`fedjax_sim.tasks.cross_entropy` for FedAvg).
+      client_tx: the client optimizer.
+      server_tx: the server optimizer, fed the negated aggregated delta.
+      num_clients: K; needed when clients keep state (``model_state="local"``, ``personal``,
+        ``client_optimizer_state="keep"``).
+      aggregator: defaults to `aggregation.weighted_mean`.
+      model_state: one of `MODEL_STATE_MODES`.
+      personal: ``"norm"`` for FedBN, else ``"none"``.
+      client_optimizer_state: ``"reset"`` (fresh every round) or ``"keep"`` (each client's
+        optimizer state persists across its rounds, as per-client state).
+      context: ``context(state, client_input) -> dict`` handed to the objective (FedProx's
+        anchor); None gives ``None``.
+      client_extras: ``client_extras(client_input, local_result) -> dict`` of per-client values
+        passed to the aggregator as extra arguments (FedNova's normalizer ``local_work``).
+      unroll: ``unroll`` of the local-step scan.
+    """
+    for name, value, allowed in (
+        ("model_state", model_state, MODEL_STATE_MODES),
+        ("personal", personal, PERSONAL),
+        ("client_optimizer_state", client_optimizer_state, CLIENT_OPTIMIZER_STATE),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    personal_fn = is_norm_parameter if personal == "norm" else None
+    local_state = model_state == "local" or personal == "norm"
+    keep_opt = client_optimizer_state == "keep"
+    if (local_state or keep_opt) and num_clients < 1:
+        raise ValueError("num_clients (K) is needed for per-client state, got 0")
+    server_chain = optax.chain(
+        aggregator or aggregation.weighted_mean(), optax.scale(-1.0), server_tx
+    )
+    run_local = make_local_steps(objective, client_tx, unroll=unroll)
+
+    def init(variables) -> ServerState:
+        params = variables["params"]
+        clients = {}
+        if personal_fn:
+            clients["params"] = _split(params, personal_fn)[0]
+        if local_state:
+            clients["model_state"] = variables["state"]
+        if keep_opt:
+            clients["opt_state"] = client_tx.init(params)
+        return new_server_state(
+            variables, server_chain.init(params), replicate_for_clients(clients, num_clients)
+        )
+
+    def client_update(state: ServerState, clients, inputs) -> ClientOutput:
+        own = inputs.client_state
+        params = _merge(state.params, own.get("params", {}))
+        model_state_ = own.get("model_state", state.model_state)
+        opt_state = own["opt_state"] if keep_opt else client_tx.init(params)
+        result = run_local(
+            params,
+            model_state_,
+            opt_state,
+            clients,
+            inputs.indices_JxB,
+            inputs.mask_JxB,
+            inputs.rng,
+            None if context is None else context(state, inputs),
+        )
+        delta = jax.tree.map(jnp.subtract, result.params, params)
+        new_own = {}
+        if personal_fn:
+            new_own["params"] = _split(result.params, personal_fn)[0]
+            zero = {k: jnp.zeros_like(v) for k, v in _split(delta, personal_fn)[0].items()}
+            delta = _merge(delta, zero)  # personal layers are never averaged
+        if local_state:
+            new_own["model_state"] = result.model_state
+        if keep_opt:
+            new_own["opt_state"] = result.opt_state
+        extras = {} if client_extras is None else client_extras(inputs, result)
+        return ClientOutput(delta, result.model_state, new_own, result.metrics, extras)
+
+    def server_update(state: ServerState, outputs_C: ClientOutput, weights_C) -> ServerState:
+        updates, opt_state = server_chain.update(
+            outputs_C.delta, state.opt_state, state.params, weights=weights_C, **outputs_C.extras
+        )
+        params = optax.apply_updates(state.params, updates)
+        model_state_ = state.model_state
+        if not local_state:
+            model_state_ = mean_model_state(outputs_C.model_state, weights_C, state.model_state)
+        return state.replace(params=params, model_state=model_state_, opt_state=opt_state)
+
+    return FederatedParts(client_update=client_update, server_update=server_update, init=init)
 
 
 def fed_avg(
@@ -50,29 +202,33 @@ def fed_avg(
     aggregator: optax.GradientTransformationExtraArgs | None = None,
     augment: bool = True,
     client_mesh: jax.sharding.Mesh | None = None,
+    sampler: Sampler | None = None,
+    local_work: str = "fixed",
+    **part_options,
 ) -> Algorithm:
-    """Builds FedAvg.
+    """Builds FedAvg (and FedAvgM/FedAdam/FedYogi/FedAdagrad through ``server_tx``, FedBN
+    through ``personal="norm"``).
 
     Args:
       task: model and input pipeline.
-      client_tx: the client optimizer; its state starts fresh every round.
+      client_tx: the client optimizer.
       server_tx: the server optimizer, fed the negated aggregated delta.
-      clients_per_round: C, sampled uniformly without replacement every round.
+      clients_per_round: C, sampled uniformly without replacement unless ``sampler`` is given.
       local_steps: J minibatch steps per client (with ``local_epochs``: the static maximum, i.e.
         ``ceil(E * max_n / B)``; steps past a client's E epochs are masked no-ops).
       batch_size: B.
       local_epochs: E, or None for exactly J steps per client.
       weighting: ``"examples"`` (weights n_k) or ``"uniform"``.
-      client_axis: ``"vmap"``, ``"map"`` or ``"chunked"`` (see `fedjax_sim.engine`).
-      chunk_size: clients vectorized together when ``client_axis="chunked"``.
-      unroll_local_steps: ``unroll`` of the `lax.scan` over local steps.
+      client_axis, chunk_size, client_mesh, unroll_local_steps: the `Execution`.
       aggregator: defaults to `aggregation.weighted_mean`.
       augment: apply the task's training augmentation.
-      client_mesh: optional mesh with a ``"clients"`` axis: the round's clients are split over
-        its devices, each running its share by ``client_axis`` (`fedjax_sim.engine.map_clients`).
+      sampler: a `fedjax_sim.algorithms.selection` sampler (default: uniform).
+      local_work: `fedjax_sim.algorithms.round.local_steps_per_client` policy.
+      **part_options: `fedavg_parts` options (``num_clients``, ``model_state``,
+        ``personal``, ``client_optimizer_state``).
 
     Returns:
-      `Algorithm` with ``init(params) -> ServerState`` and the jit-able ``round_fn``.
+      `Algorithm` with ``init(variables) -> ServerState`` and the jit-able ``round_fn``.
 
     Example:
       >>> algo = fed_avg(task, optax.sgd(0.1), optax.sgd(1.0), clients_per_round=10,
@@ -80,50 +236,24 @@ def fed_avg(
       >>> state = algo.init(task.model.init(jax.random.key(0)))
       >>> state, metrics = jax.jit(algo.round_fn)(state, clients, jax.random.key(1))
     """
-    aggregation.client_weights(jnp.zeros(1), weighting)  # validates the name early
-    server_chain = optax.chain(
-        aggregator or aggregation.weighted_mean(), optax.scale(-1.0), server_tx
+    execution = Execution(client_axis, chunk_size, client_mesh, unroll_local_steps)
+    parts = fedavg_parts(
+        cross_entropy(task, augment=augment),
+        client_tx,
+        server_tx,
+        aggregator=aggregator,
+        unroll=unroll_local_steps,
+        **part_options,
     )
-    run_local = make_local_steps(task, client_tx, augment=augment, unroll=unroll_local_steps)
-
-    def client_update(params, data, indices_JxB, mask_JxB, rng):
-        new_params, _, metrics = run_local(
-            params, client_tx.init(params), data, indices_JxB, mask_JxB, rng
-        )
-        delta = jax.tree.map(jnp.subtract, new_params, params)
-        return delta, metrics
-
-    def init(params) -> ServerState:
-        return ServerState(
-            params=params, opt_state=server_chain.init(params), round=jnp.zeros((), jnp.int32)
-        )
-
-    def round_fn(state: ServerState, clients: ClientData, key):
-        round_key = jax.random.fold_in(key, state.round)
-        select_key, batch_key, train_key = jax.random.split(round_key, 3)
-        client_ids_C = sample_clients(select_key, clients.num_clients, clients_per_round)
-        indices_CxJxB, mask_CxJxB = round_batch_plan(
-            batch_key,
-            clients,
-            client_ids_C,
-            num_steps=local_steps,
-            batch_size=batch_size,
-            epochs=local_epochs,
-        )
-        rngs_C = jax.vmap(lambda c: jax.random.fold_in(train_key, c))(client_ids_C)
-        update_C = map_clients(
-            lambda i, m, r: client_update(state.params, clients, i, m, r),
-            client_axis,
-            chunk_size,
-            client_mesh,
-        )
-        deltas_C, metrics_C = update_C(indices_CxJxB, mask_CxJxB, rngs_C)
-        weights_C = aggregation.client_weights(clients.counts_K[client_ids_C], weighting)
-        updates, opt_state = server_chain.update(
-            deltas_C, state.opt_state, state.params, weights=weights_C
-        )
-        params = optax.apply_updates(state.params, updates)
-        new_state = state.replace(params=params, opt_state=opt_state, round=state.round + 1)
-        return new_state, training_metrics(sum_metrics(metrics_C))
-
-    return Algorithm(init=init, round_fn=round_fn)
+    round_fn = federated_round(
+        parts,
+        task=task,
+        sampler=sampler or uniform(clients_per_round),
+        local_steps=local_steps,
+        batch_size=batch_size,
+        local_epochs=local_epochs,
+        local_work=local_work,
+        weighting=weighting,
+        execution=execution,
+    )
+    return Algorithm(init=parts.init, round_fn=round_fn)

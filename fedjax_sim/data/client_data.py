@@ -1,7 +1,9 @@
 """The whole client population on the device, and the on-device sampler of clients and batches.
 
-`ClientData` holds every example once, in flat arrays, plus a padded ``[K, M]`` table of each
-client's example indices and a ``[K]`` vector of counts. A round draws its clients and every
+`ClientData` holds every example once, in flat arrays, plus one flat array of example indices
+grouped by client (client k's are ``order_N[offsets_K[k] : offsets_K[k] + counts_K[k]]``), so
+ragged clients cost no padding: the index table of the full Shakespeare population is 13 MB,
+not the 265 MB a ``[K, max_n]`` table would take. A round draws its clients and every
 client's batches for all local steps from a key, inside the compiled round, so no host round trip
 and no per-client Python work happens between rounds.
 
@@ -20,8 +22,8 @@ The permutations are 8-round Feistel networks over the smallest even power of tw
 walking, so a draw costs O(B) work per step whatever the client or population size: the sampler
 of a 3M-example centralized run or of a 100,000-client population is as cheap as that of a tiny one.
 
-Shape letters: K clients in the population, M max examples per client, C clients in a round,
-J local steps, B batch size.
+Shape letters: K clients in the population, N indexed examples, C clients in a round, J local
+steps, B batch size.
 """
 
 from __future__ import annotations
@@ -43,31 +45,43 @@ class ClientData:
 
     Attributes:
       examples: flat example arrays, ``{"x": [N, ...], "y": [N]}``.
-      indices_KxM: each client's example indices, padded with 0 past its count.
+      order_N: example indices grouped by client, client after client.
+      offsets_K: where each client's indices start in ``order_N``.
       counts_K: examples per client.
+      attributes: per-client ``[K]`` arrays that reach every client update (`fedjax_sim.
+        algorithms.round.ClientInput.info`), e.g. a malicious-client flag; ``{}`` by default.
     """
 
     examples: dict
-    indices_KxM: jax.Array
+    order_N: jax.Array
+    offsets_K: jax.Array
     counts_K: jax.Array
+    attributes: dict = flax.struct.field(default_factory=dict)
 
     @property
     def num_clients(self) -> int:
-        return self.indices_KxM.shape[0]
+        return self.counts_K.shape[0]
+
+    def client_indices(self, client_id: int) -> np.ndarray:
+        """Client ``client_id``'s example indices, on the host."""
+        start, count = int(self.offsets_K[client_id]), int(self.counts_K[client_id])
+        return np.asarray(self.order_N[start : start + count])
 
 
-def client_data_from_indices(examples: dict, client_indices) -> ClientData:
+def client_data_from_indices(examples: dict, client_indices, attributes=None) -> ClientData:
     """Builds `ClientData` from flat host arrays and one index array per client."""
     sizes = np.array([len(idx) for idx in client_indices], dtype=np.int64)
     if sizes.size == 0:
         raise ValueError("client_indices: need at least one client, got none")
-    table = np.zeros((len(client_indices), max(int(sizes.max()), 1)), np.int32)
-    for k, idx in enumerate(client_indices):
-        table[k, : len(idx)] = idx
+    order = np.concatenate([np.asarray(idx, np.int64) for idx in client_indices] + [np.zeros(1)])
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     return ClientData(
         examples={name: jnp.asarray(array) for name, array in examples.items()},
-        indices_KxM=jnp.asarray(table),
+        # One trailing 0 so that an empty last client still indexes in range.
+        order_N=jnp.asarray(order.astype(np.int32)),
+        offsets_K=jnp.asarray(offsets.astype(np.int32)),
         counts_K=jnp.asarray(sizes.astype(np.int32)),
+        attributes={name: jnp.asarray(value) for name, value in (attributes or {}).items()},
     )
 
 
@@ -138,7 +152,8 @@ def sample_clients(key: jax.Array, num_clients: int, clients_per_round: int) -> 
 
 def client_batch_plan(
     key: jax.Array,
-    row_M,
+    order_N,
+    start,
     count,
     *,
     num_steps: int,
@@ -150,7 +165,8 @@ def client_batch_plan(
 
     Args:
       key: this client's key for the round.
-      row_M: the client's row of `ClientData.indices_KxM`.
+      order_N, start: the client's example indices are ``order_N[start : start + count]``
+        (`ClientData.order_N` and the client's `ClientData.offsets_K` entry).
       count: the client's number of examples (0 gives an all-masked plan).
       num_steps, batch_size: J and B.
       offset: stream position of the first example (0 for a fresh round; the centralized
@@ -167,7 +183,7 @@ def client_batch_plan(
     if example_limit is not None:
         mask = mask & (t < example_limit)
     shape = (num_steps, batch_size)
-    return row_M[slot].reshape(shape), mask.reshape(shape)
+    return order_N[start + slot].reshape(shape), mask.reshape(shape)
 
 
 def round_batch_plan(key, data: ClientData, client_ids_C, *, num_steps, batch_size, epochs=None):
@@ -178,7 +194,8 @@ def round_batch_plan(key, data: ClientData, client_ids_C, *, num_steps, batch_si
         limit = None if epochs is None else epochs * count
         return client_batch_plan(
             jax.random.fold_in(key, client_id),
-            data.indices_KxM[client_id],
+            data.order_N,
+            data.offsets_K[client_id],
             count,
             num_steps=num_steps,
             batch_size=batch_size,

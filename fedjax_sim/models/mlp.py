@@ -25,7 +25,11 @@ class MLP(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
-def make_mlp(num_classes: int = 10, features: int = 64, hidden: Sequence[int] = (128,)) -> Model:
-    """The MLP as a pure `Model` taking float32 ``(batch, features)`` inputs."""
+def make_mlp(
+    num_classes: int = 10, features: int = 64, hidden: int | Sequence[int] = (128,)
+) -> Model:
+    """The MLP as a pure `Model` taking float32 ``(batch, features)`` inputs; ``hidden`` is the
+    width of each hidden layer (an int: one layer)."""
+    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
     example_x = jnp.zeros((1, features), jnp.float32)
-    return from_linen(MLP(tuple(hidden), num_classes), example_x, name="mlp")
+    return from_linen(MLP(hidden, num_classes), example_x, name="mlp", inputs="features")

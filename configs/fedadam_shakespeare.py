@@ -1,0 +1,21 @@
+r"""FedAdam (Reddi et al. 2021) on the main job's Shakespeare setting: server Adam on the
+negated mean delta, lr 0.01, b1 0.9, b2 0.99, tau (eps) 1e-3.
+
+  python -m fedjax_sim --config configs/fedadam_shakespeare.py --workdir runs/fedadam_shakespeare
+
+The rest of the FedOpt family from the same file: FedYogi `--config.server.optimizer=yogi`,
+FedAdagrad `--config.server.optimizer=adagrad --config.server.b1=0`, FedAvgM
+`--config.server.optimizer=sgd --config.server.momentum=0.9 --config.server.eps=None
+--config.server.learning_rate=1`.
+Smoke (seconds): --config configs/fedadam_shakespeare.py:smoke
+"""
+
+from fedjax_sim.config_defaults import shakespeare_main_job
+
+
+def get_config(arg=None):
+    config = shakespeare_main_job("fedavg", arg)
+    config.server.optimizer = "adam"
+    config.server.learning_rate = 0.01
+    config.server.eps = 1e-3
+    return config

@@ -1,0 +1,225 @@
+"""From a config to an `Algorithm`: the algorithm's parts, its sampler, and the execution.
+
+The algorithm (``config.algorithm`` and its groups) and the execution (``client_axis``,
+``chunk_size``, ``client_devices``, ``unroll_local_steps``) are built separately, so fitting a
+round to a memory budget changes the execution alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+from absl import logging
+
+from fedjax_sim.algorithms.centralized import centralized
+from fedjax_sim.algorithms.fedavg import fedavg_parts
+from fedjax_sim.algorithms.feddyn import feddyn_parts
+from fedjax_sim.algorithms.fednova import fednova_parts
+from fedjax_sim.algorithms.fedprox import fedprox_parts
+from fedjax_sim.algorithms.local import Algorithm
+from fedjax_sim.algorithms.round import federated_round
+from fedjax_sim.algorithms.scaffold import scaffold_parts
+from fedjax_sim.algorithms.selection import make_sampler
+from fedjax_sim.config_checks import ConfigError
+from fedjax_sim.engine import (
+    Execution,
+    client_mesh_for,
+    clients_within_memory_budget,
+    resolve_client_axis,
+    resolve_unroll,
+)
+from fedjax_sim.optimizers import make_optimizer
+from fedjax_sim.tasks import Task, cross_entropy
+
+FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
+
+
+def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
+    """C: ``clients_per_round``, or ``participation`` x K when it is 0.
+
+    Raises:
+      ConfigError: ``clients_per_round`` exceeds the K clients of the population.
+    """
+    if config.clients_per_round > num_clients:
+        raise ConfigError(
+            f"clients_per_round={config.clients_per_round} exceeds the {num_clients} clients of "
+            f"the population; at most {num_clients}"
+        )
+    return config.clients_per_round or max(1, round(config.participation * num_clients))
+
+
+def execution_for(config: ml_collections.ConfigDict, task: Task, num_clients: int) -> Execution:
+    """The config's execution settings, ``"auto"`` resolved for this backend and model."""
+    mesh = client_mesh_for(config.client_devices, clients_per_round(config, num_clients))
+    return Execution(
+        client_axis=resolve_client_axis(config.client_axis, task.model),
+        chunk_size=config.chunk_size or None,
+        mesh=mesh,
+        unroll=config.unroll_local_steps or resolve_unroll(task.model),
+    )
+
+
+def _centralized(config, task: Task) -> Algorithm:
+    opt = config.optimizer
+    tx = make_optimizer(
+        opt.name,
+        opt.learning_rate,
+        momentum=opt.momentum,
+        weight_decay=opt.weight_decay,
+        eps=opt.eps,
+        schedule=opt.schedule,
+        total_steps=opt.schedule_steps or config.rounds,
+        warmup_steps=opt.warmup_steps,
+        field="optimizer",
+    )
+    return centralized(
+        task, tx, batch_size=config.batch_size, augment=config.data.augment,
+        unroll=resolve_unroll(task.model),
+    )  # fmt: skip
+
+
+def _optimizers(config):
+    client, server = config.client, config.server
+    client_tx = make_optimizer(
+        client.optimizer,
+        client.learning_rate,
+        momentum=client.momentum,
+        weight_decay=client.weight_decay,
+        eps=client.eps,
+        field="client",
+    )
+    server_tx = make_optimizer(
+        server.optimizer,
+        server.learning_rate,
+        momentum=server.momentum,
+        eps=server.eps,
+        b1=server.b1,
+        b2=server.b2,
+        initial_accumulator=server.initial_accumulator,
+        schedule=server.schedule,
+        total_steps=config.rounds,
+        warmup_steps=server.warmup_steps,
+        field="server",
+    )
+    return client_tx, server_tx
+
+
+def _parts(config, task: Task, num_clients: int, unroll):
+    objective = cross_entropy(task, augment=config.data.augment)
+    client_tx, server_tx = _optimizers(config)
+    name = config.algorithm
+    common = {"unroll": unroll}
+    fedavg_options = {
+        "num_clients": num_clients,
+        "model_state": config.model_state,
+        "client_optimizer_state": config.client.optimizer_state,
+        **common,
+    }
+    if name == "fedavg":
+        return fedavg_parts(objective, client_tx, server_tx, **fedavg_options)
+    if name == "fedbn":
+        return fedavg_parts(objective, client_tx, server_tx, personal="norm", **fedavg_options)
+    if name == "fedprox":
+        return fedprox_parts(
+            objective, client_tx, server_tx, mu=config.fedprox.mu, **fedavg_options
+        )
+    if name == "fednova":
+        return fednova_parts(
+            objective, client_tx, server_tx, client_momentum=config.client.momentum,
+            **fedavg_options,
+        )  # fmt: skip
+    if name == "scaffold":
+        return scaffold_parts(
+            objective,
+            client_tx,
+            server_tx,
+            num_clients=num_clients,
+            client_learning_rate=config.client.learning_rate,
+            option=config.scaffold.option,
+            **common,
+        )
+    if name == "feddyn":
+        return feddyn_parts(
+            objective, client_tx, num_clients=num_clients, alpha=config.feddyn.alpha, **common
+        )
+    raise ConfigError(
+        f"algorithm must be one of {[*FEDERATED_ALGORITHMS, 'centralized']}, got {name!r}"
+    )
+
+
+def build_algorithm(
+    config: ml_collections.ConfigDict,
+    task: Task,
+    num_clients: int,
+    execution: Execution | None = None,
+) -> Algorithm:
+    """The `Algorithm` that ``config.algorithm`` names, run with ``execution`` (default: the
+    config's, `execution_for`)."""
+    if config.algorithm == "centralized":
+        return _centralized(config, task)
+    execution = execution or execution_for(config, task, num_clients)
+    count = clients_per_round(config, num_clients)
+    selection = config.selection
+    sampler = make_sampler(
+        selection.name,
+        count,
+        num_clients,
+        gamma=selection.gamma,
+        candidates=selection.candidates,
+        replace=selection.replace,
+        dropout=selection.dropout,
+        seed=config.data.seed,
+    )
+    parts = _parts(config, task, num_clients, execution.unroll)
+    round_fn = federated_round(
+        parts,
+        task=task,
+        sampler=sampler,
+        local_steps=config.client.local_steps,
+        batch_size=config.client.batch_size,
+        local_epochs=config.client.local_epochs or None,
+        local_work=config.client.local_work,
+        weighting=config.weighting,
+        execution=execution,
+    )
+    return Algorithm(init=parts.init, round_fn=round_fn)
+
+
+def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Algorithm:
+    """``algorithm``, or when its vectorized round would exceed ``config.memory_budget_gb``,
+    the same algorithm run in chunks of as many clients as fit
+    (`engine.clients_within_memory_budget`); only the execution changes.
+
+    The check compiles the round as training will (reused from JAX's cache when it fits); a
+    round over budget costs one more compilation per chunk size tried.
+    """
+    if config.algorithm == "centralized" or not config.memory_budget_gb:
+        return algorithm
+    execution = execution_for(config, task, clients.num_clients)
+    if execution.client_axis != "vmap":
+        return algorithm
+    num = clients_per_round(config, clients.num_clients)
+
+    def chunked(k):
+        return dataclasses.replace(execution, client_axis="chunked", chunk_size=k)
+
+    def round_for_chunk(k):
+        if k == num:  # all clients at once: the vectorized round itself
+            return algorithm.round_fn
+        return build_algorithm(config, task, clients.num_clients, chunked(k)).round_fn
+
+    chunk, chunk_bytes = clients_within_memory_budget(
+        round_for_chunk, (state, clients, key), num, config.memory_budget_gb * 2**30
+    )
+    if chunk == num:
+        return algorithm
+    logging.info(
+        "memory_budget_gb=%g: %d clients vectorized at once exceed it; running chunks of %d "
+        "clients (%.2f GiB by XLA's memory analysis)",
+        config.memory_budget_gb,
+        num,
+        chunk,
+        chunk_bytes / 2**30,
+    )
+    return build_algorithm(config, task, clients.num_clients, chunked(chunk))
