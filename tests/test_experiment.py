@@ -19,12 +19,9 @@ from fedjax_sim.simulate import simulate
 from fedjax_sim.tasks import make_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = [
-    "fedavg_shakespeare",
-    "centralized_shakespeare",
-    "fedavg_cifar100",
-    "centralized_cifar100",
-]
+CONFIGS = sorted(
+    name[:-3] for name in os.listdir(os.path.join(ROOT, "configs")) if name.endswith(".py")
+)
 
 
 def smoke_config(name, cache_dir, **overrides):

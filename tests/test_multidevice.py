@@ -54,6 +54,33 @@ SCRIPT = textwrap.dedent("""
             got = train(task, data, client_axis=axis, client_mesh=mesh)
             for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got), strict=True):
                 np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=axis)
+    # SCAFFOLD: per-client state of all 8 clients, split over the devices along K.
+    from fedjax_sim.algorithms.round import federated_algorithm
+    from fedjax_sim.algorithms.scaffold import scaffold_parts
+    from fedjax_sim.algorithms.selection import uniform
+    from fedjax_sim.engine import Execution
+    from fedjax_sim.tasks import cross_entropy
+
+    def scaffold(execution):
+        clients = client_data_from_indices(features, np.array_split(np.arange(40), 8))
+        parts = scaffold_parts(cross_entropy(linear), optax.sgd(0.3), optax.sgd(1.0),
+                               num_clients=8, client_learning_rate=0.3)
+        algo = federated_algorithm(parts, sampler=uniform(4), local_steps=3, batch_size=4,
+                                   execution=execution)
+        state = algo.init(variables(init(jax.random.key(0))))
+        step = jax.jit(algo.round_fn)
+        for _ in range(3):
+            state, _ = step(state, clients, jax.random.key(1))
+        return state
+
+    expected = scaffold(Execution("vmap"))
+    for axis in ("vmap", "map"):
+        got = scaffold(Execution(axis, mesh=mesh))
+        control = got.clients["control"]["w"]
+        assert control.sharding.spec == jax.sharding.PartitionSpec("clients"), control.sharding
+        for a, b in zip(jax.tree.leaves((expected.params, expected.clients)),
+                        jax.tree.leaves((got.params, got.clients)), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=axis)
     try:
         algo = fed_avg(linear, optax.sgd(0.3), optax.sgd(1.0), clients_per_round=3,
                        local_steps=1, batch_size=4, client_mesh=mesh)

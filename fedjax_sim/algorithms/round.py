@@ -143,7 +143,7 @@ def local_steps_per_client(policy: str, key, counts_C, max_counts, num_steps: in
 def federated_round(
     parts: FederatedParts,
     *,
-    task: Task,
+    task: Task | None = None,
     sampler: Sampler,
     local_steps: int,
     batch_size: int,
@@ -156,7 +156,7 @@ def federated_round(
 
     Args:
       parts: the algorithm's `FederatedParts`.
-      task: the task (loss-based samplers evaluate its model).
+      task: the task; loss-based samplers (power of choice) evaluate its model.
       sampler: `fedjax_sim.algorithms.selection` sampler: who takes part in the round.
       local_steps: J, the static number of local steps (the maximum under ``local_work``).
       batch_size: B.
@@ -237,6 +237,8 @@ def federated_round(
 def sampler_losses(task: Task, execution: Execution, state, clients, client_ids, key, batch_size):
     """Each of ``client_ids``' mean loss of the global model on one batch of its data (for
     loss-based client selection), computed with the round's client axis."""
+    if task is None:
+        raise ValueError("loss-based client selection needs federated_round(..., task=...)")
     variables = {"params": state.params, "state": state.model_state}
 
     def loss(client_id):

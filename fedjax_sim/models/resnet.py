@@ -32,14 +32,17 @@ class Norm(nn.Module):
     def __call__(self, x, *, train: bool, mask=None):
         if self.kind == "batch":
             # Statistics over the unmasked rows only; flax wants the mask broadcast to x.
-            mask_x = None if mask is None else jnp.broadcast_to(mask[:, None, None, None], x.shape)
+            mask_x = None
+            if mask is not None:
+                mask_x = jnp.broadcast_to(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
             return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(
                 x, mask=mask_x if train else None
             )
         if self.kind == "group":
             return nn.GroupNorm(num_groups=min(self.groups, x.shape[-1]), epsilon=1e-5)(x)
         if self.kind == "layer":
-            return nn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=-1, epsilon=1e-5)(x)
+            axes = tuple(range(1, x.ndim))
+            return nn.LayerNorm(reduction_axes=axes, feature_axes=-1, epsilon=1e-5)(x)
         return x
 
 
