@@ -59,7 +59,7 @@ from fedjax_sim.data.client_data import (
     sample_clients,
 )
 from fedjax_sim.engine import client_mesh_for
-from fedjax_sim.tasks import make_task
+from fedjax_sim.tasks import cross_entropy, make_task
 
 # Each workload runs in its own process with the XLA flags that serve it best on CPU (flags are
 # process-wide): the CNN with XLA:CPU's YNNPACK fusions off (2-3x faster convolutions), the LSTM
@@ -205,7 +205,7 @@ def python_loop_round(task, client_tx, server_tx, spec, devices=None):
     With ``devices``, client c runs on ``devices[c % len(devices)]`` (its inputs are placed
     there, so JAX dispatches it there, asynchronously): the loop's own use of several devices.
     """
-    local = make_local_steps(task, client_tx, unroll=spec["unroll"])
+    local = make_local_steps(cross_entropy(task), client_tx, unroll=spec["unroll"])
     server_chain_init = server_tx.init
     devices = devices or [None]
 
@@ -219,8 +219,8 @@ def python_loop_round(task, client_tx, server_tx, spec, devices=None):
 
     @jax.jit
     def one_client(params, data, idx, mask, rng):
-        new_params, _, _ = local(params, client_tx.init(params), data, idx, mask, rng)
-        return jax.tree.map(jnp.subtract, new_params, params)
+        result = local(params, {}, client_tx.init(params), data, idx, mask, rng, None)
+        return jax.tree.map(jnp.subtract, result.params, params)
 
     @jax.jit
     def server_step(params, opt_state, deltas, weights):
@@ -278,9 +278,9 @@ def bench_workload(name, spec, formulations, reps):
             run, server_init = python_loop_round(
                 reference_task, client_tx, server_tx, spec, devices
             )
-            opt_state = server_init(params)
+            opt_state = server_init(params["params"])
             runners[formulation] = (
-                lambda r=run, o=opt_state: r(params, o, data, jax.random.key(1)),
+                lambda r=run, o=opt_state: r(params["params"], o, data, jax.random.key(1)),
                 round_samples,
             )
         else:

@@ -144,7 +144,8 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "dropout": 0.0,
         }
     )
-    # BatchNorm statistics: "average" (with the weights) or "local" (each client keeps its own).
+    # BatchNorm statistics: "average" (with the weights), "local" (each client keeps its own),
+    # "recompute" (dropped after each round; recomputed from training data to evaluate).
     config.model_state = "average"
     config.fedprox = ml_collections.ConfigDict({"mu": 0.01})
     config.scaffold = ml_collections.ConfigDict({"option": "II"})

@@ -140,3 +140,29 @@ def personalized_evaluation(evaluate, dataset: FederatedDataset, variables_of) -
         "client_accuracy_std": float(accs.std()),
         "client_accuracy_p10": float(np.percentile(accs, 10)),
     }
+
+
+def make_statistics_recomputer(task: Task):
+    """``recompute(variables, x_raw) -> model_state``: the model's running statistics (e.g.
+    BatchNorm's) replaced by those of the batch ``x_raw``, computed by the training-mode
+    forward pass (as SWA's ``bn_update`` does), layer after layer.
+
+    Any exponential-moving-average state ``new = m * old + (1 - m) * batch`` works without
+    knowing m: two passes from states of all zeros and all ones give ``m = new_1 - new_0`` and
+    ``batch = new_0 / (1 - m)``.
+    """
+
+    @jax.jit
+    def recompute(variables, x_raw):
+        x = task.prepare(x_raw, None)
+        mask = jnp.ones(x.shape[0], bool)
+
+        def updated(fill):
+            state = jax.tree.map(lambda s: jnp.full_like(s, fill), variables["state"])
+            inputs = {"params": variables["params"], "state": state}
+            return task.model.apply(inputs, x, train=True, mask=mask)[1]
+
+        from_zeros, from_ones = updated(0.0), updated(1.0)
+        return jax.tree.map(lambda n0, n1: n0 / (1.0 - (n1 - n0)), from_zeros, from_ones)
+
+    return recompute

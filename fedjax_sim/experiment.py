@@ -27,7 +27,12 @@ from fedjax_sim.data import cifar100, shakespeare
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import FederatedDataset
 from fedjax_sim.data.synthetic import synthetic_images
-from fedjax_sim.evaluation import evaluation_metrics, make_evaluator, personalized_evaluation
+from fedjax_sim.evaluation import (
+    evaluation_metrics,
+    make_evaluator,
+    make_statistics_recomputer,
+    personalized_evaluation,
+)
 from fedjax_sim.simulate import simulate
 from fedjax_sim.tasks import Task, make_task
 
@@ -143,12 +148,22 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     personal = "norm" if config.algorithm == "fedbn" else "none"
     is_personalized = not is_centralized and (personal != "none" or config.model_state == "local")
 
+    recompute_from, recompute = None, None
+    if not is_centralized and config.model_state == "recompute":
+        # BatchNorm statistics from eval_batch_size training examples, drawn once (data.seed)
+        rng = np.random.default_rng(config.data.seed)
+        n = len(dataset.train["y"])
+        keep = np.sort(rng.choice(n, min(n, config.eval_batch_size), replace=False))
+        recompute_from, recompute = dataset.train["x"][keep], make_statistics_recomputer(task)
+
     def evaluate(state):
         if is_personalized:  # every client with its own normalization layers / statistics
             return personalized_evaluation(
                 evaluator, dataset, lambda k: personal_variables(state, k, personal)
             )
         variables = {"params": state.params, "state": state.model_state}
+        if recompute_from is not None and jax.tree.leaves(state.model_state):
+            variables["state"] = recompute(variables, recompute_from)
         loss, correct, _ = evaluator(variables, dataset.test)
         return evaluation_metrics(dataset, loss, correct, per_client=not is_centralized)
 

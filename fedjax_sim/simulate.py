@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,14 @@ def multi_round(round_fn: Callable, num_rounds: int) -> Callable:
         return jax.lax.scan(body, state, None, length=num_rounds)
 
     return rounds
+
+
+@functools.lru_cache(maxsize=32)
+def _rounds_call(round_fn: Callable, count: int, jit: bool) -> Callable:
+    """The (jitted, state-donating) call running ``count`` rounds; cached, so that another
+    `simulate` of the same ``round_fn`` reuses its compilation."""
+    fn = round_fn if count == 1 else multi_round(round_fn, count)
+    return jax.jit(fn, donate_argnums=0) if jit else fn
 
 
 def _next_boundary(done: int, rounds: int, per_call: int, *everys: int) -> int:
@@ -143,13 +152,9 @@ def simulate(
         state, history, pending = restored
     if rounds_per_call < 1:
         raise ValueError(f"rounds_per_call must be >= 1, got {rounds_per_call}")
-    compiled: dict[int, Callable] = {}
 
-    def step(count):
-        if count not in compiled:  # at most two lengths: rounds_per_call and a remainder
-            fn = round_fn if count == 1 else multi_round(round_fn, count)
-            compiled[count] = jax.jit(fn, donate_argnums=0) if jit else fn
-        return compiled[count]
+    def step(count):  # at most two lengths per run: rounds_per_call and a remainder
+        return _rounds_call(round_fn, count, jit)
 
     start = int(state.round)
     if start > rounds:

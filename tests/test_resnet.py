@@ -9,7 +9,11 @@ import pytest
 
 from fedjax_sim.algorithms.fedavg import fed_avg, personal_variables
 from fedjax_sim.data.dataset import FederatedDataset
-from fedjax_sim.evaluation import make_evaluator, personalized_evaluation
+from fedjax_sim.evaluation import (
+    make_evaluator,
+    make_statistics_recomputer,
+    personalized_evaluation,
+)
 from fedjax_sim.models import registry
 from fedjax_sim.models.model import from_linen
 from fedjax_sim.models.resnet import Norm
@@ -137,3 +141,34 @@ def test_personalized_evaluation_uses_each_clients_model(bn_task, tiny_examples)
     _, correct_b, _ = evaluate(b, {n: v[12:] for n, v in tiny_examples.items()})
     assert got["test_accuracy"] == pytest.approx(np.concatenate([correct_a, correct_b]).mean())
     assert got["client_accuracy_mean"] == pytest.approx((correct_a.mean() + correct_b.mean()) / 2)
+
+
+def test_recomputed_statistics_are_the_batch_statistics(bn_task, tiny_examples):
+    variables = jax.jit(bn_task.model.init)(jax.random.key(0))
+    # Running statistics far from the data's, so that keeping any of them would show.
+    variables["state"] = jax.tree.map(lambda s: s + 7.0, variables["state"])
+    x = tiny_examples["x"]
+    state = make_statistics_recomputer(bn_task)(variables, x)
+    dense = variables["params"]["Dense_0"]
+    features = x @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
+    stats = state["batch_stats"]["norm"]["BatchNorm_0"]
+    np.testing.assert_allclose(stats["mean"], features.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats["var"], features.var(0), rtol=1e-4, atol=1e-5)
+
+
+def test_recompute_mode_leaves_the_global_statistics(bn_task, tiny_clients):
+    algo = fed_avg(
+        bn_task, optax.sgd(0.1), optax.sgd(1.0), clients_per_round=3, local_steps=2,
+        batch_size=4, model_state="recompute",
+    )  # fmt: skip
+    init = jax.jit(bn_task.model.init)(jax.random.key(0))
+    state, _ = jax.jit(algo.round_fn)(algo.init(init), tiny_clients, jax.random.key(1))
+    for got, want in zip(*map(jax.tree.leaves, (state.model_state, init["state"])), strict=True):
+        np.testing.assert_array_equal(got, want)
+    averaged = fed_avg(
+        bn_task, optax.sgd(0.1), optax.sgd(1.0), clients_per_round=3, local_steps=2,
+        batch_size=4,
+    )  # fmt: skip
+    state, _ = jax.jit(averaged.round_fn)(averaged.init(init), tiny_clients, jax.random.key(1))
+    mean = state.model_state["batch_stats"]["norm"]["BatchNorm_0"]["mean"]
+    assert not np.allclose(mean, init["state"]["batch_stats"]["norm"]["BatchNorm_0"]["mean"])

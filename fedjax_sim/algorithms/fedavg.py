@@ -10,6 +10,8 @@ Model state (BatchNorm statistics), ``model_state``:
   * ``"average"``: averaged with the same weights as the parameters (the default).
   * ``"local"``: every client keeps its own statistics (per-client state); the global model's
     are its initial ones, and evaluation should use the clients' own (`personal_variables`).
+  * ``"recompute"``: clients' statistics are dropped; the global model's are recomputed from
+    training data before each evaluation (`fedjax_sim.evaluation.make_statistics_recomputer`).
 FedBN (``personal="norm"``): each client keeps its normalization layers' parameters AND
 statistics; they are never averaged (their server copy stays at its initial value).
 """
@@ -37,7 +39,7 @@ from fedjax_sim.algorithms.selection import Sampler, uniform
 from fedjax_sim.engine import Execution
 from fedjax_sim.tasks import Objective, Task, cross_entropy
 
-MODEL_STATE_MODES = ("average", "local")
+MODEL_STATE_MODES = ("average", "local", "recompute")
 PERSONAL = ("none", "norm")
 CLIENT_OPTIMIZER_STATE = ("reset", "keep")
 
@@ -179,7 +181,7 @@ def fedavg_parts(
         )
         params = optax.apply_updates(state.params, updates)
         model_state_ = state.model_state
-        if not local_state:
+        if model_state == "average" and not local_state:
             model_state_ = mean_model_state(outputs_C.model_state, weights_C, state.model_state)
         return state.replace(params=params, model_state=model_state_, opt_state=opt_state)
 
