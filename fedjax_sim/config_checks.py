@@ -29,9 +29,9 @@ _PARTITIONS = {"shakespeare": ("natural", "iid"), "cifar100": ("iid", "dirichlet
 _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
 # Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
 _HORIZON_SCHEDULES = ("cosine", "warmup_cosine")
-# A resumed run may be lengthened, re-paced or allowed to run on through NaNs; any other change
-# would make it a different run.
-_RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "allow_nan")
+# A resumed run may be lengthened, re-paced, allowed to run on through NaNs or given another
+# number of rounds per call (bit-identical results); any other change would make it another run.
+_RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "allow_nan", "rounds_per_call")
 
 
 def _require(ok: bool, message: str):

@@ -206,7 +206,9 @@ def simulate(
                     on_record(history)
             if checkpointer is not None:
                 checkpointer.save(done, state, history, pending, force=is_last)
-            shown = {name: f"{value:.3f}" for name, value in list(per_round[-1].items())[:2]}
+            latest = per_round[-1]
+            names = [n for n in ("train_loss", "train_accuracy") if n in latest] or list(latest)
+            shown = {name: f"{latest[name]:.3f}" for name in names[:2]}
             if history and "test_accuracy" in history[-1]:
                 shown["test_acc"] = f"{history[-1]['test_accuracy']:.3f}"
             bar.set_postfix(shown, refresh=False)

@@ -16,9 +16,12 @@ from fedjax_sim.config_checks import ConfigError
 # convolutions 2-3x faster and the LSTM 2.5x slower. Two host devices let
 # `fedjax_sim.engine.client_mesh_for` split the LSTM's clients over the 2 cores as two single
 # streams (its small per-step matmuls use a second core poorly): 1.4x per round there; for the
-# CNN it was slower.
+# CNN it was slower. The ResNets get the CNN's flag for their convolutions (their rows of
+# experiments/bench_algorithms.py ran under it; not compared without it).
 RECOMMENDED_CPU_XLA_FLAGS = {
     "cnn": "--xla_cpu_experimental_ynn_fusion_type=",
+    "resnet20": "--xla_cpu_experimental_ynn_fusion_type=",
+    "resnet18": "--xla_cpu_experimental_ynn_fusion_type=",
     "lstm": "--xla_force_host_platform_device_count=2",
 }
 

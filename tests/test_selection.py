@@ -141,3 +141,33 @@ def test_repeated_and_absent_clients(population):
     assert first[0] != first[1]  # the two draws of client 4 read different batches
     # Metrics count the three reporting slots only: 2 steps x 5 examples each.
     assert metrics["train_examples"] == 30
+
+
+def test_client_update_receives_id_count_and_attributes(population):
+    flags = np.array([0, 1, 0, 1, 1, 0], np.int32)
+    clients = population.replace(attributes={"malicious": jnp.asarray(flags)})
+
+    def init(variables):
+        return new_server_state(variables, {}, {}, {"info": jnp.zeros((3, 3), jnp.int32)})
+
+    def client_update(state, data, inputs):
+        info = inputs.info
+        seen = jnp.stack([info["id"], info["count"], info["malicious"]])
+        zero = jnp.zeros(())
+        metrics = {"loss_sum": zero, "correct": zero, "count": zero}
+        return ClientOutput({}, {}, {}, metrics, {"seen": seen})
+
+    def server_update(state, outputs_C, weights_C):
+        return state.replace(extra={"info": outputs_C.extras["seen"]})
+
+    algo = federated_algorithm(
+        FederatedParts(client_update, server_update, init),
+        sampler=selection.uniform(3),
+        local_steps=1,
+        batch_size=2,
+    )
+    state, _ = jax.jit(algo.round_fn)(algo.init({"params": {}, "state": {}}), clients,
+                                      jax.random.key(4))  # fmt: skip
+    ids, counts, malicious = np.asarray(state.extra["info"]).T
+    np.testing.assert_array_equal(counts, np.array(SIZES)[ids])
+    np.testing.assert_array_equal(malicious, flags[ids])
