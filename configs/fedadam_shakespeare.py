@@ -3,10 +3,10 @@ negated mean delta, lr 0.01, b1 0.9, b2 0.99, tau (eps) 1e-3.
 
   python -m fedjax_sim --config configs/fedadam_shakespeare.py --workdir runs/fedadam_shakespeare
 
-The rest of the FedOpt family from the same file: FedYogi `--config.server.optimizer=yogi`,
-FedAdagrad `--config.server.optimizer=adagrad --config.server.b1=0`, FedAvgM
-`--config.server.optimizer=sgd --config.server.momentum=0.9 --config.server.eps=None
---config.server.learning_rate=1`.
+The rest of the FedOpt family: FedYogi `--config.server.optimizer=yogi`, FedAdagrad
+`--config.server.optimizer=adagrad --config.server.initial_accumulator=0` from this file;
+FedAvgM from configs/fedavg_shakespeare.py with `--config.server.momentum=0.9
+--config.server.learning_rate=0.3`.
 Smoke (seconds): --config configs/fedadam_shakespeare.py:smoke
 """
 

@@ -33,6 +33,8 @@ from fedjax_sim.optimizers import make_optimizer
 from fedjax_sim.tasks import Task, cross_entropy
 
 FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
+ADAPTIVE_SERVER_OPTIMIZERS = ("adam", "yogi", "adagrad", "lamb")
+DEFAULT_SERVER_TAU = 1e-3
 
 
 def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
@@ -89,11 +91,15 @@ def _optimizers(config):
         eps=client.eps,
         field="client",
     )
+    # Reddi et al. 2021's adaptivity tau defaults to 1e-3 (optax's adam eps is 1e-8).
+    server_eps = server.eps
+    if server_eps is None and server.optimizer in ADAPTIVE_SERVER_OPTIMIZERS:
+        server_eps = DEFAULT_SERVER_TAU
     server_tx = make_optimizer(
         server.optimizer,
         server.learning_rate,
         momentum=server.momentum,
-        eps=server.eps,
+        eps=server_eps,
         b1=server.b1,
         b2=server.b2,
         initial_accumulator=server.initial_accumulator,

@@ -117,7 +117,7 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
         }
     )
     # The FedOpt family (Reddi et al. 2021): sgd (+momentum: FedAvgM), adam, yogi, adagrad on
-    # the negated mean delta. eps is their adaptivity tau (the paper: 1e-3; unset: optax's);
+    # the negated mean delta. eps is their adaptivity tau (unset: the paper's 1e-3, not optax's);
     # b1, b2 their moment decays; initial_accumulator their v_{-1} (unset: optax's).
     config.server = ml_collections.ConfigDict(
         {

@@ -290,6 +290,12 @@ def test_optimizer_fields_reach_the_optimizers(shakespeare_cache, monkeypatch):
     algorithm_configs.build_algorithm(config, task, num_clients=12)
     assert calls["server"]["name"] == "adam" and calls["server"]["eps"] == 1e-3
     assert calls["client"]["name"] == "lars" and calls["client"]["momentum"] == 0.0
+    for server, want in (("adam", 1e-3), ("yogi", 1e-3), ("sgd", None)):  # unset: the paper's tau
+        config = smoke_config(
+            "fedavg_shakespeare", shakespeare_cache, **{"server.optimizer": server}
+        )
+        algorithm_configs.build_algorithm(config, task, num_clients=12)
+        assert calls["server"]["eps"] == want, server
     centralized = {"optimizer.schedule": "warmup_cosine", "optimizer.schedule_steps": 50}
     config = smoke_config(
         "centralized_shakespeare", shakespeare_cache, **centralized, **{"optimizer.warmup_steps": 5}
