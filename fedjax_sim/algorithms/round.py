@@ -36,7 +36,12 @@ import jax.numpy as jnp
 from fedjax_sim import aggregation
 from fedjax_sim.algorithms.local import Algorithm, sum_metrics, training_metrics
 from fedjax_sim.algorithms.selection import Sampler
-from fedjax_sim.data.client_data import ClientData, client_batch_plan, gather_batch
+from fedjax_sim.data.client_data import (
+    ClientData,
+    client_batch_plan,
+    gather_batch,
+    round_batch_plan,
+)
 from fedjax_sim.engine import CLIENT_MESH_AXIS, Execution, map_clients
 from fedjax_sim.tasks import Task, masked_loss_and_metrics
 
@@ -184,20 +189,17 @@ def federated_round(
             local_work, work_key, counts_C, jnp.max(clients.counts_K), local_steps
         )
 
-        def plan(slot, client_id, count, steps):
-            limit = None if local_epochs is None else local_epochs * count
-            indices, mask = client_batch_plan(
-                jax.random.fold_in(batch_key, slot),
-                clients.order_N,
-                clients.offsets_K[client_id],
-                count,
-                num_steps=local_steps,
-                batch_size=batch_size,
-                example_limit=limit,
-            )
-            return indices, mask & (jnp.arange(local_steps) < steps)[:, None]
-
-        indices_CxJxB, mask_CxJxB = jax.vmap(plan)(slot_C, client_ids_C, counts_C, steps_C)
+        indices_CxJxB, mask_CxJxB = round_batch_plan(
+            batch_key,
+            clients,
+            client_ids_C,
+            num_steps=local_steps,
+            batch_size=batch_size,
+            epochs=local_epochs,
+            slots_C=slot_C,
+        )
+        # Steps past a client's share of the local work are masked no-ops.
+        mask_CxJxB = mask_CxJxB & (jnp.arange(local_steps) < steps_C[:, None])[:, :, None]
         info_C = {"id": client_ids_C, "count": counts_C, "steps": steps_C}
         info_C.update({name: value[client_ids_C] for name, value in clients.attributes.items()})
         inputs_C = ClientInput(

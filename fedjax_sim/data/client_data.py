@@ -186,14 +186,21 @@ def client_batch_plan(
     return order_N[start + slot].reshape(shape), mask.reshape(shape)
 
 
-def round_batch_plan(key, data: ClientData, client_ids_C, *, num_steps, batch_size, epochs=None):
-    """`client_batch_plan` for every sampled client: ``([C, J, B] indices, [C, J, B] mask)``."""
+def round_batch_plan(
+    key, data: ClientData, client_ids_C, *, num_steps, batch_size, epochs=None, slots_C=None
+):
+    """`client_batch_plan` for every sampled client: ``([C, J, B] indices, [C, J, B] mask)``.
 
-    def plan(client_id):
+    Client c's key is ``fold_in(key, slots_C[c])`` (default: its id), so that a client drawn
+    twice in a round can get two slots and two independent plans.
+    """
+    slots_C = client_ids_C if slots_C is None else slots_C
+
+    def plan(client_id, slot):
         count = data.counts_K[client_id]
         limit = None if epochs is None else epochs * count
         return client_batch_plan(
-            jax.random.fold_in(key, client_id),
+            jax.random.fold_in(key, slot),
             data.order_N,
             data.offsets_K[client_id],
             count,
@@ -202,7 +209,7 @@ def round_batch_plan(key, data: ClientData, client_ids_C, *, num_steps, batch_si
             example_limit=limit,
         )
 
-    return jax.vmap(plan)(client_ids_C)
+    return jax.vmap(plan)(client_ids_C, slots_C)
 
 
 def gather_batch(data: ClientData, indices, mask):
