@@ -51,10 +51,10 @@ def is_norm_parameter(path: tuple[str, ...]) -> bool:
     return any("norm" in part.lower() for part in path)
 
 
-def _split(params, personal: Callable | None):
-    """``(flat_personal, flat_all)``: the personal leaves of ``params`` by "/"-joined path."""
+def _split(params, personal: Callable):
+    """The personal leaves of ``params``, keyed by "/"-joined path."""
     flat = traverse_util.flatten_dict(params)
-    return {"/".join(k): v for k, v in flat.items() if personal and personal(k)}, flat
+    return {"/".join(k): v for k, v in flat.items() if personal(k)}
 
 
 def _merge(params, personal_flat: dict):
@@ -68,12 +68,9 @@ def _merge(params, personal_flat: dict):
 
 def mean_model_state(model_states_C, weights_C, previous):
     """The weighted mean of the clients' model states; ``previous`` when no client reported."""
-    total = jnp.sum(weights_C)
-    mean = jax.tree.map(
-        lambda s: jnp.tensordot(weights_C / jnp.where(total > 0, total, 1.0), s, axes=1),
-        model_states_C,
-    )
-    return jax.tree.map(lambda m, p: jnp.where(total > 0, m, p), mean, previous)
+    mean, _ = aggregation.weighted_mean().update(model_states_C, None, weights=weights_C)
+    reported = jnp.sum(weights_C) > 0
+    return jax.tree.map(lambda m, p: jnp.where(reported, m, p), mean, previous)
 
 
 def personal_variables(state: ServerState, client_id: int, personal: str = "none") -> dict:
@@ -138,7 +135,7 @@ def fedavg_parts(
         params = variables["params"]
         clients = {}
         if personal_fn:
-            clients["params"] = _split(params, personal_fn)[0]
+            clients["params"] = _split(params, personal_fn)
         if local_state:
             clients["model_state"] = variables["state"]
         if keep_opt:
@@ -165,8 +162,8 @@ def fedavg_parts(
         delta = jax.tree.map(jnp.subtract, result.params, params)
         new_own = {}
         if personal_fn:
-            new_own["params"] = _split(result.params, personal_fn)[0]
-            zero = {k: jnp.zeros_like(v) for k, v in _split(delta, personal_fn)[0].items()}
+            new_own["params"] = _split(result.params, personal_fn)
+            zero = {k: jnp.zeros_like(v) for k, v in _split(delta, personal_fn).items()}
             delta = _merge(delta, zero)  # personal layers are never averaged
         if local_state:
             new_own["model_state"] = result.model_state

@@ -183,7 +183,8 @@ def federated_round(
         round_key = jax.random.fold_in(key, state.round)
         select_key, batch_key, train_key, work_key = jax.random.split(round_key, 4)
         client_ids_C, present_C = sampler(select_key, state, clients, client_losses)
-        slot_C = client_ids_C + draw_occurrence(client_ids_C) * num_clients
+        occurrence_C = draw_occurrence(client_ids_C)
+        slot_C = client_ids_C + occurrence_C * num_clients
         counts_C = clients.counts_K[client_ids_C]
         steps_C = local_steps_per_client(
             local_work, work_key, counts_C, jnp.max(clients.counts_K), local_steps
@@ -218,7 +219,7 @@ def federated_round(
         outputs_C = update_C(inputs_C)
         weights_C = aggregation.client_weights(counts_C, weighting) * present_C
         new_state = parts.server_update(state, outputs_C, weights_C)
-        write_C = present_C & (draw_occurrence(client_ids_C) == 0)
+        write_C = present_C & (occurrence_C == 0)
         rows_C = jnp.where(write_C, client_ids_C, num_clients)  # out of range: dropped
         client_states = jax.tree.map(
             lambda all_k, new_c: all_k.at[rows_C].set(new_c, mode="drop"),
