@@ -18,6 +18,7 @@ from fedjax_sim.algorithms.feddyn import feddyn_parts
 from fedjax_sim.algorithms.fednova import fednova_parts
 from fedjax_sim.algorithms.fedprox import fedprox_parts
 from fedjax_sim.algorithms.local import Algorithm
+from fedjax_sim.algorithms.local_sgd import local_sgd, local_steps_schedule
 from fedjax_sim.algorithms.round import federated_round
 from fedjax_sim.algorithms.scaffold import scaffold_parts
 from fedjax_sim.algorithms.selection import make_sampler
@@ -29,10 +30,14 @@ from fedjax_sim.engine import (
     resolve_client_axis,
     resolve_unroll,
 )
-from fedjax_sim.optimizers import make_optimizer
+from fedjax_sim.optimizers import make_optimizer, scaled_learning_rate
 from fedjax_sim.tasks import Task, cross_entropy
 
 FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
+DISTRIBUTED_ALGORITHMS = ("localsgd",)
+# Inner loops longer than this run rolled: fully unrolled 64-step loops of the CNN compile for
+# minutes, and its loop-friendly convolution keeps rolled loops fast on CPU.
+MAX_UNROLLED_STEPS = 16
 ADAPTIVE_SERVER_OPTIMIZERS = ("adam", "yogi", "adagrad", "lamb")
 DEFAULT_SERVER_TAU = 1e-3
 
@@ -54,11 +59,21 @@ def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> in
 def execution_for(config: ml_collections.ConfigDict, task: Task, num_clients: int) -> Execution:
     """The config's execution settings, ``"auto"`` resolved for this backend and model."""
     mesh = client_mesh_for(config.client_devices, clients_per_round(config, num_clients))
+    unroll = resolve_unroll(task.model) if config.client.local_steps <= MAX_UNROLLED_STEPS else 1
     return Execution(
         client_axis=resolve_client_axis(config.client_axis, task.model),
         chunk_size=config.chunk_size or None,
         mesh=mesh,
-        unroll=config.unroll_local_steps or resolve_unroll(task.model),
+        unroll=config.unroll_local_steps or unroll,
+    )
+
+
+def centralized_learning_rate(config) -> float:
+    """The centralized peak learning rate: ``optimizer.learning_rate`` scaled from
+    ``optimizer.base_batch_size`` to ``batch_size`` by ``optimizer.lr_scaling``."""
+    opt = config.optimizer
+    return scaled_learning_rate(
+        opt.learning_rate, config.batch_size, opt.base_batch_size, opt.lr_scaling
     )
 
 
@@ -66,19 +81,42 @@ def _centralized(config, task: Task) -> Algorithm:
     opt = config.optimizer
     tx = make_optimizer(
         opt.name,
-        opt.learning_rate,
+        centralized_learning_rate(config),
         momentum=opt.momentum,
         weight_decay=opt.weight_decay,
         eps=opt.eps,
         schedule=opt.schedule,
         total_steps=opt.schedule_steps or config.rounds,
         warmup_steps=opt.warmup_steps,
+        power=opt.decay_power,
+        exclude_bias_and_norm=opt.exclude_bias_and_norm,
         field="optimizer",
     )
+    micro = config.micro_batch_size or config.batch_size
+    accumulation = config.batch_size // micro
+    unroll = resolve_unroll(task.model) if accumulation <= MAX_UNROLLED_STEPS else 1
     return centralized(
-        task, tx, batch_size=config.batch_size, augment=config.data.augment,
-        unroll=resolve_unroll(task.model),
+        task, tx, batch_size=config.batch_size, accumulation_steps=accumulation,
+        augment=config.data.augment, unroll=unroll,
     )  # fmt: skip
+
+
+def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Algorithm:
+    client_tx, outer_tx = _optimizers(config)
+    client, options = config.client, config.localsgd
+    return local_sgd(
+        cross_entropy(task, augment=config.data.augment),
+        client_tx,
+        outer_tx,
+        num_workers=num_workers,
+        local_steps=client.local_steps,
+        batch_size=client.batch_size,
+        sync_momentum=options.sync_momentum,
+        steps_schedule=local_steps_schedule(
+            options.schedule, client.local_steps, options.switch_step
+        ),
+        execution=execution,
+    )
 
 
 def _optimizers(config):
@@ -106,6 +144,7 @@ def _optimizers(config):
         schedule=server.schedule,
         total_steps=config.rounds,
         warmup_steps=server.warmup_steps,
+        nesterov=server.nesterov,
         field="server",
     )
     return client_tx, server_tx
@@ -149,9 +188,8 @@ def _parts(config, task: Task, num_clients: int, unroll):
         return feddyn_parts(
             objective, client_tx, num_clients=num_clients, alpha=config.feddyn.alpha, **common
         )
-    raise ConfigError(
-        f"algorithm must be one of {[*FEDERATED_ALGORITHMS, 'centralized']}, got {name!r}"
-    )
+    known = [*FEDERATED_ALGORITHMS, *DISTRIBUTED_ALGORITHMS, "centralized"]
+    raise ConfigError(f"algorithm must be one of {known}, got {name!r}")
 
 
 def build_algorithm(
@@ -165,6 +203,8 @@ def build_algorithm(
     if config.algorithm == "centralized":
         return _centralized(config, task)
     execution = execution or execution_for(config, task, num_clients)
+    if config.algorithm == "localsgd":
+        return _local_sgd(config, task, num_clients, execution)
     count = clients_per_round(config, num_clients)
     selection = config.selection
     sampler = make_sampler(

@@ -10,22 +10,34 @@ from __future__ import annotations
 import ml_collections
 
 from fedjax_sim.algorithms.fedavg import CLIENT_OPTIMIZER_STATE, MODEL_STATE_MODES
+from fedjax_sim.algorithms.local_sgd import H_SCHEDULES, SYNC_MOMENTUM
 from fedjax_sim.algorithms.round import LOCAL_WORK
 from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
 from fedjax_sim.algorithms.selection import SELECTIONS
 from fedjax_sim.engine import CLIENT_AXIS_MODES
+from fedjax_sim.ledger import TOPOLOGIES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 from fedjax_sim.models.resnet import NORMS
-from fedjax_sim.optimizers import OPTIMIZERS, make_optimizer
+from fedjax_sim.optimizers import LR_SCALING, OPTIMIZERS, make_optimizer
 
 
 class ConfigError(ValueError):
     """A config field has a value outside what it allows; the message names both."""
 
 
-_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn", "centralized")
-_DATASETS = {"shakespeare": ("lstm",), "cifar100": ("cnn", "resnet20", "resnet18")}
-_PARTITIONS = {"shakespeare": ("natural", "iid"), "cifar100": ("iid", "dirichlet", "shards")}
+_ALGORITHMS = (
+    "fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn", "localsgd", "centralized",
+)  # fmt: skip
+_DATASETS = {
+    "shakespeare": ("lstm",),
+    "cifar100": ("cnn", "resnet20", "resnet18"),
+    "digits": ("cnn", "resnet20"),
+}
+_PARTITIONS = {
+    "shakespeare": ("natural", "iid"),
+    "cifar100": ("iid", "dirichlet", "shards"),
+    "digits": ("iid", "dirichlet"),
+}
 _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
 # Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
 _HORIZON_SCHEDULES = ("cosine", "warmup_cosine")
@@ -96,11 +108,20 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _integer("data.synthetic_test", data.synthetic_test)
     _integer("data.min_samples", data.min_samples, 0)
     _integer("data.seed", data.seed, 0)
+    _number("data.test_fraction", data.test_fraction, strict=True)
+    _require(
+        data.test_fraction < 1, f"data.test_fraction must be in (0, 1), got {data.test_fraction}"
+    )
     _require(
         bool(data.leaf_train_dir) == bool(data.leaf_test_dir),
         "data.leaf_train_dir and data.leaf_test_dir go together: give both or neither",
     )
     _integer("rounds_per_call", config.rounds_per_call)
+    ledger = config.ledger
+    _one_of("ledger.topology", ledger.topology, ("auto", *TOPOLOGIES))
+    for name in ("worker_tflops", "bandwidth_gbps"):
+        _number(f"ledger.{name}", ledger[name], strict=True)
+    _number("ledger.latency_ms", ledger.latency_ms)
     model = config.model
     _one_of(f"model.name (for data.name={data.name!r})", model.name, _DATASETS[data.name])
     _integer("model.hidden", model.hidden)
@@ -115,9 +136,21 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 def _check_centralized(config: ml_collections.ConfigDict) -> None:
     _integer("batch_size", config.batch_size)
+    _integer("micro_batch_size", config.micro_batch_size, 0)
+    _require(
+        not config.micro_batch_size or config.batch_size % config.micro_batch_size == 0,
+        f"micro_batch_size={config.micro_batch_size} must divide batch_size={config.batch_size}",
+    )
     opt = config.optimizer
     _integer("optimizer.schedule_steps", opt.schedule_steps, 0)
     _integer("optimizer.warmup_steps", opt.warmup_steps, 0)
+    _number("optimizer.decay_power", opt.decay_power, strict=True)
+    _one_of("optimizer.lr_scaling", opt.lr_scaling, LR_SCALING)
+    _integer("optimizer.base_batch_size", opt.base_batch_size)
+    _require(
+        isinstance(opt.exclude_bias_and_norm, bool),
+        f"optimizer.exclude_bias_and_norm must be True or False, got {opt.exclude_bias_and_norm!r}",
+    )
     _optimizer(
         "optimizer",
         opt,
@@ -142,7 +175,12 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
         schedule=server.schedule,
         total_steps=config.rounds,
         warmup_steps=server.warmup_steps,
+        nesterov=server.nesterov,
     )
+    localsgd = config.localsgd
+    _one_of("localsgd.sync_momentum", localsgd.sync_momentum, SYNC_MOMENTUM)
+    _one_of("localsgd.schedule", localsgd.schedule, H_SCHEDULES)
+    _integer("localsgd.switch_step", localsgd.switch_step, 0)
     _one_of("client.local_work", client.local_work, LOCAL_WORK)
     _one_of("client.optimizer_state", client.optimizer_state, CLIENT_OPTIMIZER_STATE)
     _one_of("model_state", config.model_state, MODEL_STATE_MODES)

@@ -22,11 +22,13 @@ def _data(name: str) -> ml_collections.ConfigDict:
             "name": name,
             # shakespeare: "natural" (a client per play and role) or "iid" (same sizes, reshuffled)
             # cifar100: "iid", "dirichlet" (label skew, alpha) or "shards" (classes_per_client)
-            "partition": "natural" if name == "shakespeare" else "dirichlet",
-            "num_clients": 0 if name == "shakespeare" else 100,  # shakespeare: 0 keeps all clients
+            "partition": {"shakespeare": "natural", "digits": "iid"}.get(name, "dirichlet"),
+            # shakespeare: 0 keeps all clients; digits: the workers
+            "num_clients": {"shakespeare": 0, "digits": 8}.get(name, 100),
             "alpha": 0.5,
             "classes_per_client": 10,
             "augment": name == "cifar100",
+            "test_fraction": 0.2,  # digits: the share of the 1,797 images held out
             # cifar100: where the official archives are; "auto", "python", "binary", "tfds" or
             # "synthetic" (CIFAR-shaped random data for smoke runs and benchmarks)
             "data_dir": os.path.join(cache, "cifar100"),
@@ -64,10 +66,24 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # checkpoint stays); True runs on.
     config.allow_nan = False
     config.data = _data(dataset)
+    # The ledger's simulated wall clock (fedjax_sim.ledger): each worker's sustained TFLOP/s,
+    # each link's Gbit/s and each message's latency. Defaults: a data-center GPU and network
+    # for centralized and distributed runs, a phone on a mobile link for federated ones.
+    # topology "auto": a parameter server for federated runs, a ring all-reduce for
+    # distributed ones ("server", "allreduce").
+    data_center = algorithm in ("centralized", "localsgd")
+    config.ledger = ml_collections.ConfigDict(
+        {
+            "topology": "auto",
+            "worker_tflops": 50.0 if data_center else 0.05,
+            "bandwidth_gbps": 100.0 if data_center else 0.01,
+            "latency_ms": 0.01 if data_center else 50.0,
+        }
+    )
     # Rounds run per compiled call (a lax.scan over rounds; evaluation and checkpoints land
     # on call boundaries): fewer host round trips for short rounds, same results.
     config.rounds_per_call = 1
-    # model.name: lstm (shakespeare); cnn, resnet20, resnet18 (cifar100).
+    # model.name: lstm (shakespeare); cnn, resnet20, resnet18 (cifar100); cnn (digits).
     # model.conv (CNN): "auto" (loop-friendly on CPU, XLA's elsewhere), "xla", "loop_friendly"
     # model.norm (ResNets): "batch", "group", "layer", "none"; model.groups: GroupNorm's groups
     config.model = ml_collections.ConfigDict(
@@ -88,13 +104,24 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
                 "momentum": 0.9,
                 "weight_decay": 5e-4,
                 "eps": config_dict.placeholder(float),  # None: the optimizer's default
+                # constant, cosine, warmup_cosine, poly, warmup_poly (power decay_power)
                 "schedule": "cosine",
                 # The schedule's horizon in steps (0: rounds). Set it to lengthen a finished
                 # run with its schedule unchanged.
                 "schedule_steps": 0,
-                "warmup_steps": 0,  # warmup_cosine
+                "warmup_steps": 0,  # warmup_cosine, warmup_poly
+                "decay_power": 2.0,  # poly, warmup_poly (LARS's paper: 2)
+                # learning_rate is tuned at base_batch_size and scaled to batch_size by this
+                # rule: "none", "linear" (Goyal et al. 2017) or "sqrt" (LAMB's paper)
+                "lr_scaling": "none",
+                "base_batch_size": 64,
+                # no weight decay and no LARS/LAMB trust ratio on biases and norm scales
+                "exclude_bias_and_norm": False,
             }
         )
+        # Gradient accumulation: batch_size examples per optimizer step, in micro-batches of
+        # this size (0: one batch); memory is that of one micro-batch.
+        config.micro_batch_size = 0
         return config
     config.clients_per_round = 10  # 0: use participation * num_clients
     config.participation = 0.1
@@ -130,6 +157,7 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "initial_accumulator": config_dict.placeholder(float),
             "schedule": "constant",  # over `rounds`: constant, cosine, warmup_cosine
             "warmup_steps": 0,
+            "nesterov": False,  # Nesterov momentum of an sgd server (DiLoCo's outer step)
         }
     )
     # Who takes part: uniform; proportional (to data size); skewed (fixed p ~ Dirichlet(gamma):
@@ -150,6 +178,13 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     config.fedprox = ml_collections.ConfigDict({"mu": 0.01})
     config.scaffold = ml_collections.ConfigDict({"option": "II"})
     config.feddyn = ml_collections.ConfigDict({"alpha": 0.01})
+    # algorithm="localsgd" (K = data.num_clients workers, all in every round; H =
+    # client.local_steps; outer optimizer = server.*): what the workers' inner optimizer state
+    # does at a sync ("reset", "keep", "average"), and the H schedule ("constant";
+    # "post_local": H = 1 for the first switch_step rounds).
+    config.localsgd = ml_collections.ConfigDict(
+        {"sync_momentum": "reset", "schedule": "constant", "switch_step": 0}
+    )
     # "vmap", "map", "chunked", "sequential" or "auto" (fastest per backend and model)
     config.client_axis = "auto"
     config.chunk_size = 0
@@ -219,4 +254,41 @@ def cifar100_federated(algorithm: str, arg: str | None) -> ml_collections.Config
         config.rounds = 2
         config.eval_every = 1
         config.checkpoint_every = 1
+    return config
+
+
+def digits_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDict:
+    """The distributed track's offline setting: the course CNN on scikit-learn's digits
+    (1,438 training images) sharded IID over K = 8 workers, B = 16 per worker."""
+    config = base_config("digits", algorithm)
+    config.data.num_clients = 8
+    config.eval_batch_size = 400
+    config.memory_budget_gb = 0.0
+    if algorithm == "centralized":
+        config.batch_size = 128
+        config.optimizer.weight_decay = 0.0
+        config.optimizer.learning_rate = 0.05
+        config.rounds = 450  # 40 epochs of 1,438 examples at B = 128
+        config.eval_every = 45
+        config.checkpoint_every = 45
+    else:
+        config.participation = 1.0
+        config.clients_per_round = 0
+        config.weighting = "uniform"
+        config.client.batch_size = 16
+        config.client.local_steps = 8
+        config.client.momentum = 0.9
+        config.rounds = 56  # 40 epochs: 40 * 1438 / (8 workers * 16 * 8 steps)
+        config.eval_every = 7
+        config.checkpoint_every = 7
+    if variant(arg) == "smoke":
+        config.data.num_clients = 2
+        config.eval_every = 2
+        config.checkpoint_every = 2
+        config.rounds = 4
+        if algorithm == "centralized":
+            config.batch_size = 32
+        else:
+            config.client.batch_size = 8
+            config.client.local_steps = 2
     return config

@@ -17,13 +17,17 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fedjax_sim import outputs
-from fedjax_sim.algorithm_configs import build_algorithm, fit_algorithm_to_memory
+from fedjax_sim import ledger, outputs
+from fedjax_sim.algorithm_configs import (
+    build_algorithm,
+    clients_per_round,
+    fit_algorithm_to_memory,
+)
 from fedjax_sim.algorithms.fedavg import personal_variables
 from fedjax_sim.algorithms.local import Algorithm
 from fedjax_sim.algorithms.round import per_client_state_bytes
 from fedjax_sim.config_checks import ConfigError, check_config, check_resumable
-from fedjax_sim.data import cifar100, shakespeare
+from fedjax_sim.data import cifar100, digits, shakespeare
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import FederatedDataset
 from fedjax_sim.data.synthetic import synthetic_images
@@ -69,6 +73,14 @@ def load_dataset(data: ml_collections.ConfigDict) -> FederatedDataset:
         if data.partition == "iid":
             dataset = shakespeare.iid_reshuffle(dataset, seed)
         return dataset
+    if data.name == "digits":
+        return digits.make_federated_digits(
+            num_clients=data.num_clients,
+            partition=data.partition,
+            alpha=data.alpha,
+            test_fraction=data.test_fraction,
+            seed=seed,
+        )
     if data.source == "synthetic":
         arrays = synthetic_images(data.synthetic_train, data.synthetic_test, seed=seed)
     else:
@@ -113,9 +125,15 @@ def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> F
     )
 
 
-def build_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
-    """The task of ``config.model`` (built by `fedjax_sim.models.registry`)."""
-    return make_task(config.model.name, num_classes, augment=config.data.augment, **config.model)
+def build_task(
+    config: ml_collections.ConfigDict, num_classes: int, image_shape: tuple | None = None
+) -> Task:
+    """The task of ``config.model`` (built by `fedjax_sim.models.registry`); image models are
+    built for ``image_shape`` (HWC of the data) when given."""
+    fields = dict(config.model)
+    if image_shape is not None:
+        fields["image_shape"] = tuple(image_shape)
+    return make_task(config.model.name, num_classes, augment=config.data.augment, **fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +157,8 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     dataset = subsample_test(dataset, config.eval_max_examples, config.data.seed)
     is_centralized = config.algorithm == "centralized"
     clients = pooled_client_data(dataset) if is_centralized else train_client_data(dataset)
-    task = build_task(config, dataset.num_classes)
+    x = dataset.train["x"]
+    task = build_task(config, dataset.num_classes, x.shape[1:] if x.ndim == 4 else None)
     algorithm = build_algorithm(config, task, dataset.num_clients)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     state = algorithm.init(task.model.init(init_key))
@@ -165,9 +184,41 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
         if recompute_from is not None and jax.tree.leaves(state.model_state):
             variables["state"] = recompute(variables, recompute_from)
         loss, correct, _ = evaluator(variables, dataset.test)
-        return evaluation_metrics(dataset, loss, correct, per_client=not is_centralized)
+        per_client = config.algorithm not in ("centralized", "localsgd")  # workers: IID shards
+        return evaluation_metrics(dataset, loss, correct, per_client=per_client)
 
     return Experiment(config, dataset, clients, task, algorithm, state, data_key, evaluate)
+
+
+def cost_model(experiment: Experiment) -> ledger.CostModel:
+    """The ledger's `fedjax_sim.ledger.CostModel` of ``experiment``: FLOPs per example by XLA's
+    cost analysis of a training step at the run's batch size, the model's bytes, the workers
+    of a synchronization, the config's speeds."""
+    config = experiment.config
+    if config.algorithm == "centralized":
+        batch, workers = config.micro_batch_size or config.batch_size, 1
+    else:
+        batch = config.client.batch_size
+        workers = clients_per_round(config, experiment.clients.num_clients)
+    train = experiment.dataset.train
+    take = np.arange(batch) % len(train["y"])
+    example = {"x": train["x"][take], "y": train["y"][take]}
+    variables = {"params": experiment.initial_state.params}
+    variables["state"] = experiment.initial_state.model_state
+    topology = config.ledger.topology
+    if topology == "auto":
+        topology = "allreduce" if config.algorithm == "localsgd" else "server"
+    return ledger.CostModel(
+        flops_per_example=ledger.training_flops_per_example(experiment.task, variables, example),
+        parameter_bytes=ledger.parameter_bytes(experiment.initial_state.params),
+        workers=workers,
+        train_examples=len(train["y"]),
+        topology=topology,
+        copies=2 if config.algorithm == "scaffold" else 1,  # the control variate travels too
+        worker_flops_per_s=config.ledger.worker_tflops * 1e12,
+        bandwidth_bytes_per_s=config.ledger.bandwidth_gbps * 1e9 / 8,
+        latency_s=config.ledger.latency_ms * 1e-3,
+    )
 
 
 def _check_workdir(workdir: str, resolved: dict) -> None:
@@ -201,8 +252,10 @@ def run_experiment(
 ):
     """Runs (or resumes) the experiment of ``config`` in ``workdir``.
 
-    Writes ``config.json``, ``dataset.json`` (statistics), ``metrics.jsonl``, ``metrics.csv``,
-    ``curves.png``, ``params.msgpack`` (final parameters) and orbax checkpoints under
+    Writes ``config.json``, ``dataset.json`` (statistics), ``metrics.jsonl``, ``metrics.csv``
+    (with the cumulative `fedjax_sim.ledger` counters), ``curves.png``, ``ledger.png``
+    (accuracy against epochs, bytes and simulated time), ``params.msgpack`` (final
+    parameters) and orbax checkpoints under
     ``checkpoints/``; running again on the same ``workdir`` resumes from the last checkpoint
     (`fedjax_sim.config_checks.check_resumable` says which config changes it accepts).
 
@@ -234,7 +287,11 @@ def run_experiment(
     outputs.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
     outputs.write_json_atomic(os.path.join(workdir, "dataset.json"), summary)
 
+    costs = cost_model(experiment)
+    syncs_per_round = 0.0 if config.algorithm == "centralized" else 1.0
+
     def on_record(history):
+        ledger.annotate(history, costs, syncs_per_round)
         outputs.write_metrics(workdir, history)
 
     state, history = simulate(
@@ -252,11 +309,10 @@ def run_experiment(
         allow_nan=config.allow_nan,
         rounds_per_call=config.rounds_per_call,
     )
+    ledger.annotate(history, costs, syncs_per_round)
     outputs.write_metrics(workdir, history)
     outputs.write_params(os.path.join(workdir, "params.msgpack"), state.params)
-    outputs.plot_curves(
-        os.path.join(workdir, "curves.png"),
-        history,
-        title=f"{config.algorithm} on {config.data.name}",
-    )
+    title = f"{config.algorithm} on {config.data.name}"
+    outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
+    outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
     return state, history

@@ -1,11 +1,39 @@
-"""Every optimizer (client, server, centralized) as an optax transformation built by name."""
+"""Every optimizer (client, server, centralized) as an optax transformation built by name,
+with the learning-rate schedules and the large-batch scaling rules."""
 
 from __future__ import annotations
 
+import math
+
+import jax
 import optax
 
 OPTIMIZERS = ("sgd", "adam", "adagrad", "yogi", "lars", "lamb")
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "poly", "warmup_poly")
+LR_SCALING = ("none", "linear", "sqrt")
+
+
+def scaled_learning_rate(
+    base_learning_rate: float, batch_size: int, base_batch_size: int, rule: str = "none"
+) -> float:
+    """The learning rate for ``batch_size`` from one tuned at ``base_batch_size``.
+
+    ``"linear"``: ``lr * B / B0`` (Goyal et al. 2017); ``"sqrt"``: ``lr * sqrt(B / B0)``
+    (Krizhevsky 2014; Hoffer et al. 2017; the rule LAMB's paper uses); ``"none"``: unchanged.
+    """
+    if rule not in LR_SCALING:
+        raise ValueError(f"optimizer.lr_scaling must be one of {list(LR_SCALING)}, got {rule!r}")
+    if rule != "none" and base_batch_size < 1:
+        raise ValueError(f"optimizer.base_batch_size must be >= 1, got {base_batch_size}")
+    ratio = batch_size / base_batch_size if rule != "none" else 1.0
+    return base_learning_rate * (ratio if rule == "linear" else math.sqrt(ratio))
+
+
+def decay_mask(params):
+    """True for the weights that weight decay and trust ratios apply to: every parameter with
+    more than one dimension, i.e. not biases and normalization scales (as LARS and LAMB's
+    papers, and Goyal et al. 2017, exclude them)."""
+    return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 def make_schedule(
@@ -14,13 +42,16 @@ def make_schedule(
     *,
     total_steps: int = 1,
     warmup_steps: int = 0,
+    power: float = 2.0,
     field: str = "optimizer",
 ) -> optax.Schedule | float:
     """A learning-rate schedule by name (``field`` names the config entry in errors).
 
     ``total_steps`` is the horizon of ``cosine`` (decay to 0 at that step, 0 after it) and of
     ``warmup_cosine`` (linear warmup from 0 over ``warmup_steps``, then cosine decay to 0 at
-    ``total_steps``); ``constant`` ignores both.
+    ``total_steps``), of ``poly`` (``lr * (1 - t / T) ** power``, You et al. 2017's LARS
+    schedule with power 2) and ``warmup_poly`` (linear warmup, then that decay over the
+    remaining steps); ``constant`` ignores both.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"{field}.schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
@@ -30,12 +61,18 @@ def make_schedule(
         raise ValueError(f"{field}: a {schedule} schedule needs a horizon >= 1, got {total_steps}")
     if schedule == "cosine":
         return optax.cosine_decay_schedule(learning_rate, total_steps)
+    if schedule == "poly":
+        return optax.polynomial_schedule(learning_rate, 0.0, power, total_steps)
     if not 0 <= warmup_steps < total_steps:
         raise ValueError(
             f"{field}.warmup_steps must be in [0, {total_steps}) (the schedule's horizon), "
             f"got {warmup_steps}"
         )
-    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, total_steps)
+    if schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, total_steps)
+    warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
+    decay = optax.polynomial_schedule(learning_rate, 0.0, power, total_steps - warmup_steps)
+    return optax.join_schedules([warmup, decay], [warmup_steps])
 
 
 def make_optimizer(
@@ -52,6 +89,8 @@ def make_optimizer(
     schedule: str = "constant",
     total_steps: int = 1,
     warmup_steps: int = 0,
+    power: float = 2.0,
+    exclude_bias_and_norm: bool = False,
     field: str = "optimizer",
 ) -> optax.GradientTransformation:
     """Builds an optax optimizer.
@@ -71,7 +110,9 @@ def make_optimizer(
         default (adagrad has no moment decays: optax's adagrad, FedAdagrad with b1 = 0).
       initial_accumulator: the second-moment accumulator's start (v_{-1}) of adagrad and yogi;
         None is optax's default (0.1 and 1e-6).
-      schedule, total_steps, warmup_steps: see `make_schedule`.
+      schedule, total_steps, warmup_steps, power: see `make_schedule`.
+      exclude_bias_and_norm: no weight decay (every optimizer) and no trust ratio (lars,
+        lamb) on one-dimensional parameters (`decay_mask`), as the LARS and LAMB papers.
       field: the config entry named in error messages, e.g. ``"client"``.
 
     Raises:
@@ -104,8 +145,10 @@ def make_optimizer(
     if initial_accumulator is not None and not initial_accumulator >= 0:
         raise ValueError(f"{field}.initial_accumulator must be >= 0, got {initial_accumulator}")
     lr = make_schedule(
-        learning_rate, schedule, total_steps=total_steps, warmup_steps=warmup_steps, field=field
-    )
+        learning_rate, schedule, total_steps=total_steps, warmup_steps=warmup_steps,
+        power=power, field=field,
+    )  # fmt: skip
+    mask = decay_mask if exclude_bias_and_norm else None
     eps_arg = {} if eps is None else {"eps": eps}
     betas = {k: v for k, v in (("b1", b1), ("b2", b2)) if v is not None}
     accumulator = (
@@ -116,7 +159,7 @@ def make_optimizer(
     elif name == "adagrad":
         tx = optax.adagrad(lr, **eps_arg, **accumulator)
     elif name == "adam":
-        return optax.adamw(lr, weight_decay=weight_decay, **eps_arg, **betas)
+        return optax.adamw(lr, weight_decay=weight_decay, mask=mask, **eps_arg, **betas)
     elif name == "yogi":
         # optax.yogi, with its accumulator's start exposed
         tx = optax.chain(
@@ -125,11 +168,20 @@ def make_optimizer(
         )
     elif name == "lars":
         momentum_arg = {} if momentum is None else {"momentum": momentum}
+        masks = {} if mask is None else {"weight_decay_mask": mask, "trust_ratio_mask": mask}
         return optax.lars(
-            lr, weight_decay=weight_decay, nesterov=nesterov, **momentum_arg, **eps_arg
+            lr, weight_decay=weight_decay, nesterov=nesterov, **momentum_arg, **eps_arg, **masks
         )
     else:
-        return optax.lamb(lr, weight_decay=weight_decay, **eps_arg, **betas)
+        if mask is None:
+            return optax.lamb(lr, weight_decay=weight_decay, **eps_arg, **betas)
+        # optax.lamb's chain with its trust ratio masked too (optax masks only the decay)
+        return optax.chain(
+            optax.scale_by_adam(**{"eps": 1e-6, **eps_arg}, **betas),
+            optax.add_decayed_weights(weight_decay, mask=mask),
+            optax.masked(optax.scale_by_trust_ratio(), mask),
+            optax.scale_by_learning_rate(lr),
+        )
     if weight_decay:
-        tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
+        tx = optax.chain(optax.add_decayed_weights(weight_decay, mask=mask), tx)
     return tx

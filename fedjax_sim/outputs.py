@@ -99,3 +99,38 @@ def plot_curves(path: str, history: list[dict], title: str = "") -> None:
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     write_bytes_atomic(path, buffer.getvalue())
+
+
+LEDGER_AXES = (
+    ("ledger_epochs", "epochs", "linear"),
+    ("ledger_bytes_total", "bytes communicated (total)", "log"),
+    ("ledger_time_s", "simulated wall clock (s)", "log"),
+)
+
+
+def plot_ledger(path: str, runs: dict[str, list[dict]], metric: str = "test_accuracy") -> None:
+    """``metric`` of each run (label -> history with `fedjax_sim.ledger` fields) against
+    epochs, bytes communicated and simulated time, side by side, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(LEDGER_AXES), figsize=(5 * len(LEDGER_AXES), 4))
+    for ax, (field, label, scale) in zip(axes, LEDGER_AXES, strict=True):
+        for name, history in runs.items():
+            points = [(r[field], r[metric]) for r in history if field in r and metric in r]
+            if points and (scale == "linear" or max(p[0] for p in points) > 0):
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker=".", label=name)
+                if scale == "log" and min(xs) > 0:
+                    ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())

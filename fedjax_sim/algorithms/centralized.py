@@ -2,6 +2,9 @@
 
 A "round" is ``steps_per_round`` optimizer steps; the data stream continues across rounds in
 shuffled passes (epochs) over the pooled training set, and the optimizer state persists.
+Large batches run as gradient accumulation (`optax.MultiSteps`): ``accumulation_steps``
+micro-batches of ``batch_size / accumulation_steps`` examples per optimizer step, in a rolled
+loop, so memory is that of one micro-batch whatever the batch.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def centralized(
     *,
     batch_size: int,
     steps_per_round: int = 1,
+    accumulation_steps: int = 1,
     augment: bool = True,
     unroll: int | bool = 1,
 ) -> Algorithm:
@@ -39,12 +43,23 @@ def centralized(
 
     Args:
       task: model and input pipeline.
-      tx: the optimizer (schedules count optimizer steps).
-      batch_size: B.
+      tx: the optimizer (schedules count optimizer steps, not micro-batches).
+      batch_size: B, the examples of one optimizer step.
       steps_per_round: optimizer steps per call of ``round_fn``.
+      accumulation_steps: micro-batches per optimizer step (must divide B); their mean
+        gradient is the step's, as with one batch of B (float reassociation aside).
       augment: apply the task's training augmentation.
       unroll: ``unroll`` of the `lax.scan` over steps.
     """
+    if accumulation_steps < 1 or batch_size % accumulation_steps:
+        raise ValueError(
+            f"micro_batch_size must divide batch_size={batch_size} "
+            f"({accumulation_steps} micro-batches asked for)"
+        )
+    if accumulation_steps > 1:
+        tx = optax.MultiSteps(tx, accumulation_steps).gradient_transformation()
+    micro_batch = batch_size // accumulation_steps
+    micro_steps = steps_per_round * accumulation_steps
     run_local = make_local_steps(cross_entropy(task, augment=augment), tx, unroll=unroll)
 
     def init(variables) -> TrainState:
@@ -64,8 +79,8 @@ def centralized(
             clients.order_N,
             clients.offsets_K[0],
             clients.counts_K[0],
-            num_steps=steps_per_round,
-            batch_size=batch_size,
+            num_steps=micro_steps,
+            batch_size=micro_batch,
             offset=offset,
         )
         result = run_local(

@@ -1,0 +1,175 @@
+"""The data-center family on K workers: LocalSGD, post-local SGD, SlowMo and DiLoCo.
+
+One round is one synchronization: every worker runs H inner steps from the current global
+model on its own IID shard, then the workers' models are averaged and an outer optimizer
+(optax) steps on the averaged pseudo-gradient ``x - mean_k x_k``:
+
+  * LocalSGD (Stich 2019): outer ``sgd(1.0)``, i.e. the average is the new model.
+  * SlowMo (Wang et al. 2020): outer ``sgd(alpha, momentum=beta)``: the paper's
+    ``u <- beta u + (x0 - x_H) / gamma; x <- x0 - alpha gamma u`` with a constant inner
+    learning rate gamma (fairscale's SlowMoDistributedDataParallel). beta = 0, alpha = 1 is
+    LocalSGD exactly.
+  * DiLoCo (Douillard et al. 2023; OpenDiLoCo, torchft): inner AdamW whose state each worker
+    keeps across synchronizations, outer Nesterov ``sgd(0.7, momentum=0.9, nesterov=True)``.
+  * Post-local SGD (Lin et al. 2020; torch's PostLocalSGDOptimizer): H = 1 for the first
+    ``switch_step`` rounds, then H.
+
+Each worker reads its shard as a continued stream of shuffled passes (``position`` examples
+read so far), so every example is used once per epoch across the workers, and the number of
+inner steps of a round may vary under a static maximum (`lax.cond` skips the rest).
+
+The inner optimizer state at a synchronization (``sync_momentum``): ``"reset"`` (fresh every
+round), ``"keep"`` (each worker's own survives, per-worker state) or ``"average"`` (averaged
+over the workers like the parameters; with SGD momentum and H = 1 this is synchronous
+data-parallel SGD with the summed batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedjax_sim import aggregation
+from fedjax_sim.algorithms.fedavg import mean_model_state
+from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
+from fedjax_sim.data.client_data import ClientData, client_batch_plan
+from fedjax_sim.engine import Execution, map_clients
+from fedjax_sim.tasks import Objective
+
+SYNC_MOMENTUM = ("reset", "keep", "average")
+H_SCHEDULES = ("constant", "post_local")
+
+
+def local_steps_schedule(schedule: str, local_steps: int, switch_step: int = 0) -> Callable:
+    """``steps(round) -> H`` of the round (a traced int32), at most ``local_steps``.
+
+    ``"constant"``: H every round; ``"post_local"``: 1 for rounds below ``switch_step`` (so
+    ``switch_step`` synchronous steps), then H.
+    """
+    if schedule not in H_SCHEDULES:
+        raise ValueError(f"localsgd.schedule must be one of {list(H_SCHEDULES)}, got {schedule!r}")
+    if schedule == "constant":
+        return lambda round_: jnp.int32(local_steps)
+    return lambda round_: jnp.where(round_ < switch_step, 1, local_steps).astype(jnp.int32)
+
+
+def _mean_over_workers(tree_K):
+    """The mean over the leading worker axis, broadcast back to it (integer leaves, such as
+    step counts, are equal on every worker and kept)."""
+
+    def mean(leaf):
+        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            return leaf
+        return jnp.broadcast_to(leaf.mean(0), leaf.shape)
+
+    return jax.tree.map(mean, tree_K)
+
+
+def local_sgd(
+    objective: Objective,
+    inner_tx: optax.GradientTransformation,
+    outer_tx: optax.GradientTransformation,
+    *,
+    num_workers: int,
+    local_steps: int,
+    batch_size: int,
+    sync_momentum: str = "reset",
+    steps_schedule: Callable | None = None,
+    execution: Execution | None = None,
+) -> Algorithm:
+    """The family of the module docstring as an `Algorithm` over a `ServerState`.
+
+    Args:
+      objective: the inner loss (`fedjax_sim.tasks.cross_entropy`).
+      inner_tx: each worker's optimizer.
+      outer_tx: the outer optimizer on the negated mean delta (``sgd(1.0)``: LocalSGD).
+      num_workers: K; the `ClientData` has one client per worker and all take part.
+      local_steps: H, the static maximum of inner steps per round.
+      batch_size: B per worker and inner step.
+      sync_momentum: one of `SYNC_MOMENTUM`.
+      steps_schedule: ``round -> H_r`` (`local_steps_schedule`); default H every round.
+      execution: the worker axis (vmap, map, mesh); speed and memory only.
+
+    Returns:
+      `Algorithm` whose state is a `ServerState` with ``opt_state`` the outer optimizer's,
+      ``clients["opt_state"]`` the workers' inner states (``keep``/``average``) and
+      ``extra["position"]``, the examples each worker has read. The round reports
+      ``syncs`` (1) and ``local_steps`` (H_r) beside the training metrics.
+    """
+    if sync_momentum not in SYNC_MOMENTUM:
+        raise ValueError(
+            f"localsgd.sync_momentum must be one of {list(SYNC_MOMENTUM)}, got {sync_momentum!r}"
+        )
+    execution = execution or Execution()
+    steps_schedule = steps_schedule or local_steps_schedule("constant", local_steps)
+    outer = optax.chain(aggregation.weighted_mean(), optax.scale(-1.0), outer_tx)
+    run_local = make_local_steps(objective, inner_tx, unroll=execution.unroll)
+    worker_state = sync_momentum != "reset"
+
+    def init(variables):
+        params = variables["params"]
+        clients = {"opt_state": inner_tx.init(params)} if worker_state else {}
+        state = new_server_state(
+            variables, outer.init(params), replicate_for_clients(clients, num_workers)
+        )
+        return state.replace(extra={"position": jnp.zeros((), jnp.int32)})
+
+    def round_fn(state, clients: ClientData, key):
+        data_key, train_key = jax.random.split(key)
+        steps = steps_schedule(state.round)
+        position = state.extra["position"]
+        workers = jnp.arange(num_workers)
+
+        def plan(worker):
+            # the worker's key is the same every round: its stream continues across rounds
+            indices, mask = client_batch_plan(
+                jax.random.fold_in(data_key, worker),
+                clients.order_N,
+                clients.offsets_K[worker],
+                clients.counts_K[worker],
+                num_steps=local_steps,
+                batch_size=batch_size,
+                offset=position,
+            )
+            return indices, mask & (jnp.arange(local_steps) < steps)[:, None]
+
+        indices_KxJxB, mask_KxJxB = jax.vmap(plan)(workers)
+        rngs_K = jax.vmap(
+            lambda w: jax.random.fold_in(jax.random.fold_in(train_key, state.round), w)
+        )(workers)
+
+        def work(own, indices_JxB, mask_JxB, rng):
+            opt_state = own["opt_state"] if worker_state else inner_tx.init(state.params)
+            result = run_local(
+                state.params, state.model_state, opt_state, clients, indices_JxB, mask_JxB,
+                rng, None, step_limit=steps,
+            )  # fmt: skip
+            delta = jax.tree.map(jnp.subtract, result.params, state.params)
+            own = {"opt_state": result.opt_state} if worker_state else {}
+            return delta, result.model_state, own, result.metrics
+
+        work_K = map_clients(work, execution.client_axis, execution.chunk_size, execution.mesh)
+        delta_K, model_state_K, own_K, metrics_K = work_K(
+            state.clients, indices_KxJxB, mask_KxJxB, rngs_K
+        )
+        weights_K = jnp.ones(num_workers, jnp.float32)
+        updates, opt_state = outer.update(delta_K, state.opt_state, state.params, weights=weights_K)
+        if sync_momentum == "average":
+            own_K = _mean_over_workers(own_K)
+        new_state = state.replace(
+            params=optax.apply_updates(state.params, updates),
+            model_state=mean_model_state(model_state_K, weights_K, state.model_state),
+            opt_state=opt_state,
+            round=state.round + 1,
+            clients=shard_client_states(own_K, execution.mesh),
+            extra={"position": position + steps * batch_size},
+        )
+        metrics = training_metrics(sum_metrics(metrics_K))
+        metrics.update(syncs=jnp.float32(1.0), local_steps=steps.astype(jnp.float32))
+        return new_state, metrics
+
+    return Algorithm(init=init, round_fn=round_fn)

@@ -1,0 +1,271 @@
+"""The distributed track against its papers' equations and plain reference loops: LARS and
+LAMB updates, gradient accumulation, LocalSGD (H = 1 is synchronous SGD), SlowMo, DiLoCo's
+outer step, the H schedules, the momentum at a sync.
+
+Workers whose shard is exactly one batch see all of it every step, in some order; the mean
+loss does not depend on the order, so a plain full-shard loop is an independent reference.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from fedjax_sim.algorithms.centralized import centralized
+from fedjax_sim.algorithms.local_sgd import local_sgd, local_steps_schedule
+from fedjax_sim.data.client_data import client_data_from_indices
+from fedjax_sim.models.model import stateless, variables
+from fedjax_sim.optimizers import decay_mask, make_optimizer, make_schedule, scaled_learning_rate
+from fedjax_sim.tasks import Task, cross_entropy
+
+K, B, D, CLASSES = 2, 6, 3, 2
+
+
+def _init(rng):
+    return {"w": 0.3 * jax.random.normal(rng, (D, CLASSES)), "b": jnp.zeros(CLASSES)}
+
+
+LINEAR = Task(
+    stateless(_init, lambda p, x: x @ p["w"] + p["b"], (D,), "linear"), lambda x, rng: x, CLASSES
+)
+OBJECTIVE = cross_entropy(LINEAR)
+RNG = np.random.default_rng(0)
+DATA = {
+    "x": RNG.normal(size=(K * B, D)).astype(np.float32),
+    "y": RNG.integers(0, CLASSES, K * B).astype(np.int32),
+}
+SHARDS = [np.arange(k * B, (k + 1) * B) for k in range(K)]
+CLIENTS = client_data_from_indices(DATA, SHARDS)
+PARAMS0 = _init(jax.random.key(0))
+
+
+def mean_loss(params, idx):
+    logits = jnp.asarray(DATA["x"])[idx] @ params["w"] + params["b"]
+    labels = jnp.asarray(DATA["y"])[idx]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+GRAD = jax.jit(jax.grad(mean_loss))
+
+
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def run(algorithm, rounds, params=PARAMS0):
+    state = algorithm.init(variables(params))
+    step = jax.jit(algorithm.round_fn)
+    metrics = []
+    for _ in range(rounds):
+        state, m = step(state, CLIENTS, jax.random.key(3))
+        metrics.append(m)
+    return state, metrics
+
+
+# ---- large-batch optimizers against the papers ----------------------------------------------
+
+
+def test_lars_matches_you_et_al_2017_algorithm_1():
+    # v <- m v + gamma * eta ||w|| / ||g|| * g ; w <- w - v (weight decay 0); biases excluded
+    # from the trust ratio get v <- m v + gamma g.
+    w = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.2, -0.1])}
+    grads = [
+        {"w": jnp.array([[0.3, 0.1], [-0.2, 0.4]]), "b": jnp.array([0.5, 0.5])},
+        {"w": jnp.array([[-0.1, 0.2], [0.3, 0.1]]), "b": jnp.array([-0.2, 0.1])},
+    ]
+    gamma, m, eta = 0.5, 0.9, 0.001
+    tx = make_optimizer("lars", gamma, momentum=m, exclude_bias_and_norm=True)
+    state, params = tx.init(w), w
+    v = {"w": np.zeros((2, 2)), "b": np.zeros(2)}
+    expected = {k: np.asarray(x, np.float64) for k, x in w.items()}
+    for g in grads:
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        gw = np.asarray(g["w"], np.float64)
+        trust = eta * np.linalg.norm(expected["w"]) / np.linalg.norm(gw)
+        v["w"] = m * v["w"] + gamma * trust * gw
+        v["b"] = m * v["b"] + gamma * np.asarray(g["b"])
+        expected = {k: expected[k] - v[k] for k in expected}
+    assert_trees_close(params, expected)
+
+
+def test_lamb_matches_you_et_al_2020_algorithm_2():
+    # Adam moments with bias correction, r = m^ / (sqrt(v^) + eps), then the layer-wise step
+    # eta ||w|| / ||r + lambda w|| (r + lambda w); the bias (excluded) gets eta * r.
+    w = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.2, -0.1])}
+    grads = [
+        {"w": jnp.array([[0.3, 0.1], [-0.2, 0.4]]), "b": jnp.array([0.5, 0.5])},
+        {"w": jnp.array([[-0.1, 0.2], [0.3, 0.1]]), "b": jnp.array([-0.2, 0.1])},
+    ]
+    eta, b1, b2, eps, lam = 0.1, 0.9, 0.999, 1e-6, 0.01
+    tx = make_optimizer("lamb", eta, weight_decay=lam, exclude_bias_and_norm=True)
+    state, params = tx.init(w), w
+    first = {k: np.zeros(x.shape) for k, x in w.items()}
+    second = {k: np.zeros(x.shape) for k, x in w.items()}
+    expected = {k: np.asarray(x, np.float64) for k, x in w.items()}
+    for t, g in enumerate(grads, start=1):
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        for k in expected:
+            gk = np.asarray(g[k], np.float64)
+            first[k] = b1 * first[k] + (1 - b1) * gk
+            second[k] = b2 * second[k] + (1 - b2) * gk**2
+            r = (first[k] / (1 - b1**t)) / (np.sqrt(second[k] / (1 - b2**t)) + eps)
+            if k == "w":
+                r = r + lam * expected[k]
+                r = np.linalg.norm(expected[k]) / np.linalg.norm(r) * r
+            expected[k] = expected[k] - eta * r
+    assert_trees_close(params, expected)
+    # without the masks, our builder is optax.lamb itself
+    plain = make_optimizer("lamb", eta, weight_decay=lam)
+    reference = optax.lamb(eta, weight_decay=lam)
+    u1, _ = plain.update(grads[0], plain.init(w), w)
+    u2, _ = reference.update(grads[0], reference.init(w), w)
+    assert_trees_close(u1, u2, rtol=0, atol=0)
+
+
+def test_decay_mask_spares_biases_and_norm_scales():
+    params = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}, "norm": jnp.ones(3)}
+    assert decay_mask(params) == {"dense": {"kernel": True, "bias": False}, "norm": False}
+
+
+def test_learning_rate_scaling_rules_and_warmup_poly_schedule():
+    assert scaled_learning_rate(0.1, 1024, 256, "linear") == pytest.approx(0.4)
+    assert scaled_learning_rate(0.1, 1024, 256, "sqrt") == pytest.approx(0.2)
+    assert scaled_learning_rate(0.1, 1024, 256, "none") == 0.1
+    with pytest.raises(ValueError, match="optimizer.lr_scaling must be one of"):
+        scaled_learning_rate(0.1, 1024, 256, "cubic")
+    schedule = make_schedule(2.0, "warmup_poly", total_steps=10, warmup_steps=2, power=2.0)
+    # 0 -> 2 linearly over 2 steps, then 2 (1 - (t - 2) / 8)^2
+    for t, value in ((0, 0.0), (1, 1.0), (2, 2.0), (6, 2.0 * 0.25), (10, 0.0)):
+        assert float(schedule(t)) == pytest.approx(value, abs=1e-6)
+
+
+def test_gradient_accumulation_equals_the_large_batch():
+    data = client_data_from_indices(DATA, [np.arange(K * B)])
+    tx = make_optimizer("sgd", 0.5, momentum=0.9, schedule="cosine", total_steps=4)
+    results = []
+    for accumulation in (1, 3):
+        algo = centralized(LINEAR, tx, batch_size=6, accumulation_steps=accumulation,
+                           augment=False)  # fmt: skip
+        state = algo.init(variables(PARAMS0))
+        step = jax.jit(algo.round_fn)
+        for _ in range(4):
+            state, _ = step(state, data, jax.random.key(5))
+        results.append(state.params)
+    assert_trees_close(results[0], results[1])
+    assert not np.allclose(results[0]["w"], PARAMS0["w"])
+    with pytest.raises(ValueError, match="micro_batch_size must divide batch_size=6"):
+        centralized(LINEAR, tx, batch_size=6, accumulation_steps=4)
+
+
+# ---- LocalSGD, SlowMo, DiLoCo against plain loops --------------------------------------------
+
+
+def test_local_sgd_with_h_1_is_synchronous_sgd_with_the_summed_batch():
+    gamma, beta, steps = 0.4, 0.9, 5
+    everything = np.arange(K * B)
+    for sync in ("average", "keep"):  # equal for SGD momentum: the buffers' mean is the sync one
+        algo = local_sgd(OBJECTIVE, optax.sgd(gamma, momentum=beta), optax.sgd(1.0),
+                         num_workers=K, local_steps=1, batch_size=B, sync_momentum=sync)  # fmt: skip
+        state, _ = run(algo, steps)
+        params, buffer = PARAMS0, jax.tree.map(jnp.zeros_like, PARAMS0)
+        for _ in range(steps):
+            g = GRAD(params, everything)
+            buffer = jax.tree.map(lambda m, gi: beta * m + gi, buffer, g)
+            params = jax.tree.map(lambda p, m: p - gamma * m, params, buffer)
+        assert_trees_close(state.params, params)
+    # reset: every round starts a fresh momentum buffer: plain SGD
+    algo = local_sgd(OBJECTIVE, optax.sgd(gamma, momentum=beta), optax.sgd(1.0),
+                     num_workers=K, local_steps=1, batch_size=B, sync_momentum="reset")  # fmt: skip
+    state, _ = run(algo, steps)
+    params = PARAMS0
+    for _ in range(steps):
+        params = jax.tree.map(lambda p, g: p - gamma * g, params, GRAD(params, everything))
+    assert_trees_close(state.params, params)
+
+
+def slowmo_reference(alpha, beta, gamma, local_steps, rounds):
+    """Wang et al. 2020, Algorithm 1, with plain SGD inner steps on each full shard."""
+    x, u = PARAMS0, jax.tree.map(jnp.zeros_like, PARAMS0)
+    for _ in range(rounds):
+        finals = []
+        for shard in SHARDS:
+            xk = x
+            for _ in range(local_steps):
+                xk = jax.tree.map(lambda p, g: p - gamma * g, xk, GRAD(xk, shard))
+            finals.append(xk)
+        average = jax.tree.map(lambda *xs: sum(xs) / len(xs), *finals)
+        u = jax.tree.map(lambda ui, x0, xa: beta * ui + (x0 - xa) / gamma, u, x, average)
+        x = jax.tree.map(lambda x0, ui: x0 - alpha * gamma * ui, x, u)
+    return x
+
+
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (0.8, 0.5)])
+def test_slowmo_matches_its_paper_and_beta_0_alpha_1_is_local_sgd(alpha, beta):
+    gamma, local_steps, rounds = 0.3, 3, 4
+    outer = optax.sgd(alpha, momentum=beta or None)
+    algo = local_sgd(OBJECTIVE, optax.sgd(gamma), outer, num_workers=K,
+                     local_steps=local_steps, batch_size=B)  # fmt: skip
+    state, metrics = run(algo, rounds)
+    assert_trees_close(state.params, slowmo_reference(alpha, beta, gamma, local_steps, rounds))
+    assert [float(m["local_steps"]) for m in metrics] == [local_steps] * rounds
+    assert int(state.extra["position"]) == rounds * local_steps * B
+
+
+def test_diloco_outer_step_is_nesterov_on_the_mean_pseudo_gradient():
+    # Douillard et al. 2023, Algorithm 1: Delta = x - mean_k x_k; Nesterov momentum 0.9, lr 0.7
+    inner = make_optimizer("adam", 0.05, weight_decay=0.1)
+    outer = make_optimizer("sgd", 0.7, momentum=0.9, nesterov=True)
+    algo = local_sgd(OBJECTIVE, inner, outer, num_workers=K, local_steps=2, batch_size=B,
+                     sync_momentum="keep")  # fmt: skip
+    state, _ = run(algo, 3)
+    x, buffer = PARAMS0, jax.tree.map(jnp.zeros_like, PARAMS0)
+    adam_states = [inner.init(PARAMS0) for _ in SHARDS]
+    for _ in range(3):
+        finals = []
+        for k, shard in enumerate(SHARDS):
+            xk = x
+            for _ in range(2):
+                updates, adam_states[k] = inner.update(GRAD(xk, shard), adam_states[k], xk)
+                xk = optax.apply_updates(xk, updates)
+            finals.append(xk)
+        delta = jax.tree.map(lambda x0, *xs: x0 - sum(xs) / len(xs), x, *finals)
+        buffer = jax.tree.map(lambda m, d: 0.9 * m + d, buffer, delta)
+        x = jax.tree.map(lambda x0, m, d: x0 - 0.7 * (d + 0.9 * m), x, buffer, delta)
+    assert_trees_close(state.params, x, rtol=2e-5, atol=2e-6)
+    # each worker's Adam state survived the syncs: its step count is 3 rounds x 2 steps
+    counts = [leaf for leaf in jax.tree.leaves(state.clients) if leaf.dtype == jnp.int32]
+    assert all(np.all(np.asarray(c) == 6) for c in counts)
+
+
+def test_post_local_sgd_runs_one_step_until_the_switch_then_h():
+    schedule = local_steps_schedule("post_local", 4, switch_step=3)
+    algo = local_sgd(OBJECTIVE, optax.sgd(0.3), optax.sgd(1.0), num_workers=K, local_steps=4,
+                     batch_size=B, steps_schedule=schedule)  # fmt: skip
+    state, metrics = run(algo, 5)
+    assert [float(m["local_steps"]) for m in metrics] == [1, 1, 1, 4, 4]
+    assert [float(m["train_examples"]) for m in metrics] == [K * B] * 3 + [4 * K * B] * 2
+    assert int(state.extra["position"]) == (3 + 2 * 4) * B
+    # = 3 synchronous steps, then 2 rounds of 4 local steps (the SlowMo reference, beta 0)
+    x = slowmo_reference(1.0, 0.0, 0.3, 1, 3)
+    global PARAMS0
+    saved, PARAMS0 = PARAMS0, x
+    try:
+        expected = slowmo_reference(1.0, 0.0, 0.3, 4, 2)
+    finally:
+        PARAMS0 = saved
+    assert_trees_close(state.params, expected)
+
+
+def test_sync_momentum_average_equalizes_the_workers_buffers_and_keep_does_not():
+    rows = {}
+    for sync in ("keep", "average"):
+        algo = local_sgd(OBJECTIVE, optax.sgd(0.3, momentum=0.9), optax.sgd(1.0),
+                         num_workers=K, local_steps=2, batch_size=B, sync_momentum=sync)  # fmt: skip
+        state, _ = run(algo, 2)
+        rows[sync] = np.asarray(jax.tree.leaves(state.clients)[0])
+    assert not np.allclose(rows["keep"][0], rows["keep"][1])
+    np.testing.assert_array_equal(rows["average"][0], rows["average"][1])
