@@ -96,8 +96,15 @@ def main(argv):
         )
         sys.exit(130)
     last = history[-1] if history else {}
-    summary = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k != "round")
+    shown = {k: v for k, v in last.items() if k != "round" and not k.startswith("ledger_")}
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
     print(f"round {last.get('round')}: {summary}")
+    if "ledger_samples" in last:
+        print(
+            f"ledger: {last['ledger_epochs']:.2f} epochs, {last['ledger_flops']:.3g} FLOPs, "
+            f"{last['ledger_syncs']:.0f} syncs, {last['ledger_bytes_total'] / 1e6:,.1f} MB sent "
+            f"in all, {last['ledger_time_s']:.3g} s simulated"
+        )
 
 
 def run():

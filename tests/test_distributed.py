@@ -168,8 +168,15 @@ def test_local_sgd_with_h_1_is_synchronous_sgd_with_the_summed_batch():
     gamma, beta, steps = 0.4, 0.9, 5
     everything = np.arange(K * B)
     for sync in ("average", "keep"):  # equal for SGD momentum: the buffers' mean is the sync one
-        algo = local_sgd(OBJECTIVE, optax.sgd(gamma, momentum=beta), optax.sgd(1.0),
-                         num_workers=K, local_steps=1, batch_size=B, sync_momentum=sync)  # fmt: skip
+        algo = local_sgd(
+            OBJECTIVE,
+            optax.sgd(gamma, momentum=beta),
+            optax.sgd(1.0),
+            num_workers=K,
+            local_steps=1,
+            batch_size=B,
+            sync_momentum=sync,
+        )
         state, _ = run(algo, steps)
         params, buffer = PARAMS0, jax.tree.map(jnp.zeros_like, PARAMS0)
         for _ in range(steps):
@@ -263,8 +270,15 @@ def test_post_local_sgd_runs_one_step_until_the_switch_then_h():
 def test_sync_momentum_average_equalizes_the_workers_buffers_and_keep_does_not():
     rows = {}
     for sync in ("keep", "average"):
-        algo = local_sgd(OBJECTIVE, optax.sgd(0.3, momentum=0.9), optax.sgd(1.0),
-                         num_workers=K, local_steps=2, batch_size=B, sync_momentum=sync)  # fmt: skip
+        algo = local_sgd(
+            OBJECTIVE,
+            optax.sgd(0.3, momentum=0.9),
+            optax.sgd(1.0),
+            num_workers=K,
+            local_steps=2,
+            batch_size=B,
+            sync_momentum=sync,
+        )
         state, _ = run(algo, 2)
         rows[sync] = np.asarray(jax.tree.leaves(state.clients)[0])
     assert not np.allclose(rows["keep"][0], rows["keep"][1])

@@ -70,14 +70,21 @@ def test_smoke_config_runs_end_to_end(name, shakespeare_cache, tmp_path):
     assert params  # a non-empty parameter tree came back
 
 
-def test_resume_after_crash_gives_the_same_result(shakespeare_cache, tmp_path):
+# one per family: federated, LocalSGD, post-local SGD (crosses its switch at round 2: the
+# crash is after round 3), DiLoCo (per-worker Adam state), large batch (accumulation, LARS)
+RESUMED = ["fedavg_shakespeare", "localsgd_digits", "postlocal_digits", "diloco_digits",
+           "largebatch_digits"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", RESUMED)
+def test_resume_after_crash_gives_the_same_result(name, shakespeare_cache, tmp_path):
     """A run that dies after round 3 (checkpoint at 2) resumes to the uninterrupted result."""
     overrides = {"rounds": 5, "eval_every": 1, "checkpoint_every": 2}
-    straight = smoke_config("fedavg_shakespeare", shakespeare_cache, **overrides)
+    straight = smoke_config(name, shakespeare_cache, **overrides)
     experiment_lib.run_experiment(straight, str(tmp_path / "straight"), progress=False)
 
     crashed_dir = str(tmp_path / "crashed")
-    config = smoke_config("fedavg_shakespeare", shakespeare_cache, **overrides)
+    config = smoke_config(name, shakespeare_cache, **overrides)
     built = experiment_lib.build_experiment(config)
 
     def crash_after_round_3(history):

@@ -106,3 +106,60 @@ def test_client_axis_sharded_over_two_devices_matches_one():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+WORKER_SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from fedjax_sim.algorithms.local_sgd import local_sgd
+    from fedjax_sim.data.client_data import client_data_from_indices
+    from fedjax_sim.engine import Execution, client_mesh_for
+    from fedjax_sim.models.model import stateless, variables
+    from fedjax_sim.tasks import Task, cross_entropy
+
+    assert jax.device_count() == 8, jax.devices()
+    def init(rng):
+        return {"w": 0.1 * jax.random.normal(rng, (6, 3)), "b": jnp.zeros(3)}
+    linear = Task(stateless(init, lambda p, x: x @ p["w"] + p["b"], (6,), "linear"),
+                  lambda x, rng: x, 3)
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(64, 6)).astype(np.float32),
+            "y": rng.integers(0, 3, 64).astype(np.int32)}
+    workers = client_data_from_indices(data, np.array_split(np.arange(64), 8))
+
+    def train(devices, axis):
+        mesh = client_mesh_for(devices, 8)
+        assert (mesh is None) == (devices == 1)
+        algo = local_sgd(cross_entropy(linear), optax.sgd(0.2, momentum=0.9),
+                         optax.sgd(0.8, momentum=0.5), num_workers=8, local_steps=3,
+                         batch_size=4, sync_momentum="keep", execution=Execution(axis, mesh=mesh))
+        state = algo.init(variables(init(jax.random.key(0))))
+        step = jax.jit(algo.round_fn)
+        for _ in range(3):
+            state, _ = step(state, workers, jax.random.key(1))
+        if mesh is not None:
+            buffer = jax.tree.leaves(state.clients)[0]
+            assert buffer.sharding.spec == jax.sharding.PartitionSpec("clients"), buffer.sharding
+        return jax.tree.leaves((state.params, state.clients))
+
+    expected = train(1, "vmap")
+    for devices in (2, 4, 8):
+        for axis in ("vmap", "map"):
+            got = train(devices, axis)
+            for a, b in zip(expected, got, strict=True):
+                np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=(devices, axis))
+    print("OK")
+""")
+
+
+def test_workers_on_1_2_4_and_8_devices_give_the_same_local_sgd():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")
