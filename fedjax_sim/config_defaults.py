@@ -278,6 +278,7 @@ def digits_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDict
         config.client.batch_size = 16
         config.client.local_steps = 8
         config.client.momentum = 0.9
+        config.client.learning_rate = 0.01  # 0.05 (with momentum 0.9, B = 16) diverged
         config.rounds = 56  # 40 epochs: 40 * 1438 / (8 workers * 16 * 8 steps)
         config.eval_every = 7
         config.checkpoint_every = 7

@@ -46,7 +46,8 @@ def test_sgd_with_weight_decay_and_momentum_by_hand():
         ),
         (
             dict(schedule="step"),
-            "client.schedule must be one of ['constant', 'cosine', 'warmup_cosine'], got 'step'",
+            "client.schedule must be one of ['constant', 'cosine', 'warmup_cosine', 'poly', "
+            "'warmup_poly'], got 'step'",
         ),
         (dict(learning_rate=0.0), "client.learning_rate must be > 0, got 0.0"),
         (dict(momentum=1.0), "client.momentum must be in [0, 1), got 1.0"),
