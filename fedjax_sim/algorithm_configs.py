@@ -22,7 +22,7 @@ from fedjax_sim.algorithms.local_sgd import local_sgd, local_steps_schedule
 from fedjax_sim.algorithms.round import federated_round
 from fedjax_sim.algorithms.scaffold import scaffold_parts
 from fedjax_sim.algorithms.selection import make_sampler
-from fedjax_sim.config_checks import ConfigError
+from fedjax_sim.config_checks import ConfigError, optimizer_arguments
 from fedjax_sim.engine import (
     Execution,
     client_mesh_for,
@@ -38,8 +38,6 @@ DISTRIBUTED_ALGORITHMS = ("localsgd",)
 # Inner loops longer than this run rolled: fully unrolled 64-step loops of the CNN compile for
 # minutes, and its loop-friendly convolution keeps rolled loops fast on CPU.
 MAX_UNROLLED_STEPS = 16
-ADAPTIVE_SERVER_OPTIMIZERS = ("adam", "yogi", "adagrad", "lamb")
-DEFAULT_SERVER_TAU = 1e-3
 
 
 def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
@@ -68,30 +66,13 @@ def execution_for(config: ml_collections.ConfigDict, task: Task, num_clients: in
     )
 
 
-def centralized_learning_rate(config) -> float:
-    """The centralized peak learning rate: ``optimizer.learning_rate`` scaled from
-    ``optimizer.base_batch_size`` to ``batch_size`` by ``optimizer.lr_scaling``."""
-    opt = config.optimizer
-    return scaled_learning_rate(
-        opt.learning_rate, config.batch_size, opt.base_batch_size, opt.lr_scaling
-    )
-
-
 def _centralized(config, task: Task) -> Algorithm:
+    name, learning_rate, options = optimizer_arguments(config, "optimizer")
     opt = config.optimizer
-    tx = make_optimizer(
-        opt.name,
-        centralized_learning_rate(config),
-        momentum=opt.momentum,
-        weight_decay=opt.weight_decay,
-        eps=opt.eps,
-        schedule=opt.schedule,
-        total_steps=opt.schedule_steps or config.rounds,
-        warmup_steps=opt.warmup_steps,
-        power=opt.decay_power,
-        exclude_bias_and_norm=opt.exclude_bias_and_norm,
-        field="optimizer",
+    learning_rate = scaled_learning_rate(
+        learning_rate, config.batch_size, opt.base_batch_size, opt.lr_scaling
     )
+    tx = make_optimizer(name, learning_rate, **options)
     micro = config.micro_batch_size or config.batch_size
     accumulation = config.batch_size // micro
     unroll = resolve_unroll(task.model) if accumulation <= MAX_UNROLLED_STEPS else 1
@@ -120,34 +101,14 @@ def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
 
 
 def _optimizers(config):
-    client, server = config.client, config.server
-    client_tx = make_optimizer(
-        client.optimizer,
-        client.learning_rate,
-        momentum=client.momentum,
-        weight_decay=client.weight_decay,
-        eps=client.eps,
-        field="client",
+    """The client (or inner) and the server (or outer) optimizers of ``config``."""
+    return tuple(
+        make_optimizer(name, learning_rate, **options)
+        for name, learning_rate, options in (
+            optimizer_arguments(config, "client"),
+            optimizer_arguments(config, "server"),
+        )
     )
-    # Reddi et al. 2021's adaptivity tau defaults to 1e-3 (optax's adam eps is 1e-8).
-    server_eps = server.eps
-    if server_eps is None and server.optimizer in ADAPTIVE_SERVER_OPTIMIZERS:
-        server_eps = DEFAULT_SERVER_TAU
-    server_tx = make_optimizer(
-        server.optimizer,
-        server.learning_rate,
-        momentum=server.momentum,
-        eps=server_eps,
-        b1=server.b1,
-        b2=server.b2,
-        initial_accumulator=server.initial_accumulator,
-        schedule=server.schedule,
-        total_steps=config.rounds,
-        warmup_steps=server.warmup_steps,
-        nesterov=server.nesterov,
-        field="server",
-    )
-    return client_tx, server_tx
 
 
 def _parts(config, task: Task, num_clients: int, unroll):

@@ -68,19 +68,58 @@ def _number(field: str, value, minimum: float = 0.0, *, strict: bool = False):
     _require(ok, f"{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
 
 
-def _optimizer(field: str, block, name: str, **options):
+# Reddi et al. 2021's adaptivity tau, the default eps of an adaptive server optimizer (optax's
+# adam eps is 1e-8).
+ADAPTIVE_SERVER_OPTIMIZERS = ("adam", "yogi", "adagrad", "lamb")
+DEFAULT_SERVER_TAU = 1e-3
+
+
+def optimizer_arguments(config: ml_collections.ConfigDict, field: str) -> tuple[str, float, dict]:
+    """``(name, learning_rate, options)`` for `make_optimizer` from the config's optimizer
+    block ``field`` (``"optimizer"`` of a centralized run, ``"client"``, ``"server"``), so that
+    what `check_config` builds to check is what `fedjax_sim.algorithm_configs` builds to run.
+
+    The centralized learning rate is the block's own, before ``optimizer.lr_scaling``
+    (`fedjax_sim.optimizers.scaled_learning_rate`, positive exactly when it is); an adaptive
+    server optimizer with ``server.eps`` unset gets `DEFAULT_SERVER_TAU`.
+    """
+    block = config[field]
+    options = {
+        "momentum": block.momentum,
+        "weight_decay": block.get("weight_decay", 0.0),
+        "eps": block.eps,
+        "field": field,
+    }
+    if field == "optimizer":
+        options.update(
+            schedule=block.schedule,
+            total_steps=block.schedule_steps or config.rounds,
+            warmup_steps=block.warmup_steps,
+            power=block.decay_power,
+            exclude_bias_and_norm=block.exclude_bias_and_norm,
+        )
+        return block.name, block.learning_rate, options
+    if field == "server":
+        if block.eps is None and block.optimizer in ADAPTIVE_SERVER_OPTIMIZERS:
+            options["eps"] = DEFAULT_SERVER_TAU
+        options.update(
+            b1=block.b1,
+            b2=block.b2,
+            initial_accumulator=block.initial_accumulator,
+            schedule=block.schedule,
+            total_steps=config.rounds,
+            warmup_steps=block.warmup_steps,
+            nesterov=block.nesterov,
+        )
+    return block.optimizer, block.learning_rate, options
+
+
+def _optimizer(config: ml_collections.ConfigDict, field: str):
     """An optimizer block, checked by building it (`make_optimizer` names the bad field)."""
+    name, learning_rate, options = optimizer_arguments(config, field)
     _one_of(f"{field}.{'name' if field == 'optimizer' else 'optimizer'}", name, OPTIMIZERS)
     try:
-        make_optimizer(
-            name,
-            block.learning_rate,
-            momentum=block.momentum,
-            weight_decay=block.get("weight_decay", 0.0),
-            eps=block.eps,
-            field=field,
-            **options,
-        )
+        make_optimizer(name, learning_rate, **options)
     except ValueError as error:
         raise ConfigError(str(error)) from error
 
@@ -151,32 +190,14 @@ def _check_centralized(config: ml_collections.ConfigDict) -> None:
         isinstance(opt.exclude_bias_and_norm, bool),
         f"optimizer.exclude_bias_and_norm must be True or False, got {opt.exclude_bias_and_norm!r}",
     )
-    _optimizer(
-        "optimizer",
-        opt,
-        opt.name,
-        schedule=opt.schedule,
-        total_steps=opt.schedule_steps or config.rounds,
-        warmup_steps=opt.warmup_steps,
-    )
+    _optimizer(config, "optimizer")
 
 
 def _check_federated(config: ml_collections.ConfigDict) -> None:
     client, server = config.client, config.server
-    _optimizer("client", client, client.optimizer)
+    _optimizer(config, "client")
     _integer("server.warmup_steps", server.warmup_steps, 0)
-    _optimizer(
-        "server",
-        server,
-        server.optimizer,
-        b1=server.b1,
-        b2=server.b2,
-        initial_accumulator=server.initial_accumulator,
-        schedule=server.schedule,
-        total_steps=config.rounds,
-        warmup_steps=server.warmup_steps,
-        nesterov=server.nesterov,
-    )
+    _optimizer(config, "server")
     localsgd = config.localsgd
     _one_of("localsgd.sync_momentum", localsgd.sync_momentum, SYNC_MOMENTUM)
     _one_of("localsgd.schedule", localsgd.schedule, H_SCHEDULES)
