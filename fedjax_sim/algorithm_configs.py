@@ -35,9 +35,6 @@ from fedjax_sim.tasks import Task, cross_entropy
 
 FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
 DISTRIBUTED_ALGORITHMS = ("localsgd",)
-# Inner loops longer than this run rolled: fully unrolled 64-step loops of the CNN compile for
-# minutes, and its loop-friendly convolution keeps rolled loops fast on CPU.
-MAX_UNROLLED_STEPS = 16
 
 
 def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
@@ -57,12 +54,12 @@ def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> in
 def execution_for(config: ml_collections.ConfigDict, task: Task, num_clients: int) -> Execution:
     """The config's execution settings, ``"auto"`` resolved for this backend and model."""
     mesh = client_mesh_for(config.client_devices, clients_per_round(config, num_clients))
-    unroll = resolve_unroll(task.model) if config.client.local_steps <= MAX_UNROLLED_STEPS else 1
     return Execution(
         client_axis=resolve_client_axis(config.client_axis, task.model),
         chunk_size=config.chunk_size or None,
         mesh=mesh,
-        unroll=config.unroll_local_steps or unroll,
+        unroll=config.unroll_local_steps
+        or resolve_unroll(task.model, num_steps=config.client.local_steps),
     )
 
 
@@ -75,10 +72,9 @@ def _centralized(config, task: Task) -> Algorithm:
     tx = make_optimizer(name, learning_rate, **options)
     micro = config.micro_batch_size or config.batch_size
     accumulation = config.batch_size // micro
-    unroll = resolve_unroll(task.model) if accumulation <= MAX_UNROLLED_STEPS else 1
     return centralized(
         task, tx, batch_size=config.batch_size, accumulation_steps=accumulation,
-        augment=config.data.augment, unroll=unroll,
+        augment=config.data.augment, unroll=resolve_unroll(task.model, num_steps=accumulation),
     )  # fmt: skip
 
 

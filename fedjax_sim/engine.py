@@ -87,11 +87,22 @@ def client_mesh_for(client_devices: int, clients_per_round: int) -> jax.sharding
     return jax.sharding.Mesh(np.array(devices[:count]), (CLIENT_MESH_AXIS,))
 
 
-def resolve_unroll(model, backend: str | None = None) -> int | bool:
-    """`lax.scan` unroll of the local steps: the model's ``cpu_unroll`` on CPU (fully unrolled
-    for convolutional models, whose backward convolutions XLA:CPU runs slowly in loop bodies,
-    jax-ml/jax#12868), else rolled."""
-    return model.cpu_unroll if (backend or jax.default_backend()) == "cpu" else 1
+# Loops longer than this run rolled even where the model asks for full unrolling: a fully
+# unrolled 64-step loop of the CNN compiles for minutes, and its loop-friendly convolution
+# keeps rolled loops fast on CPU.
+MAX_UNROLLED_STEPS = 16
+
+
+def resolve_unroll(model, backend: str | None = None, num_steps: int | None = None) -> int | bool:
+    """`lax.scan` unroll of ``num_steps`` local steps (None: any number): the model's
+    ``cpu_unroll`` on CPU (fully unrolled for convolutional models, whose backward convolutions
+    XLA:CPU runs slowly in loop bodies, jax-ml/jax#12868) up to `MAX_UNROLLED_STEPS` steps,
+    else rolled."""
+    if (backend or jax.default_backend()) != "cpu":
+        return 1
+    if num_steps is not None and num_steps > MAX_UNROLLED_STEPS:
+        return 1
+    return model.cpu_unroll
 
 
 def map_clients(

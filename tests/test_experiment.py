@@ -275,6 +275,9 @@ def test_auto_choices_per_backend_and_model():
     assert resolve_client_axis("chunked", cnn, backend="cpu") == "chunked"
     assert resolve_unroll(cnn, backend="cpu") is True and resolve_unroll(lstm, "cpu") == 1
     assert resolve_unroll(cnn, backend="gpu") == 1
+    # long loops stay rolled: 64 fully unrolled CNN steps would compile for minutes
+    assert resolve_unroll(cnn, "cpu", num_steps=16) is True
+    assert resolve_unroll(cnn, "cpu", num_steps=17) == 1
     with pytest.raises(ValueError, match="client_axis"):
         resolve_client_axis("pmap", cnn)
     assert client_mesh_for(0, clients_per_round=4) is None  # this process has one device
