@@ -18,7 +18,7 @@ from fedjax_sim.engine import CLIENT_AXIS_MODES
 from fedjax_sim.ledger import TOPOLOGIES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 from fedjax_sim.models.resnet import NORMS
-from fedjax_sim.optimizers import LR_SCALING, OPTIMIZERS, make_optimizer
+from fedjax_sim.optimizers import LR_SCALING, OPTIMIZERS, SCHEDULES, make_optimizer
 
 
 class ConfigError(ValueError):
@@ -40,7 +40,7 @@ _PARTITIONS = {
 }
 _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
 # Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
-_HORIZON_SCHEDULES = ("cosine", "warmup_cosine")
+_HORIZON_SCHEDULES = tuple(name for name in SCHEDULES if name != "constant")
 # A resumed run may be lengthened, re-paced, allowed to run on through NaNs or given another
 # number of rounds per call (bit-identical results); any other change would make it another run.
 _RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "allow_nan", "rounds_per_call")
@@ -275,9 +275,10 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
       workdir: named in the message.
 
     Lengthening (``rounds``), re-pacing (``eval_every``, ``checkpoint_every``) and ``allow_nan``
-    may change. A schedule whose horizon is ``rounds`` may not be lengthened that way: its
-    learning rate would jump to the middle of a new decay. Its horizon can be kept with
-    ``optimizer.schedule_steps`` set to the old one, which is what the error says.
+    may change. A schedule whose horizon is ``rounds`` (every one but ``constant``, centralized
+    or server) may not be lengthened that way: its learning rate would jump to the middle of a
+    new decay. A centralized run's horizon can be kept with ``optimizer.schedule_steps`` set to
+    the old one, which is what the error says.
     """
     old, new = _flatten(previous), _flatten(current)
     horizon_field = "optimizer.schedule_steps"
@@ -292,6 +293,13 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
         not changed,
         f"workdir {workdir} holds a run whose config differs in {', '.join(changed)}; "
         "use a new --workdir",
+    )
+    server_schedule = new.get("server.schedule")
+    _require(
+        server_schedule not in _HORIZON_SCHEDULES or old["rounds"] == new["rounds"],
+        f"rounds={new['rounds']}: the run in {workdir} decays its server {server_schedule} "
+        f"learning rate over {old['rounds']} rounds and this config over {new['rounds']}, so it "
+        "would resume mid-way through another schedule; use a new --workdir",
     )
     if new.get("optimizer.schedule") not in _HORIZON_SCHEDULES or new["algorithm"] != "centralized":
         return

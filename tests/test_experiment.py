@@ -174,6 +174,26 @@ def test_lengthening_keeps_the_runs_schedule(shakespeare_cache, tmp_path):
         experiment_lib.run_experiment(changed, str(tmp_path), progress=False)
 
 
+def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_cache):
+    from fedjax_sim.config_checks import check_resumable
+
+    def resolved(name, **overrides):
+        config = smoke_config(name, shakespeare_cache, **overrides)
+        return json.loads(config.to_json_best_effort())
+
+    for schedule in ("cosine", "warmup_cosine", "poly", "warmup_poly"):
+        old = resolved("centralized_shakespeare", **{"optimizer.schedule": schedule})
+        longer = resolved("centralized_shakespeare", rounds=12, **{"optimizer.schedule": schedule})
+        with pytest.raises(ConfigError, match="schedule_steps=6"):
+            check_resumable(old, longer, "w")
+    old = resolved("localsgd_digits", **{"server.schedule": "cosine"})
+    longer = resolved("localsgd_digits", rounds=8, **{"server.schedule": "cosine"})
+    with pytest.raises(ConfigError, match=r"rounds=8: .* server cosine learning rate over 4"):
+        check_resumable(old, longer, "w")
+    constant = resolved("localsgd_digits")
+    check_resumable(constant, resolved("localsgd_digits", rounds=8), "w")  # may lengthen
+
+
 @pytest.mark.parametrize(
     "name, overrides, field",
     [
