@@ -137,13 +137,7 @@ def run_one(runs_dir: str, out_dir: str, name: str, spec, smoke: bool) -> list[d
     config_name, overrides = spec
     path = os.path.join(ROOT, "configs", f"{config_name}.py")
     config = config_files.load_config(path + (":smoke" if smoke else ""))
-    with config.unlocked():
-        for key, value in overrides.items():
-            node = config
-            *parents, leaf = key.split(".")
-            for parent in parents:
-                node = node[parent]
-            node[leaf] = value
+    config_files.with_overrides(config, overrides)
     workdir = os.path.join(runs_dir, slug(name))
     shutil.rmtree(workdir, ignore_errors=True)
     start = time.perf_counter()
@@ -213,9 +207,7 @@ def plot_batch(results: dict, path: str) -> None:
     ax.set_ylabel(f"test accuracy after {BATCH_EPOCHS} epochs")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    outputs.save_png(fig, path)
 
 
 def plot_grid(results: dict, path: str) -> None:
@@ -235,9 +227,7 @@ def plot_grid(results: dict, path: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"test accuracy after {GRID_EPOCHS} epochs")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    outputs.save_png(fig, path)
 
 
 def main():

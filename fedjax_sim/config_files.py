@@ -45,6 +45,23 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     return config
 
 
+def with_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+    """``config`` with each dotted field of ``overrides`` (``{"client.batch_size": 16}``) set,
+    as ``--config.<field>=<value>`` would set it; returns ``config`` (changed in place).
+
+    Raises:
+      ConfigError: a name that is not a field of ``config`` (`check_field_name`).
+    """
+    for name, value in overrides.items():
+        check_field_name(config, name)
+        node = config
+        *groups, leaf = name.split(".")
+        for group in groups:
+            node = node[group]
+        node[leaf] = value
+    return config
+
+
 def field_names(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     """Dotted names of every field, groups (``data``) and their leaves (``data.alpha``)."""
     names = []

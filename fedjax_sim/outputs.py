@@ -94,11 +94,7 @@ def plot_curves(path: str, history: list[dict], title: str = "") -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    save_png(fig, path)
 
 
 LEDGER_AXES = (
@@ -129,6 +125,13 @@ def plot_ledger(path: str, runs: dict[str, list[dict]], metric: str = "test_accu
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
+    save_png(fig, path)
+
+
+def save_png(fig, path: str) -> None:
+    """Writes the matplotlib figure ``fig`` to ``path`` as a PNG, atomically, and closes it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

@@ -13,7 +13,7 @@ import pytest
 from fedjax_sim import algorithm_configs
 from fedjax_sim import experiment as experiment_lib
 from fedjax_sim.config_checks import ConfigError, check_config
-from fedjax_sim.config_files import load_config
+from fedjax_sim.config_files import load_config, with_overrides
 from fedjax_sim.data.dataset import DataError
 from fedjax_sim.simulate import simulate
 from fedjax_sim.tasks import make_task
@@ -27,13 +27,7 @@ CONFIGS = sorted(
 def smoke_config(name, cache_dir, **overrides):
     config = load_config(os.path.join(ROOT, "configs", f"{name}.py:smoke"))
     config.data.cache_dir = cache_dir
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
-    return config
+    return with_overrides(config, overrides)
 
 
 def read_params(workdir):

@@ -12,20 +12,25 @@ import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SCRIPT = textwrap.dedent("""
+# A linear task both scripts train (each script asserts its own device count).
+LINEAR_TASK = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
-    from jax.sharding import Mesh
-    from fedjax_sim.algorithms.fedavg import fed_avg
     from fedjax_sim.data.client_data import client_data_from_indices
     from fedjax_sim.models.model import stateless, variables
-    from fedjax_sim.tasks import Task, make_task
+    from fedjax_sim.tasks import Task, cross_entropy, make_task
 
-    assert jax.device_count() == 2, jax.devices()
     def init(rng):
         return {"w": 0.1 * jax.random.normal(rng, (6, 3)), "b": jnp.zeros(3)}
     linear = Task(stateless(init, lambda p, x: x @ p["w"] + p["b"], (6,), "linear"),
                   lambda x, rng: x, 3)
     rng = np.random.default_rng(0)
+""")
+
+SCRIPT = LINEAR_TASK + textwrap.dedent("""
+    from jax.sharding import Mesh
+    from fedjax_sim.algorithms.fedavg import fed_avg
+
+    assert jax.device_count() == 2, jax.devices()
     features = {"x": rng.normal(size=(40, 6)).astype(np.float32),
                 "y": rng.integers(0, 3, 40).astype(np.int32)}
     # the LSTM's hand-written recurrence (a scan with its own carry) under shard_map too
@@ -59,7 +64,6 @@ SCRIPT = textwrap.dedent("""
     from fedjax_sim.algorithms.scaffold import scaffold_parts
     from fedjax_sim.algorithms.selection import uniform
     from fedjax_sim.engine import Execution
-    from fedjax_sim.tasks import cross_entropy
 
     def scaffold(execution):
         clients = client_data_from_indices(features, np.array_split(np.arange(40), 8))
@@ -108,20 +112,11 @@ def test_client_axis_sharded_over_two_devices_matches_one():
     assert result.stdout.strip().endswith("OK")
 
 
-WORKER_SCRIPT = textwrap.dedent("""
-    import jax, jax.numpy as jnp, numpy as np, optax
+WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
     from fedjax_sim.algorithms.local_sgd import local_sgd
-    from fedjax_sim.data.client_data import client_data_from_indices
     from fedjax_sim.engine import Execution, client_mesh_for
-    from fedjax_sim.models.model import stateless, variables
-    from fedjax_sim.tasks import Task, cross_entropy
 
     assert jax.device_count() == 8, jax.devices()
-    def init(rng):
-        return {"w": 0.1 * jax.random.normal(rng, (6, 3)), "b": jnp.zeros(3)}
-    linear = Task(stateless(init, lambda p, x: x @ p["w"] + p["b"], (6,), "linear"),
-                  lambda x, rng: x, 3)
-    rng = np.random.default_rng(0)
     data = {"x": rng.normal(size=(64, 6)).astype(np.float32),
             "y": rng.integers(0, 3, 64).astype(np.int32)}
     workers = client_data_from_indices(data, np.array_split(np.arange(64), 8))
