@@ -166,6 +166,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     evaluator = make_evaluator(task, config.eval_batch_size)
     personal = "norm" if config.algorithm == "fedbn" else "none"
     is_personalized = not is_centralized and (personal != "none" or config.model_state == "local")
+    per_client = config.algorithm not in ("centralized", "localsgd")  # workers: IID shards
 
     recompute_from, recompute = None, None
     if not is_centralized and config.model_state == "recompute":
@@ -184,7 +185,6 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
         if recompute_from is not None and jax.tree.leaves(state.model_state):
             variables["state"] = recompute(variables, recompute_from)
         loss, correct, _ = evaluator(variables, dataset.test)
-        per_client = config.algorithm not in ("centralized", "localsgd")  # workers: IID shards
         return evaluation_metrics(dataset, loss, correct, per_client=per_client)
 
     return Experiment(config, dataset, clients, task, algorithm, state, data_key, evaluate)
@@ -203,14 +203,14 @@ def cost_model(experiment: Experiment) -> ledger.CostModel:
     train = experiment.dataset.train
     take = np.arange(batch) % len(train["y"])
     example = {"x": train["x"][take], "y": train["y"][take]}
-    variables = {"params": experiment.initial_state.params}
-    variables["state"] = experiment.initial_state.model_state
+    state = experiment.initial_state
+    variables = {"params": state.params, "state": state.model_state}
     topology = config.ledger.topology
     if topology == "auto":
         topology = "allreduce" if config.algorithm == "localsgd" else "server"
     return ledger.CostModel(
         flops_per_example=ledger.training_flops_per_example(experiment.task, variables, example),
-        parameter_bytes=ledger.parameter_bytes(experiment.initial_state.params),
+        parameter_bytes=ledger.parameter_bytes(state.params),
         workers=workers,
         train_examples=len(train["y"]),
         topology=topology,

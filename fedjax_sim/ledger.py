@@ -31,16 +31,6 @@ import numpy as np
 from fedjax_sim.tasks import Task, masked_loss_and_metrics
 
 TOPOLOGIES = ("server", "allreduce")
-FIELDS = (
-    "ledger_samples",
-    "ledger_epochs",
-    "ledger_flops",
-    "ledger_syncs",
-    "ledger_bytes_sent_per_worker",
-    "ledger_bytes_received_per_worker",
-    "ledger_bytes_total",
-    "ledger_time_s",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +104,10 @@ def training_flops_per_example(task: Task, variables, example_batch: dict) -> fl
 
 
 def annotate(history: list[dict], cost: CostModel, default_syncs: float) -> list[dict]:
-    """Adds the cumulative `FIELDS` to every record of ``history`` (in place; recomputed from
-    the start, so calling it again, or after a resume, gives the same values).
+    """Adds the cumulative ``ledger_*`` counters (samples, epochs, flops, syncs,
+    bytes_sent_per_worker, bytes_received_per_worker, bytes_total, time_s) to every record of
+    ``history`` (in place; recomputed from the start, so calling it again, or after a resume,
+    gives the same values).
 
     Args:
       history: records with ``round``, ``train_examples`` and optionally ``syncs`` (means over

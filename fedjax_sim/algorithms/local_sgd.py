@@ -36,7 +36,7 @@ from fedjax_sim import aggregation
 from fedjax_sim.algorithms.fedavg import mean_model_state
 from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
 from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
-from fedjax_sim.data.client_data import ClientData, client_batch_plan
+from fedjax_sim.data.client_data import ClientData, round_batch_plan
 from fedjax_sim.engine import Execution, map_clients
 from fedjax_sim.tasks import Objective
 
@@ -98,7 +98,7 @@ def local_sgd(
       `Algorithm` whose state is a `ServerState` with ``opt_state`` the outer optimizer's,
       ``clients["opt_state"]`` the workers' inner states (``keep``/``average``) and
       ``extra["position"]``, the examples each worker has read. The round reports
-      ``syncs`` (1) and ``local_steps`` (H_r) beside the training metrics.
+      ``local_steps`` (H_r) beside the training metrics; each round is one sync.
     """
     if sync_momentum not in SYNC_MOMENTUM:
         raise ValueError(
@@ -124,20 +124,12 @@ def local_sgd(
         position = state.extra["position"]
         workers = jnp.arange(num_workers)
 
-        def plan(worker):
-            # the worker's key is the same every round: its stream continues across rounds
-            indices, mask = client_batch_plan(
-                jax.random.fold_in(data_key, worker),
-                clients.order_N,
-                clients.offsets_K[worker],
-                clients.counts_K[worker],
-                num_steps=local_steps,
-                batch_size=batch_size,
-                offset=position,
-            )
-            return indices, mask & (jnp.arange(local_steps) < steps)[:, None]
-
-        indices_KxJxB, mask_KxJxB = jax.vmap(plan)(workers)
+        # each worker's key is the same every round: its stream continues across rounds
+        indices_KxJxB, mask_KxJxB = round_batch_plan(
+            data_key, clients, workers, num_steps=local_steps, batch_size=batch_size,
+            offset=position,
+        )  # fmt: skip
+        mask_KxJxB = mask_KxJxB & (jnp.arange(local_steps) < steps)[:, None]
         rngs_K = jax.vmap(
             lambda w: jax.random.fold_in(jax.random.fold_in(train_key, state.round), w)
         )(workers)
@@ -169,7 +161,7 @@ def local_sgd(
             extra={"position": position + steps * batch_size},
         )
         metrics = training_metrics(sum_metrics(metrics_K))
-        metrics.update(syncs=jnp.float32(1.0), local_steps=steps.astype(jnp.float32))
+        metrics["local_steps"] = steps.astype(jnp.float32)
         return new_state, metrics
 
     return Algorithm(init=init, round_fn=round_fn)

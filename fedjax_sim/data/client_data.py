@@ -187,12 +187,21 @@ def client_batch_plan(
 
 
 def round_batch_plan(
-    key, data: ClientData, client_ids_C, *, num_steps, batch_size, epochs=None, slots_C=None
+    key,
+    data: ClientData,
+    client_ids_C,
+    *,
+    num_steps,
+    batch_size,
+    epochs=None,
+    slots_C=None,
+    offset=0,
 ):
     """`client_batch_plan` for every sampled client: ``([C, J, B] indices, [C, J, B] mask)``.
 
     Client c's key is ``fold_in(key, slots_C[c])`` (default: its id), so that a client drawn
-    twice in a round can get two slots and two independent plans.
+    twice in a round can get two slots and two independent plans. ``offset`` is every
+    client's stream position (0: a fresh round; workers continuing their passes give theirs).
     """
     slots_C = client_ids_C if slots_C is None else slots_C
 
@@ -206,6 +215,7 @@ def round_batch_plan(
             count,
             num_steps=num_steps,
             batch_size=batch_size,
+            offset=offset,
             example_limit=limit,
         )
 
