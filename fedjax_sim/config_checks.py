@@ -14,6 +14,7 @@ from fedjax_sim.algorithms.local_sgd import H_SCHEDULES, SYNC_MOMENTUM
 from fedjax_sim.algorithms.round import LOCAL_WORK
 from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
 from fedjax_sim.algorithms.selection import SELECTIONS
+from fedjax_sim.data.digits import PARTITIONS as DIGITS_PARTITIONS
 from fedjax_sim.engine import CLIENT_AXIS_MODES
 from fedjax_sim.ledger import TOPOLOGIES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
@@ -36,7 +37,7 @@ _DATASETS = {
 _PARTITIONS = {
     "shakespeare": ("natural", "iid"),
     "cifar100": ("iid", "dirichlet", "shards"),
-    "digits": ("iid", "dirichlet"),
+    "digits": DIGITS_PARTITIONS,
 }
 _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
 # Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
