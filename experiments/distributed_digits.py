@@ -5,11 +5,12 @@ r"""The distributed track on real offline data: the course CNN on scikit-learn's
 
 Two studies, each at a fixed budget of epochs, every run with its ledger:
   * batch: centralized SGD-momentum, AdamW, LARS and LAMB at batches 64 ... 32,768 (gradient
-    accumulation in micro-batches of 256 above 256), learning rates tuned at nothing but
-    scaled from batch 64 (linear for SGD, Goyal et al. 2017; square root for the others,
-    You et al. 2020), linear warmup (10% of the steps) then polynomial decay, no decay or trust
-    ratio on biases. The digits have 1,438 training images, so batch 32,768 is 23 epochs in
-    one step: the sweep shows how far each optimizer carries accuracy as steps become few.
+    accumulation in micro-batches of 256 above 256), learning rates not tuned, only scaled
+    from one chosen at batch 64 (linear for SGD, Goyal et al. 2017; square root for the
+    others, You et al. 2020), linear warmup (10% of the steps) then polynomial decay, no
+    decay or trust ratio on biases. The digits have 1,438 training images, so batch 32,768
+    is 23 epochs in one step: the sweep shows how far each optimizer carries accuracy as
+    steps become few.
   * grid: LocalSGD, SlowMo (beta 0.5, alpha 1) and DiLoCo (inner AdamW, outer Nesterov 0.7 /
     0.9) for K in {2, 4, 8} workers x H in {4, 8, 16, 32, 64}, B = 16 per worker, against
     synchronous data-parallel SGD (H = 1) on the same K (``--family-workers``: the K for which
@@ -54,14 +55,14 @@ OPTIMIZERS = {
         1e-3,
         "sqrt",
         {"optimizer.name": "adam", "optimizer.momentum": None},
-    ),  # noqa: E501
+    ),
     "LARS": ("largebatch_digits", 2.0, "sqrt", {}),
     "LAMB": (
         "largebatch_digits",
         0.01,
         "sqrt",
         {"optimizer.name": "lamb", "optimizer.momentum": None},
-    ),  # noqa: E501
+    ),
 }
 WORKERS, LOCAL_STEPS = (2, 4, 8), (4, 8, 16, 32, 64)
 FAMILY = {
