@@ -147,15 +147,17 @@ def test_malformed_leaf_json(tmp_path):
     )
 
 
-def test_damaged_shakespeare_cache_is_rebuilt(shakespeare_cache, tmp_path):
+def test_damaged_shakespeare_cache_is_rebuilt(tmp_path):
     # A natural population with more clients per round than clients: the data is loaded (and
-    # its cache checked) before the run is refused, without any compilation.
+    # its cache checked) before the run is refused, without any compilation. The cache is the
+    # test's own: the shared one may hold other tests' caches beside this one.
     args = ["--config", SHAKESPEARE_SMOKE, "--workdir", str(tmp_path / "run")]
     args += ["--config.data.num_clients=0", "--config.clients_per_round=5000"]
-    first = cli(*args, f"--config.data.cache_dir={shakespeare_cache}")
+    built = tmp_path / "built"
+    first = cli(*args, f"--config.data.cache_dir={built}")
     assert_one_line_error(first, r"clients_per_round=5000 exceeds the (\d+) clients of .*")
     cache = tmp_path / "cache"
-    shutil.copytree(shakespeare_cache, cache)
+    shutil.copytree(built, cache)
     (path,) = cache.glob("shakespeare_v*.npz")
     intact = path.read_bytes()
     path.write_bytes(intact[: len(intact) // 2])
