@@ -12,16 +12,24 @@ import dataclasses
 import ml_collections
 from absl import logging
 
+from fedjax_sim.algorithms.async_sgd import async_sgd
 from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.algorithms.fedavg import fedavg_parts
 from fedjax_sim.algorithms.feddyn import feddyn_parts
 from fedjax_sim.algorithms.fednova import fednova_parts
 from fedjax_sim.algorithms.fedprox import fedprox_parts
+from fedjax_sim.algorithms.gossip import gossip_sgd
 from fedjax_sim.algorithms.local import Algorithm
-from fedjax_sim.algorithms.local_sgd import local_sgd, local_steps_schedule
+from fedjax_sim.algorithms.local_sgd import (
+    AdaptiveSteps,
+    BatchGrowth,
+    local_sgd,
+    local_steps_schedule,
+)
 from fedjax_sim.algorithms.round import federated_round
 from fedjax_sim.algorithms.scaffold import scaffold_parts
 from fedjax_sim.algorithms.selection import make_sampler
+from fedjax_sim.algorithms.speeds import make_job_durations
 from fedjax_sim.config_checks import ConfigError, optimizer_arguments
 from fedjax_sim.engine import (
     Execution,
@@ -34,7 +42,7 @@ from fedjax_sim.optimizers import make_optimizer, scaled_learning_rate
 from fedjax_sim.tasks import Task, cross_entropy
 
 FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
-DISTRIBUTED_ALGORITHMS = ("localsgd",)
+DISTRIBUTED_ALGORITHMS = ("localsgd", "asyncsgd", "gossip")
 
 
 def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
@@ -78,9 +86,25 @@ def _centralized(config, task: Task) -> Algorithm:
     )  # fmt: skip
 
 
+def _job_durations(config, num_workers: int):
+    speed = config.speed
+    return make_job_durations(
+        speed.model, num_workers=num_workers, seed=config.seed, sigma=speed.sigma,
+        straggler_fraction=speed.straggler_fraction, slowdown=speed.slowdown,
+    )  # fmt: skip
+
+
 def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Algorithm:
     client_tx, outer_tx = _optimizers(config)
     client, options = config.client, config.localsgd
+    adaptive = None
+    if options.schedule == "adaptive":
+        adaptive = AdaptiveSteps(options.initial_steps, options.divergence_threshold)
+    growth = None
+    if options.batch_schedule == "noise_scale" or options.noise_scale:
+        grow = options.batch_schedule == "noise_scale"
+        initial = options.initial_batch_size if grow and options.initial_batch_size else None
+        growth = BatchGrowth(initial or client.batch_size, options.noise_decay, grow)
     return local_sgd(
         cross_entropy(task, augment=config.data.augment),
         client_tx,
@@ -90,8 +114,33 @@ def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
         batch_size=client.batch_size,
         sync_momentum=options.sync_momentum,
         steps_schedule=local_steps_schedule(
-            options.schedule, client.local_steps, options.switch_step
-        ),
+            options.schedule,
+            client.local_steps,
+            options.switch_step,
+            options.initial_steps,
+            options.double_every,
+        ),  # fmt: skip
+        adaptive_steps=adaptive,
+        batch_growth=growth,
+        durations=_job_durations(config, num_workers),
+        execution=execution,
+    )
+
+
+def _async_sgd(config, task: Task, num_workers: int, execution: Execution) -> Algorithm:
+    client_tx, outer_tx = _optimizers(config)
+    options = config.asynchronous
+    return async_sgd(
+        cross_entropy(task, augment=config.data.augment),
+        client_tx,
+        outer_tx,
+        num_workers=num_workers,
+        local_steps=config.client.local_steps,
+        batch_size=config.client.batch_size,
+        durations=_job_durations(config, num_workers),
+        staleness_scaling=options.staleness_scaling,
+        staleness_exponent=options.staleness_exponent,
+        keep_inner_state=config.localsgd.sync_momentum == "keep",
         execution=execution,
     )
 
@@ -162,6 +211,17 @@ def build_algorithm(
     execution = execution or execution_for(config, task, num_clients)
     if config.algorithm == "localsgd":
         return _local_sgd(config, task, num_clients, execution)
+    if config.algorithm == "asyncsgd":
+        return _async_sgd(config, task, num_clients, execution)
+    if config.algorithm == "gossip":
+        options = config.gossip
+        return gossip_sgd(
+            cross_entropy(task, augment=config.data.augment), _optimizers(config)[0],
+            num_workers=num_clients, local_steps=config.client.local_steps,
+            batch_size=config.client.batch_size, graph=options.graph,
+            communications=options.communications, accelerate=options.accelerate,
+            execution=execution,
+        )  # fmt: skip
     count = clients_per_round(config, num_clients)
     selection = config.selection
     sampler = make_sampler(

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ml_collections
 
+from fedjax_sim.algorithms.async_sgd import STALENESS_SCALING
 from fedjax_sim.algorithms.fedavg import CLIENT_OPTIMIZER_STATE, MODEL_STATE_MODES
-from fedjax_sim.algorithms.local_sgd import H_SCHEDULES, SYNC_MOMENTUM
+from fedjax_sim.algorithms.gossip import GOSSIP_GRAPHS
+from fedjax_sim.algorithms.local_sgd import BATCH_SCHEDULES, H_SCHEDULES, SYNC_MOMENTUM
 from fedjax_sim.algorithms.round import LOCAL_WORK
 from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
 from fedjax_sim.algorithms.selection import SELECTIONS
+from fedjax_sim.algorithms.speeds import SPEED_MODELS
 from fedjax_sim.data.digits import PARTITIONS as DIGITS_PARTITIONS
 from fedjax_sim.engine import CLIENT_AXIS_MODES
 from fedjax_sim.ledger import TOPOLOGIES
@@ -27,7 +30,8 @@ class ConfigError(ValueError):
 
 
 _ALGORITHMS = (
-    "fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn", "localsgd", "centralized",
+    "fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn", "localsgd", "asyncsgd",
+    "gossip", "centralized",
 )  # fmt: skip
 _DATASETS = {
     "shakespeare": ("lstm",),
@@ -203,6 +207,45 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _one_of("localsgd.sync_momentum", localsgd.sync_momentum, SYNC_MOMENTUM)
     _one_of("localsgd.schedule", localsgd.schedule, H_SCHEDULES)
     _integer("localsgd.switch_step", localsgd.switch_step, 0)
+    _integer("localsgd.initial_steps", localsgd.initial_steps)
+    _integer("localsgd.double_every", localsgd.double_every)
+    _number("localsgd.divergence_threshold", localsgd.divergence_threshold, strict=True)
+    _one_of("localsgd.batch_schedule", localsgd.batch_schedule, BATCH_SCHEDULES)
+    _integer("localsgd.initial_batch_size", localsgd.initial_batch_size, 0)
+    _require(
+        localsgd.initial_batch_size <= client.batch_size,
+        f"localsgd.initial_batch_size={localsgd.initial_batch_size} must be at most "
+        f"client.batch_size={client.batch_size} (the largest batch it may grow to)",
+    )
+    _number("localsgd.noise_decay", localsgd.noise_decay)
+    decay = localsgd.noise_decay
+    _require(decay < 1, f"localsgd.noise_decay must be in [0, 1), got {decay}")
+    speed = config.speed
+    _one_of("speed.model", speed.model, SPEED_MODELS)
+    _number("speed.sigma", speed.sigma)
+    _number("speed.straggler_fraction", speed.straggler_fraction)
+    _require(
+        speed.straggler_fraction <= 1,
+        f"speed.straggler_fraction must be in [0, 1], got {speed.straggler_fraction}",
+    )
+    _number("speed.slowdown", speed.slowdown, strict=True)
+    asynchronous = config.asynchronous
+    _one_of("asynchronous.staleness_scaling", asynchronous.staleness_scaling, STALENESS_SCALING)
+    _number("asynchronous.staleness_exponent", asynchronous.staleness_exponent)
+    gossip = config.gossip
+    _one_of("gossip.graph", gossip.graph, GOSSIP_GRAPHS)
+    _integer("gossip.communications", gossip.communications)
+    _require(
+        isinstance(gossip.accelerate, bool),
+        f"gossip.accelerate must be True or False, got {gossip.accelerate!r}",
+    )
+    if config.algorithm == "gossip":
+        _require(
+            config.data.num_clients >= 2,
+            f"data.num_clients must be >= 2 for gossip (workers), got {config.data.num_clients}",
+        )
+    if config.algorithm == "asyncsgd":
+        _one_of("localsgd.sync_momentum (for asyncsgd)", localsgd.sync_momentum, ("reset", "keep"))
     _one_of("client.local_work", client.local_work, LOCAL_WORK)
     _one_of("client.optimizer_state", client.optimizer_state, CLIENT_OPTIMIZER_STATE)
     _one_of("model_state", config.model_state, MODEL_STATE_MODES)

@@ -71,7 +71,7 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # for centralized and distributed runs, a phone on a mobile link for federated ones.
     # topology "auto": a parameter server for federated runs, a ring all-reduce for
     # distributed ones ("server", "allreduce").
-    data_center = algorithm in ("centralized", "localsgd")
+    data_center = algorithm in ("centralized", "localsgd", "asyncsgd", "gossip")
     config.ledger = ml_collections.ConfigDict(
         {
             "topology": "auto",
@@ -183,8 +183,43 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # client.local_steps; outer optimizer = server.*): what the workers' inner optimizer state
     # does at a sync ("reset", "keep", "average"), and the H schedule ("constant";
     # "post_local": H = 1 for the first switch_step rounds).
+    # "increasing": H = initial_steps doubled every double_every rounds; "adaptive": from
+    # initial_steps, doubled while the workers' divergence < divergence_threshold, halved
+    # above twice it (fedjax_sim.algorithms.local_sgd). batch_schedule "noise_scale": each
+    # worker's batch starts at initial_batch_size and grows with the gradient noise scale up
+    # to client.batch_size; noise_scale True only estimates and reports B_simple.
     config.localsgd = ml_collections.ConfigDict(
-        {"sync_momentum": "reset", "schedule": "constant", "switch_step": 0}
+        {
+            "sync_momentum": "reset",
+            "schedule": "constant",
+            "switch_step": 0,
+            "initial_steps": 1,
+            "double_every": 1,
+            "divergence_threshold": 0.01,
+            "batch_schedule": "constant",
+            "initial_batch_size": 0,
+            "noise_scale": False,
+            "noise_decay": 0.9,
+        }
+    )
+    # How long each worker's jobs take (fedjax_sim.algorithms.speeds): "fixed", "lognormal"
+    # (sigma), "straggler" (straggler_fraction of the workers, slowdown times slower). The
+    # synchronous family waits for its slowest worker; asyncsgd applies jobs as they arrive.
+    config.speed = ml_collections.ConfigDict(
+        {"model": "fixed", "sigma": 0.5, "straggler_fraction": 0.25, "slowdown": 4.0}
+    )
+    # algorithm="asyncsgd" (a parameter server; workers as for localsgd, whose sync_momentum
+    # "reset"/"keep" says whether a worker keeps its inner optimizer state across its jobs):
+    # staleness_scaling "none" or "polynomial" ((1 + tau)^-staleness_exponent).
+    config.asynchronous = ml_collections.ConfigDict(
+        {"staleness_scaling": "none", "staleness_exponent": 0.5}
+    )
+    # algorithm="gossip" (decentralized; client.* is each worker's optimizer, client.local_steps
+    # the gradient steps per round): graph "ring" or "random_pairs", communications pairwise
+    # averagings per gradient step, accelerate: A2CiD2's continuous momentum (False: plain
+    # gossip SGD, its baseline).
+    config.gossip = ml_collections.ConfigDict(
+        {"graph": "ring", "communications": 1, "accelerate": True}
     )
     # "vmap", "map", "chunked", "sequential" or "auto" (fastest per backend and model)
     config.client_axis = "auto"

@@ -19,6 +19,7 @@ from absl import logging
 
 from fedjax_sim import ledger, outputs
 from fedjax_sim.algorithm_configs import (
+    DISTRIBUTED_ALGORITHMS,
     build_algorithm,
     clients_per_round,
     fit_algorithm_to_memory,
@@ -166,7 +167,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     evaluator = make_evaluator(task, config.eval_batch_size)
     personal = "norm" if config.algorithm == "fedbn" else "none"
     is_personalized = not is_centralized and (personal != "none" or config.model_state == "local")
-    per_client = config.algorithm not in ("centralized", "localsgd")  # workers: IID shards
+    per_client = config.algorithm not in ("centralized", *DISTRIBUTED_ALGORITHMS)  # IID shards
 
     recompute_from, recompute = None, None
     if not is_centralized and config.model_state == "recompute":
@@ -207,7 +208,7 @@ def cost_model(experiment: Experiment) -> ledger.CostModel:
     variables = {"params": state.params, "state": state.model_state}
     topology = config.ledger.topology
     if topology == "auto":
-        topology = "allreduce" if config.algorithm == "localsgd" else "server"
+        topology = {"localsgd": "allreduce", "gossip": "gossip"}.get(config.algorithm, "server")
     return ledger.CostModel(
         flops_per_example=ledger.training_flops_per_example(experiment.task, variables, example),
         parameter_bytes=ledger.parameter_bytes(state.params),

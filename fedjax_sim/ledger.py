@@ -15,9 +15,15 @@ Cost model (`CostModel`), per synchronization of ``workers`` workers exchanging 
   * ``"allreduce"`` (data center; a bandwidth-optimal ring all-reduce): each worker sends and
     receives ``2 (K - 1) / K * P``; time ``2 (K - 1) (latency + P / (K bandwidth))``, the
     alpha-beta model of Thakur et al. 2005.
+  * ``"gossip"`` (decentralized): every worker exchanges its model with one peer, all pairs
+    at once: each sends and receives ``P``; time ``latency + P / bandwidth``.
 Compute time of a round: its samples divided among the workers (they run in parallel) times
 the training FLOPs per example (XLA's cost analysis of one training step) over each worker's
-FLOP/s. The simulated clock is compute plus communication, no overlap.
+FLOP/s; a round under a speed model (`fedjax_sim.algorithms.speeds`) reports
+``clock_examples`` instead, the examples one nominal worker processes in the round's simulated
+time (a synchronous round waits for its slowest worker). The simulated clock is compute plus
+communication, no overlap. An asynchronous round reports ``syncs`` as its arrivals / K: each
+arrival is one worker's exchange with the server.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import numpy as np
 
 from fedjax_sim.tasks import Task, masked_loss_and_metrics
 
-TOPOLOGIES = ("server", "allreduce")
+TOPOLOGIES = ("server", "allreduce", "gossip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +76,8 @@ class CostModel:
         message = float(self.parameter_bytes * self.copies)
         if self.topology == "server":
             return message, message, 2.0 * message * self.workers
+        if self.topology == "gossip":
+            return message, message, message * self.workers
         k = self.workers
         share = 2.0 * (k - 1) / k * message
         return share, share, share * k
@@ -79,6 +87,8 @@ class CostModel:
         message = self.parameter_bytes * self.copies
         if self.topology == "server":
             return 2.0 * (self.latency_s + message / self.bandwidth_bytes_per_s)
+        if self.topology == "gossip":
+            return self.latency_s + message / self.bandwidth_bytes_per_s
         k = self.workers
         return 2.0 * (k - 1) * (self.latency_s + message / (k * self.bandwidth_bytes_per_s))
 
@@ -123,11 +133,14 @@ def annotate(history: list[dict], cost: CostModel, default_syncs: float) -> list
         rounds = record["round"] - previous_round
         previous_round = record["round"]
         window_samples = float(np.round(record.get("train_examples", 0.0) * rounds))
-        window_syncs = float(np.round(record.get("syncs", default_syncs) * rounds))
+        # syncs come in units of 1 / K (one worker's exchange of an asynchronous arrival)
+        k = cost.workers
+        window_syncs = float(np.round(record.get("syncs", default_syncs) * rounds * k)) / k
         samples += window_samples
         flops += window_samples * cost.flops_per_example
         syncs += window_syncs
-        compute_s = window_samples / cost.workers * cost.flops_per_example
+        clock_examples = record.get("clock_examples", window_samples / k / max(rounds, 1))
+        compute_s = clock_examples * rounds * cost.flops_per_example
         seconds += compute_s / cost.worker_flops_per_s + window_syncs * sync_s
         record.update(
             ledger_samples=samples,

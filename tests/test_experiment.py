@@ -65,9 +65,11 @@ def test_smoke_config_runs_end_to_end(name, shakespeare_cache, tmp_path):
 
 
 # one per family: federated, LocalSGD, post-local SGD (crosses its switch at round 2: the
-# crash is after round 3), DiLoCo (per-worker Adam state), large batch (accumulation, LARS)
+# crash is after round 3), DiLoCo (per-worker Adam state), large batch (accumulation, LARS),
+# asynchronous SGD (pulled models, clocks), adaptive H and adaptive batch (their server state)
 RESUMED = ["fedavg_shakespeare", "localsgd_digits", "postlocal_digits", "diloco_digits",
-           "largebatch_digits"]  # fmt: skip
+           "largebatch_digits", "async_digits", "adaptive_steps_digits",
+           "adaptive_batch_digits", "a2cid2_digits"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", RESUMED)
@@ -251,6 +253,24 @@ def test_every_numeric_field_is_checked(name, shakespeare_cache):
         config = smoke_config(name, shakespeare_cache, **{field: type(value)(-1)})
         with pytest.raises(ConfigError, match=re.escape(field)):
             check_config(config)
+
+
+@pytest.mark.parametrize(
+    "name, field, value, allowed",
+    [
+        ("async_digits", "speed.model", "gamma", "fixed"),
+        ("async_digits", "asynchronous.staleness_scaling", "hinge", "polynomial"),
+        ("async_digits", "localsgd.sync_momentum", "average", "keep"),  # not for asyncsgd
+        ("a2cid2_digits", "gossip.graph", "torus", "random_pairs"),
+        ("adaptive_steps_digits", "localsgd.schedule", "cyclic", "adaptive"),
+        ("adaptive_batch_digits", "localsgd.batch_schedule", "linear", "noise_scale"),
+        ("adaptive_batch_digits", "localsgd.initial_batch_size", 64, "client.batch_size"),
+    ],
+)
+def test_distributed_choices_are_checked(name, field, value, allowed, shakespeare_cache):
+    config = smoke_config(name, shakespeare_cache, **{field: value})
+    with pytest.raises(ConfigError, match=re.escape(field) + ".*" + re.escape(allowed)):
+        check_config(config)
 
 
 def test_subsample_test_keeps_every_clients_own_examples():

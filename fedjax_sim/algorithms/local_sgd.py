@@ -22,11 +22,29 @@ The inner optimizer state at a synchronization (``sync_momentum``): ``"reset"`` 
 round), ``"keep"`` (each worker's own survives, per-worker state) or ``"average"`` (averaged
 over the workers like the parameters; with SGD momentum and H = 1 this is synchronous
 data-parallel SGD with the summed batch).
+
+Adaptive local steps, all under the static maximum H:
+  * ``"increasing"``: ``H_r = min(H, H_0 2^(r // double_every))``, the increasing
+    communication period of Haddadpour et al. 2019 (LUPA-SGD) in doubling form.
+  * ``"adaptive"`` (`AdaptiveSteps`): the divergence criterion of dynamic averaging (Kamp et
+    al. 2018, who synchronize when the workers' models drift further than a threshold from
+    their reference) turned into a period: at each sync the workers' divergence
+    ``D = mean_k |x_k - mean_k x_k|^2`` doubles H while ``D < threshold`` and halves it when
+    ``D > 2 threshold`` (at least 1). Large gradients early keep H short; as the models
+    settle, H grows, as post-local SGD prescribes by hand. Every round reports
+    ``divergence``.
+
+Adaptive batch (`BatchGrowth`): the gradient noise scale B_simple is estimated each round from
+the K workers' gradients at the global model on their first batch
+(`fedjax_sim.algorithms.noise_scale`, one extra gradient per worker and round) and reported as
+``noise_scale``; with ``grow`` each worker's batch doubles up to the static ``batch_size``
+as ``B_simple / K`` rises (never shrinking), unused slots masked and the stream read on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,26 +53,77 @@ import optax
 from fedjax_sim import aggregation
 from fedjax_sim.algorithms.fedavg import mean_model_state
 from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.algorithms.noise_scale import grown_batch_size, init_noise_scale, update_noise_scale
 from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
-from fedjax_sim.data.client_data import ClientData, round_batch_plan
+from fedjax_sim.algorithms.speeds import make_job_durations
+from fedjax_sim.data.client_data import ClientData, gather_batch, round_batch_plan
 from fedjax_sim.engine import Execution, map_clients
 from fedjax_sim.tasks import Objective
 
 SYNC_MOMENTUM = ("reset", "keep", "average")
-H_SCHEDULES = ("constant", "post_local")
+H_SCHEDULES = ("constant", "post_local", "increasing", "adaptive")
+BATCH_SCHEDULES = ("constant", "noise_scale")
 
 
-def local_steps_schedule(schedule: str, local_steps: int, switch_step: int = 0) -> Callable:
+class AdaptiveSteps(NamedTuple):
+    """The ``"adaptive"`` H rule of the module docstring: start at ``initial`` steps, double
+    while the divergence is below ``threshold``, halve above twice it."""
+
+    initial: int = 1
+    threshold: float = 0.01
+
+
+class BatchGrowth(NamedTuple):
+    """Noise-scale estimation and batch growth: each worker starts at ``initial`` examples
+    per step; ``decay`` smooths the estimates; ``grow`` False only estimates and reports."""
+
+    initial: int
+    decay: float = 0.9
+    grow: bool = True
+
+
+def local_steps_schedule(
+    schedule: str, local_steps: int, switch_step: int = 0, initial_steps: int = 1,
+    double_every: int = 1,
+) -> Callable:  # fmt: skip
     """``steps(round) -> H`` of the round (a traced int32), at most ``local_steps``.
 
     ``"constant"``: H every round; ``"post_local"``: 1 for rounds below ``switch_step`` (so
-    ``switch_step`` synchronous steps), then H.
+    ``switch_step`` synchronous steps), then H; ``"increasing"``: ``initial_steps`` doubled
+    every ``double_every`` rounds, capped at H. (``"adaptive"`` depends on the run's state:
+    `AdaptiveSteps`; here it gives H, the cap.)
     """
     if schedule not in H_SCHEDULES:
         raise ValueError(f"localsgd.schedule must be one of {list(H_SCHEDULES)}, got {schedule!r}")
-    if schedule == "constant":
+    if schedule in ("constant", "adaptive"):
         return lambda round_: jnp.int32(local_steps)
+    if schedule == "increasing":
+
+        def increasing(round_):
+            doublings = jnp.minimum(round_ // max(double_every, 1), 30)
+            return jnp.minimum(initial_steps * 2**doublings, local_steps).astype(jnp.int32)
+
+        return increasing
     return lambda round_: jnp.where(round_ < switch_step, 1, local_steps).astype(jnp.int32)
+
+
+def worker_divergence(delta_K) -> jax.Array:
+    """``mean_k |delta_k - mean delta|^2``: the workers' models' mean squared distance from
+    their average (all started from the same model)."""
+    return sum(
+        jnp.sum(jnp.square(d - d.mean(0)).astype(jnp.float32)) / d.shape[0]
+        for d in jax.tree.leaves(delta_K)
+    )
+
+
+def adapted_steps(rule: AdaptiveSteps, steps, divergence, maximum: int) -> jax.Array:
+    """The next round's H under ``rule`` from this round's ``steps`` and ``divergence``."""
+    doubled, halved = jnp.minimum(2 * steps, maximum), jnp.maximum(steps // 2, 1)
+    return jnp.where(
+        divergence < rule.threshold,
+        doubled,
+        jnp.where(divergence > 2 * rule.threshold, halved, steps),
+    ).astype(jnp.int32)
 
 
 def _mean_over_workers(tree_K):
@@ -79,6 +148,9 @@ def local_sgd(
     batch_size: int,
     sync_momentum: str = "reset",
     steps_schedule: Callable | None = None,
+    adaptive_steps: AdaptiveSteps | None = None,
+    batch_growth: BatchGrowth | None = None,
+    durations: Callable | None = None,
     execution: Execution | None = None,
 ) -> Algorithm:
     """The family of the module docstring as an `Algorithm` over a `ServerState`.
@@ -89,16 +161,24 @@ def local_sgd(
       outer_tx: the outer optimizer on the negated mean delta (``sgd(1.0)``: LocalSGD).
       num_workers: K; the `ClientData` has one client per worker and all take part.
       local_steps: H, the static maximum of inner steps per round.
-      batch_size: B per worker and inner step.
+      batch_size: B per worker and inner step (the static maximum under ``batch_growth``).
       sync_momentum: one of `SYNC_MOMENTUM`.
       steps_schedule: ``round -> H_r`` (`local_steps_schedule`); default H every round.
+      adaptive_steps: the data-driven H rule (replaces ``steps_schedule``), or None.
+      batch_growth: noise-scale estimation and batch growth, or None.
+      durations: the speed model, ``durations(workers_K, jobs_K) -> [K]``
+        (`fedjax_sim.algorithms.speeds`); a round waits for its slowest worker. Default: 1.
       execution: the worker axis (vmap, map, mesh); speed and memory only.
 
     Returns:
       `Algorithm` whose state is a `ServerState` with ``opt_state`` the outer optimizer's,
       ``clients["opt_state"]`` the workers' inner states (``keep``/``average``) and
-      ``extra["position"]``, the examples each worker has read. The round reports
-      ``local_steps`` (H_r) beside the training metrics; each round is one sync.
+      ``extra["position"]``, the examples each worker has read (and the adaptive H, batch
+      and noise-scale state when used). The round reports ``local_steps`` (H_r),
+      ``divergence``, ``batch_size`` and ``noise_scale`` (with ``batch_growth``) beside the
+      training metrics, ``clock`` (the round's simulated
+      time, its slowest job, in nominal jobs of H_r steps) and ``clock_examples`` (the
+      examples a nominal worker processes in that time); each round is one sync.
     """
     if sync_momentum not in SYNC_MOMENTUM:
         raise ValueError(
@@ -106,9 +186,12 @@ def local_sgd(
         )
     execution = execution or Execution()
     steps_schedule = steps_schedule or local_steps_schedule("constant", local_steps)
+    durations = durations or make_job_durations("fixed", num_workers=num_workers)
     outer = optax.chain(aggregation.weighted_mean(), optax.scale(-1.0), outer_tx)
     run_local = make_local_steps(objective, inner_tx, unroll=execution.unroll)
     worker_state = sync_momentum != "reset"
+
+    grad_fn = jax.grad(objective, has_aux=True)
 
     def init(variables):
         params = variables["params"]
@@ -116,18 +199,27 @@ def local_sgd(
         state = new_server_state(
             variables, outer.init(params), replicate_for_clients(clients, num_workers)
         )
-        return state.replace(extra={"position": jnp.zeros((), jnp.int32)})
+        extra = {"position": jnp.zeros((), jnp.int32)}
+        if adaptive_steps is not None:
+            extra["local_steps"] = jnp.int32(min(adaptive_steps.initial, local_steps))
+        if batch_growth is not None:
+            extra["batch_size"] = jnp.int32(min(batch_growth.initial, batch_size))
+            extra["noise"] = init_noise_scale()
+        return state.replace(extra=extra)
 
     def round_fn(state, clients: ClientData, key):
         data_key, train_key = jax.random.split(key)
-        steps = steps_schedule(state.round)
-        position = state.extra["position"]
+        extra = dict(state.extra)
+        adaptive = adaptive_steps is not None
+        steps = extra["local_steps"] if adaptive else steps_schedule(state.round)
+        batch = extra["batch_size"] if batch_growth is not None else batch_size
+        position = extra["position"]
         workers = jnp.arange(num_workers)
 
         # each worker's key is the same every round: its stream continues across rounds
         indices_KxJxB, mask_KxJxB = round_batch_plan(
             data_key, clients, workers, num_steps=local_steps, batch_size=batch_size,
-            offset=position,
+            offset=position, batch_in_use=None if batch_growth is None else batch,
         )  # fmt: skip
         mask_KxJxB = mask_KxJxB & (jnp.arange(local_steps) < steps)[:, None]
         rngs_K = jax.vmap(
@@ -142,26 +234,48 @@ def local_sgd(
             )  # fmt: skip
             delta = jax.tree.map(jnp.subtract, result.params, state.params)
             own = {"opt_state": result.opt_state} if worker_state else {}
-            return delta, result.model_state, own, result.metrics
+            grads = {}
+            if batch_growth is not None:  # the first step's gradient, at the global model
+                first = gather_batch(clients, indices_JxB[0], mask_JxB[0])
+                first_rng = jax.random.split(rng, local_steps)[0]
+                grads, _ = grad_fn(state.params, state.model_state, first, first_rng, None)
+            return delta, result.model_state, own, result.metrics, grads
 
         work_K = map_clients(work, execution.client_axis, execution.chunk_size, execution.mesh)
-        delta_K, model_state_K, own_K, metrics_K = work_K(
+        delta_K, model_state_K, own_K, metrics_K, grads_K = work_K(
             state.clients, indices_KxJxB, mask_KxJxB, rngs_K
         )
         weights_K = jnp.ones(num_workers, jnp.float32)
         updates, opt_state = outer.update(delta_K, state.opt_state, state.params, weights=weights_K)
         if sync_momentum == "average":
             own_K = _mean_over_workers(own_K)
+        metrics = training_metrics(sum_metrics(metrics_K))
+        metrics["local_steps"] = steps.astype(jnp.float32)
+        metrics["divergence"] = worker_divergence(delta_K)
+        clock = jnp.max(durations(workers, jnp.broadcast_to(state.round, workers.shape)))
+        metrics["clock"] = clock
+        metrics["clock_examples"] = clock * (steps * batch).astype(jnp.float32)
+        extra["position"] = position + steps * batch
+        if adaptive_steps is not None:
+            extra["local_steps"] = adapted_steps(
+                adaptive_steps, steps, metrics["divergence"], local_steps
+            )
+        if batch_growth is not None:
+            extra["noise"], b_simple = update_noise_scale(
+                extra["noise"], grads_K, batch, batch_growth.decay
+            )
+            metrics["noise_scale"] = b_simple
+            metrics["batch_size"] = jnp.asarray(batch, jnp.float32)
+            if batch_growth.grow:
+                extra["batch_size"] = grown_batch_size(batch, b_simple, num_workers, batch_size)
         new_state = state.replace(
             params=optax.apply_updates(state.params, updates),
             model_state=mean_model_state(model_state_K, weights_K, state.model_state),
             opt_state=opt_state,
             round=state.round + 1,
             clients=shard_client_states(own_K, execution.mesh),
-            extra={"position": position + steps * batch_size},
+            extra=extra,
         )
-        metrics = training_metrics(sum_metrics(metrics_K))
-        metrics["local_steps"] = steps.astype(jnp.float32)
         return new_state, metrics
 
     return Algorithm(init=init, round_fn=round_fn)

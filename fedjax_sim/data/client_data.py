@@ -160,6 +160,7 @@ def client_batch_plan(
     batch_size: int,
     offset=0,
     example_limit=None,
+    batch_in_use=None,
 ):
     """The example indices and mask of one client's ``num_steps`` batches.
 
@@ -172,17 +173,26 @@ def client_batch_plan(
       offset: stream position of the first example (0 for a fresh round; the centralized
         baseline passes ``step * B`` to continue its passes).
       example_limit: positions ``>= example_limit`` are masked (E local epochs: ``E * count``).
+      batch_in_use: a (traced) batch size below the static ``batch_size``: each step reads
+        the next ``batch_in_use`` positions of the stream and masks its other slots (an
+        adaptive batch under a static shape); default ``batch_size``.
 
     Returns:
       ``(indices_JxB, mask_JxB)``: int32 indices into `ClientData.examples` and a bool mask.
     """
-    t = offset + jnp.arange(num_steps * batch_size, dtype=jnp.int32)
+    shape = (num_steps, batch_size)
+    if batch_in_use is None:
+        t = offset + jnp.arange(num_steps * batch_size, dtype=jnp.int32)
+        in_use = True
+    else:
+        step, slot_in_batch = jnp.arange(num_steps)[:, None], jnp.arange(batch_size)[None, :]
+        t = (offset + step * batch_in_use + slot_in_batch).reshape(-1).astype(jnp.int32)
+        in_use = jnp.broadcast_to(slot_in_batch < batch_in_use, shape).reshape(-1)
     n = jnp.maximum(count, 1)
     slot = random_permutation_at(key, t % n, n, stream=t // n)
-    mask = jnp.broadcast_to(count > 0, t.shape)
+    mask = jnp.broadcast_to(count > 0, t.shape) & in_use
     if example_limit is not None:
         mask = mask & (t < example_limit)
-    shape = (num_steps, batch_size)
     return order_N[start + slot].reshape(shape), mask.reshape(shape)
 
 
@@ -196,16 +206,19 @@ def round_batch_plan(
     epochs=None,
     slots_C=None,
     offset=0,
+    batch_in_use=None,
 ):
     """`client_batch_plan` for every sampled client: ``([C, J, B] indices, [C, J, B] mask)``.
 
     Client c's key is ``fold_in(key, slots_C[c])`` (default: its id), so that a client drawn
-    twice in a round can get two slots and two independent plans. ``offset`` is every
-    client's stream position (0: a fresh round; workers continuing their passes give theirs).
+    twice in a round can get two slots and two independent plans. ``offset`` is the clients'
+    stream position, one for all or ``[C]`` (0: a fresh round; workers continuing their passes
+    give theirs); ``batch_in_use`` as in `client_batch_plan`.
     """
     slots_C = client_ids_C if slots_C is None else slots_C
+    offsets_C = jnp.broadcast_to(jnp.asarray(offset, jnp.int32), jnp.shape(client_ids_C))
 
-    def plan(client_id, slot):
+    def plan(client_id, slot, offset):
         count = data.counts_K[client_id]
         limit = None if epochs is None else epochs * count
         return client_batch_plan(
@@ -217,9 +230,10 @@ def round_batch_plan(
             batch_size=batch_size,
             offset=offset,
             example_limit=limit,
+            batch_in_use=batch_in_use,
         )
 
-    return jax.vmap(plan)(client_ids_C, slots_C)
+    return jax.vmap(plan)(client_ids_C, slots_C, offsets_C)
 
 
 def gather_batch(data: ClientData, indices, mask):

@@ -1,0 +1,23 @@
+r"""Asynchronous SGD with a parameter server on LocalSGD's digits setting (K = 8 workers, H = 8
+SGD-momentum steps of B = 16 per job): each job's duration is lognormal (sigma 0.5, mean 1),
+the server applies every delta as it arrives, scaled by (1 + staleness)^-0.5 (FedAsync's
+polynomial rule); 56 rounds of K arrivals each = 40 epochs, as configs/localsgd_digits.py.
+
+  python -m fedjax_sim --config configs/async_digits.py --workdir runs/async_digits
+
+Stragglers instead: --config.speed.model=straggler --config.speed.straggler_fraction=0.25
+--config.speed.slowdown=4. No staleness scaling: --config.asynchronous.staleness_scaling=none.
+The synchronous baseline under the same speeds: configs/localsgd_digits.py with the same
+--config.speed.* (a round then waits for its slowest worker: the ledger's simulated time).
+Smoke: --config configs/async_digits.py:smoke
+"""
+
+from fedjax_sim.config_defaults import digits_workers
+
+
+def get_config(arg=None):
+    config = digits_workers("asyncsgd", arg)
+    config.localsgd.sync_momentum = "keep"
+    config.speed.model = "lognormal"
+    config.asynchronous.staleness_scaling = "polynomial"
+    return config

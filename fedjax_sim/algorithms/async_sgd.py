@@ -1,0 +1,267 @@
+"""Asynchronous SGD with a parameter server on K workers, simulated exactly in the compiled round.
+
+Each worker pulls the server's model, runs a job (H inner steps on its IID shard, read as a
+continued stream as in `fedjax_sim.algorithms.local_sgd`) and pushes its delta; the server
+applies every delta when it arrives, scaled by its staleness ``tau`` (server updates since the
+worker pulled), through an optax outer optimizer, and the worker pulls again at once:
+
+    x <- x + outer(-s(tau) delta_k)        (outer sgd(1.0): x <- x + s(tau) delta_k)
+
+Staleness scaling ``s``: ``"none"`` (1) or ``"polynomial"`` (``(1 + tau)^-a``, FedAsync's
+polynomial rule, Xie et al. 2019; ``a = 1`` is the ``lr / tau`` rule of Zhang et al. 2016 up to
+the shift). With one worker tau is always 0 and this is LocalSGD with K = 1 step for step.
+
+The clock. Job durations come from a speed model (`fedjax_sim.algorithms.speeds`); arrivals
+are processed in time order (ties: the job that started first, then the lower worker id), in
+*waves*: a wave is the longest run of next arrivals in which no worker arrives twice, i.e.
+every arrival up to the first moment a worker that already arrived in the wave would arrive
+again. A wave's jobs were all started before it, so their deltas are computed together along
+the worker axis (vectorized, sharded like LocalSGD's) from each worker's pulled model, and
+only the server's application of the wave's arrivals is sequential (a scan of parameter
+additions). A worker that does not arrive in a wave keeps its job: its delta is recomputed,
+bit-identically, in the next wave (simulation cost, not simulated cost). A round runs waves
+(a `lax.while_loop`) until ``arrivals_per_round`` jobs (default K) have arrived, so it
+processes as many examples as a synchronous round; equal speeds give one wave of all K.
+
+Times are kept relative to the last arrival, so float32 keeps its resolution over long runs;
+the round reports ``clock`` (simulated time elapsed, in nominal jobs) and ``clock_examples``
+(the examples one nominal job processes in that time) for the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
+from fedjax_sim.algorithms.speeds import make_job_durations
+from fedjax_sim.data.client_data import ClientData, round_batch_plan
+from fedjax_sim.engine import Execution, map_clients
+from fedjax_sim.tasks import Objective
+
+STALENESS_SCALING = ("none", "polynomial")
+
+
+def staleness_scale(rule: str, exponent: float = 0.5) -> Callable:
+    """``s(tau)``: the factor of a delta that is ``tau`` server updates stale."""
+    if rule not in STALENESS_SCALING:
+        raise ValueError(
+            f"asynchronous.staleness_scaling must be one of {list(STALENESS_SCALING)}, got {rule!r}"
+        )
+    if rule == "none":
+        return lambda tau: jnp.float32(1.0)
+    return lambda tau: (1.0 + tau.astype(jnp.float32)) ** (-exponent)
+
+
+def wave_of_arrivals(finish_K, start_K, next_finish_K):
+    """Which pending jobs arrive in the next wave, and in which order.
+
+    Args:
+      finish_K, start_K: each worker's pending job's finish and start time.
+      next_finish_K: when each worker's next job would finish if it arrived now.
+
+    Returns:
+      ``(order_K, arrives_K)``: workers in arrival order (finish, then start, then id) and,
+      in that order, whether each arrives in the wave (a prefix).
+    """
+    workers = jnp.arange(finish_K.shape[0])
+    order_K = jnp.lexsort((workers, start_K, finish_K))
+    # Worker i arrives in the wave unless an earlier arrival of the wave has come back first
+    # (a new job started in the wave loses a tie to a pending one: it started later).
+    came_back = jax.lax.cummin(next_finish_K[order_K])
+    earliest_return = jnp.concatenate([jnp.full((1,), jnp.inf, came_back.dtype), came_back[:-1]])
+    return order_K, finish_K[order_K] <= earliest_return
+
+
+def async_sgd(
+    objective: Objective,
+    inner_tx: optax.GradientTransformation,
+    outer_tx: optax.GradientTransformation,
+    *,
+    num_workers: int,
+    local_steps: int,
+    batch_size: int,
+    durations: Callable | None = None,
+    staleness_scaling: str = "none",
+    staleness_exponent: float = 0.5,
+    keep_inner_state: bool = False,
+    arrivals_per_round: int | None = None,
+    execution: Execution | None = None,
+) -> Algorithm:
+    """Asynchronous SGD (module docstring) as an `Algorithm`.
+
+    Args:
+      objective: the inner loss.
+      inner_tx: each worker's optimizer for its H steps.
+      outer_tx: the server's optimizer on ``-s(tau) delta`` (``sgd(1.0)``: add the delta).
+      num_workers: K, one `ClientData` client per worker.
+      local_steps: H per job.
+      batch_size: B per inner step.
+      durations: ``durations(workers_K, jobs_K) -> [K]`` (`speeds.make_job_durations`);
+        default: every job takes 1.
+      staleness_scaling, staleness_exponent: ``s`` (`staleness_scale`).
+      keep_inner_state: each worker's inner optimizer state survives its jobs (else fresh).
+      arrivals_per_round: jobs the server applies per round (default K, so that a round
+        processes as many examples as a synchronous one); a round runs waves until then,
+        its last one cut short.
+      execution: the worker axis (vmap, map, mesh); speed and memory only.
+
+    Returns:
+      `Algorithm` over a `ServerState`: ``extra["version"]`` counts the server's updates;
+      ``clients`` holds each worker's pulled model (``params``), its ``version``, its pending
+      job's ``start``/``finish`` times and number ``jobs`` (done so far), and
+      ``opt_state`` when kept. The round reports the arrived jobs' training metrics,
+      ``arrivals``, ``syncs`` (arrivals / K), ``staleness`` (mean tau), ``max_staleness``,
+      ``waves``, ``clock`` and ``clock_examples``.
+    """
+    execution = execution or Execution()
+    durations = durations or make_job_durations("fixed", num_workers=num_workers)
+    scale = staleness_scale(staleness_scaling, staleness_exponent)
+    outer = optax.chain(optax.scale(-1.0), outer_tx)
+    run_local = make_local_steps(objective, inner_tx, unroll=execution.unroll)
+    workers = jnp.arange(num_workers)
+    arrivals_per_round = arrivals_per_round or num_workers
+    job_examples = local_steps * batch_size
+
+    def init(variables):
+        params = variables["params"]
+        first = durations(workers, jnp.zeros(num_workers, jnp.int32))
+        own = (
+            {"params": params, "opt_state": inner_tx.init(params)}
+            if keep_inner_state
+            else {"params": params}
+        )
+        clients = replicate_for_clients(own, num_workers)
+        clients.update(
+            version=jnp.zeros(num_workers, jnp.int32),
+            start=jnp.zeros(num_workers, jnp.float32),
+            finish=first.astype(jnp.float32),
+            jobs=jnp.zeros(num_workers, jnp.int32),
+        )
+        state = new_server_state(variables, outer.init(params), clients)
+        return state.replace(extra={"version": jnp.zeros((), jnp.int32)})
+
+    def wave(state, clients: ClientData, data_key, train_key, limit):
+        """The next wave of at most ``limit`` arrivals: ``(state, totals)``."""
+        own = state.clients
+        jobs_K = own["jobs"]
+        indices_KxJxB, mask_KxJxB = round_batch_plan(
+            data_key, clients, workers, num_steps=local_steps, batch_size=batch_size,
+            offset=jobs_K * job_examples,
+        )  # fmt: skip
+        rngs_K = jax.vmap(lambda w, n: jax.random.fold_in(jax.random.fold_in(train_key, n), w))(
+            workers, jobs_K
+        )
+
+        def job(params, opt_state, indices_JxB, mask_JxB, rng):
+            opt_state = opt_state if keep_inner_state else inner_tx.init(params)
+            result = run_local(
+                params, state.model_state, opt_state, clients, indices_JxB, mask_JxB, rng, None
+            )
+            delta = jax.tree.map(jnp.subtract, result.params, params)
+            return delta, result.model_state, result.opt_state, result.metrics
+
+        inner_K = own["opt_state"] if keep_inner_state else jnp.zeros(num_workers)
+        job_K = map_clients(job, execution.client_axis, execution.chunk_size, execution.mesh)
+        delta_K, model_state_K, opt_state_K, metrics_K = job_K(
+            own["params"], inner_K, indices_KxJxB, mask_KxJxB, rngs_K
+        )
+
+        next_finish_K = own["finish"] + durations(workers, jobs_K + 1)
+        order_K, arrives_K = wave_of_arrivals(own["finish"], own["start"], next_finish_K)
+        arrives_K = arrives_K & (jnp.cumsum(arrives_K) <= limit)  # a prefix is exact too
+
+        def arrive(carry, inputs):
+            params, model_state, opt_state, version = carry
+            worker, arrives = inputs
+            tau = version - own["version"][worker]
+            delta = jax.tree.map(lambda d: scale(tau).astype(d.dtype) * d[worker], delta_K)
+            updates, new_opt_state = outer.update(delta, opt_state, params)
+            applied = (
+                optax.apply_updates(params, updates),
+                jax.tree.map(lambda m: m[worker], model_state_K),
+                new_opt_state,
+                version + 1,
+            )
+            carry = jax.tree.map(lambda new, old: jnp.where(arrives, new, old), applied, carry)
+            return carry, (carry[0], carry[3], tau)
+
+        carry = (state.params, state.model_state, state.opt_state, state.extra["version"])
+        (params, model_state, opt_state, version), (pulled_K, pulled_version_K, tau_K) = (
+            jax.lax.scan(arrive, carry, (order_K, arrives_K))
+        )
+        # Back from arrival order to worker order.
+        rank_K = jnp.argsort(order_K)
+        arrived_K = arrives_K[rank_K]
+        pulled_K = jax.tree.map(lambda p: p[rank_K], pulled_K)
+        now = jnp.max(jnp.where(arrives_K, own["finish"][order_K], 0.0))
+
+        def where_arrived(new_K, old_K):
+            expand = lambda a, leaf: a.reshape(a.shape + (1,) * (leaf.ndim - 1))  # noqa: E731
+            return jax.tree.map(lambda n, o: jnp.where(expand(arrived_K, n), n, o), new_K, old_K)
+
+        new_own = {
+            "params": where_arrived(pulled_K, own["params"]),
+            "version": where_arrived(pulled_version_K[rank_K], own["version"]),
+            "start": jnp.where(arrived_K, own["finish"], own["start"]) - now,
+            "finish": jnp.where(arrived_K, next_finish_K, own["finish"]) - now,
+            "jobs": jobs_K + arrived_K.astype(jnp.int32),
+        }
+        if keep_inner_state:
+            new_own["opt_state"] = where_arrived(opt_state_K, own["opt_state"])
+        arrived_metrics = jax.tree.map(
+            lambda m: jnp.where(arrived_K, m, jnp.zeros_like(m)), metrics_K
+        )
+        stale_K = jnp.where(arrives_K, tau_K, 0)
+        totals = {
+            "sums": sum_metrics(arrived_metrics),
+            "arrivals": arrived_K.sum(dtype=jnp.int32),
+            "staleness": stale_K.sum(dtype=jnp.int32),
+            "max_staleness": stale_K.max(),
+            "clock": now,
+            "waves": jnp.ones((), jnp.int32),
+        }
+        new_state = state.replace(
+            params=params,
+            model_state=model_state,
+            opt_state=opt_state,
+            clients=shard_client_states(new_own, execution.mesh),
+            extra={"version": version},
+        )
+        return new_state, totals
+
+    def round_fn(state, clients: ClientData, key):
+        data_key, train_key = jax.random.split(key)
+
+        def body(carry):
+            state, totals = carry
+            state, more = wave(
+                state, clients, data_key, train_key, arrivals_per_round - totals["arrivals"]
+            )
+            merged = jax.tree.map(jnp.add, totals, more)
+            merged["max_staleness"] = jnp.maximum(totals["max_staleness"], more["max_staleness"])
+            return state, merged
+
+        shapes = jax.eval_shape(lambda s: wave(s, clients, data_key, train_key, 1)[1], state)
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+        state, totals = jax.lax.while_loop(
+            lambda carry: carry[1]["arrivals"] < arrivals_per_round, body, (state, zeros)
+        )
+        arrivals = totals["arrivals"].astype(jnp.float32)
+        metrics = training_metrics(totals["sums"])
+        metrics.update(
+            arrivals=arrivals,
+            syncs=arrivals / num_workers,
+            staleness=totals["staleness"] / arrivals,
+            max_staleness=totals["max_staleness"].astype(jnp.float32),
+            waves=totals["waves"].astype(jnp.float32),
+            clock=totals["clock"],
+            clock_examples=totals["clock"] * job_examples,
+        )
+        return state.replace(round=state.round + 1), metrics
+
+    return Algorithm(init=init, round_fn=round_fn)

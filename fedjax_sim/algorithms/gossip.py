@@ -1,0 +1,232 @@
+"""Decentralized gossip SGD and its A2CiD2 acceleration (Nabli, Belilovsky & Oyallon 2023).
+
+No server: K workers, each with its own model ``x_k``, take gradient steps on their IID shards
+and average pairwise with a neighbour. A2CiD2 adds to each worker a second variable ``x~_k``
+(initially ``x_k``) and a continuous momentum between events, the linear ODE
+
+    d/dt (x, x~) = eta (x~ - x, x - x~)      (time in gradient steps)
+
+whose flow over ``dt`` mixes the pair by ``a = (1 + e^(-2 eta dt)) / 2``, ``b = 1 - a``:
+``x <- a x + b x~``, ``x~ <- b x + a x~``. At a gradient step a worker's optimizer update
+``u`` is applied to both (``x += u``, ``x~ += u``); at a communication with neighbour ``j``,
+``x~_k += beta~ (x_j - x_k)`` and ``x_k <- (x_k + x_j) / 2``. The constants follow the paper
+from the gossip graph's Laplacian ``L = R (I - W)`` (``R`` communications per gradient step,
+``W`` the neighbour-averaging matrix): ``chi_1 = 1 / lambda_2(L)``, ``chi_2`` the largest
+edge resistance ``(e_i - e_j)^T L^+ (e_i - e_j) / 2``, ``eta = 1 / (2 sqrt(chi_1 chi_2))``,
+``beta~ = sqrt(chi_1 / chi_2) / 2`` (the authors' reference code, AdelNabli/ACiD). Without
+acceleration this is asynchronous gossip SGD (AD-PSGD's pairwise averaging), the baseline.
+
+The event schedule is the reference code's deterministic one at equal speeds: every tick, each
+worker takes one gradient step, then ``R`` communication rounds follow, each a matching of
+the graph; events are ``1 / (R + 1)`` apart. Graphs: ``"ring"`` (alternately the even and the
+odd edges of the cycle, as the reference's cycle graph) or ``"random_pairs"`` (a fresh random
+perfect matching every time: the complete graph). A round is H ticks (``local_steps``), its
+gradient steps vectorized over the workers; the reported ``params`` are the workers' mean.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
+from fedjax_sim.data.client_data import ClientData, round_batch_plan
+from fedjax_sim.engine import Execution, map_clients
+from fedjax_sim.tasks import Objective
+
+GOSSIP_GRAPHS = ("ring", "random_pairs")
+
+
+def ring_matchings(num_workers: int) -> np.ndarray:
+    """``[2, K]`` partners on the cycle: the even edges ``(0,1), (2,3), ...`` and the odd ones
+    ``(1,2), (3,4), ...`` (with ``(K-1, 0)`` for even K); unmatched workers are their own."""
+    partners = np.tile(np.arange(num_workers), (2, 1))
+    for parity in (0, 1):
+        for i in range(parity, num_workers - 1 + parity, 2):
+            j = (i + 1) % num_workers
+            if i != j and partners[parity, i] == i and partners[parity, j] == j:
+                partners[parity, i], partners[parity, j] = j, i
+    return partners
+
+
+def random_matching(key, num_workers: int) -> jax.Array:
+    """``[K]`` partners of a uniformly random perfect matching (one left out for odd K)."""
+    order = jax.random.permutation(key, num_workers)
+    pairs = num_workers // 2
+    first, second = order[0 : 2 * pairs : 2], order[1 : 2 * pairs : 2]
+    partners = jnp.arange(num_workers)
+    return partners.at[first].set(second).at[second].set(first)
+
+
+def gossip_laplacian(graph: str, num_workers: int, communications: float) -> np.ndarray:
+    """``R (I - W)``, ``W`` averaging over each worker's neighbours (the ring's two, or all
+    others for random pairs)."""
+    if graph not in GOSSIP_GRAPHS:
+        raise ValueError(f"gossip.graph must be one of {list(GOSSIP_GRAPHS)}, got {graph!r}")
+    k = num_workers
+    weights = np.zeros((k, k))
+    for i in range(k):
+        neighbours = (
+            [(i - 1) % k, (i + 1) % k] if graph == "ring" else [j for j in range(k) if j != i]
+        )
+        for j in neighbours:
+            weights[i, j] += 1.0 / len(neighbours)
+    return communications * (np.eye(k) - weights)
+
+
+def acid_constants(graph: str, num_workers: int, communications: float) -> tuple[float, float]:
+    """A2CiD2's ``(eta, beta~)`` for the graph (module docstring)."""
+    laplacian = gossip_laplacian(graph, num_workers, communications)
+    chi_1 = 1.0 / np.linalg.eigvalsh(laplacian)[1]
+    pseudo_inverse = np.linalg.pinv(laplacian)
+    chi_2 = 0.0
+    for i in range(num_workers):
+        for j in range(num_workers):
+            if i != j and laplacian[i, j] != 0:
+                e = np.zeros(num_workers)
+                e[i], e[j] = 1.0, -1.0
+                chi_2 = max(chi_2, 0.5 * e @ pseudo_inverse @ e)
+    return 0.5 / np.sqrt(chi_1 * chi_2), 0.5 * np.sqrt(chi_1 / chi_2)
+
+
+def _exchange(x_K, tilde_K, partner_K, beta_tilde):
+    """Every worker averages with its partner; A2CiD2's x~ moves by beta~ toward it."""
+    tilde_K = jax.tree.map(lambda t, x: t + beta_tilde * (x[partner_K] - x), tilde_K, x_K)
+    return jax.tree.map(lambda x: 0.5 * (x + x[partner_K]), x_K), tilde_K
+
+
+def gossip_sgd(
+    objective: Objective,
+    inner_tx: optax.GradientTransformation,
+    *,
+    num_workers: int,
+    local_steps: int,
+    batch_size: int,
+    graph: str = "ring",
+    communications: int = 1,
+    accelerate: bool = True,
+    execution: Execution | None = None,
+) -> Algorithm:
+    """Gossip SGD, with A2CiD2's continuous momentum when ``accelerate`` (module docstring).
+
+    Args:
+      objective: the loss.
+      inner_tx: each worker's optimizer (its state is per-worker and kept).
+      num_workers: K >= 2, one `ClientData` client per worker.
+      local_steps: gradient steps per worker and round (ticks).
+      batch_size: B per gradient step.
+      graph: one of `GOSSIP_GRAPHS`.
+      communications: R >= 1 pairwise averagings per worker and gradient step.
+      accelerate: A2CiD2 (True) or plain gossip (False, the baseline).
+      execution: the worker axis (vmap, map, mesh); speed and memory only.
+
+    Returns:
+      `Algorithm` over a `ServerState` whose ``params`` are the workers' mean and whose
+      ``clients`` hold each worker's ``params``, ``tilde`` (A2CiD2's x~) and ``opt_state``.
+      The round reports the training metrics, ``consensus`` (``mean_k |x_k - mean x|^2``)
+      and ``syncs`` (pairwise exchanges per worker / 1: each is one message each way).
+    """
+    if num_workers < 2 or communications < 1:
+        raise ValueError(
+            f"gossip needs num_workers >= 2 and communications >= 1, got {num_workers}, "
+            f"{communications}"
+        )
+    execution = execution or Execution()
+    eta, beta_tilde = acid_constants(graph, num_workers, communications)
+    if not accelerate:
+        eta, beta_tilde = 0.0, 0.0
+    dt = 1.0 / (communications + 1)
+    keep = (1.0 + np.exp(-2.0 * eta * dt)) / 2.0  # the ODE's flow over one event gap
+    ring = jnp.asarray(ring_matchings(num_workers))
+    run_local = make_local_steps(objective, inner_tx, unroll=1)
+    workers = jnp.arange(num_workers)
+
+    def mix(x_K, tilde_K):
+        if not accelerate:
+            return x_K, tilde_K
+        new_x = jax.tree.map(lambda x, t: keep * x + (1 - keep) * t, x_K, tilde_K)
+        new_tilde = jax.tree.map(lambda x, t: (1 - keep) * x + keep * t, x_K, tilde_K)
+        return new_x, new_tilde
+
+    def init(variables):
+        if jax.tree.leaves(variables["state"]):
+            raise ValueError(
+                "gossip: models with a state (BatchNorm) are not supported; "
+                "use model.norm=group or layer, or a stateless model"
+            )
+        params = variables["params"]
+        own = {"params": params, "tilde": params, "opt_state": inner_tx.init(params)}
+        state = new_server_state(
+            variables, optax.EmptyState(), replicate_for_clients(own, num_workers)
+        )
+        return state.replace(extra={"position": jnp.zeros((), jnp.int32)})
+
+    def round_fn(state, clients: ClientData, key):
+        data_key, train_key, match_key = jax.random.split(key, 3)
+        position = state.extra["position"]
+        indices_KxJxB, mask_KxJxB = round_batch_plan(
+            data_key, clients, workers, num_steps=local_steps, batch_size=batch_size,
+            offset=position,
+        )  # fmt: skip
+        round_key = jax.random.fold_in(train_key, state.round)
+
+        def step(x, opt_state, indices_B, mask_B, rng):
+            result = run_local(
+                x, state.model_state, opt_state, clients, indices_B[None], mask_B[None], rng, None
+            )
+            return jax.tree.map(jnp.subtract, result.params, x), result.opt_state, result.metrics
+
+        step_K = map_clients(step, execution.client_axis, execution.chunk_size, execution.mesh)
+
+        def tick(carry, inputs):
+            x_K, tilde_K, opt_K = carry
+            tick_index, indices_KxB, mask_KxB = inputs
+            rngs_K = jax.vmap(
+                lambda w: jax.random.fold_in(jax.random.fold_in(round_key, tick_index), w)
+            )(workers)
+            x_K, tilde_K = mix(x_K, tilde_K)
+            update_K, opt_K, metrics_K = step_K(x_K, opt_K, indices_KxB, mask_KxB, rngs_K)
+            x_K = jax.tree.map(jnp.add, x_K, update_K)
+            tilde_K = jax.tree.map(jnp.add, tilde_K, update_K)
+            for c in range(communications):
+                event = (state.round * local_steps + tick_index) * communications + c
+                if graph == "ring":
+                    partner_K = ring[event % 2]
+                else:
+                    partner_K = random_matching(jax.random.fold_in(match_key, event), num_workers)
+                x_K, tilde_K = mix(x_K, tilde_K)
+                x_K, tilde_K = _exchange(x_K, tilde_K, partner_K, beta_tilde)
+            return (x_K, tilde_K, opt_K), metrics_K
+
+        own = state.clients
+        (x_K, tilde_K, opt_K), metrics_JxK = jax.lax.scan(
+            tick,
+            (own["params"], own["tilde"], own["opt_state"]),
+            (jnp.arange(local_steps), indices_KxJxB.swapaxes(0, 1), mask_KxJxB.swapaxes(0, 1)),
+        )
+        mean = jax.tree.map(lambda x: x.mean(0), x_K)
+        consensus = sum(
+            jnp.sum(jnp.square(x - m)) / num_workers
+            for x, m in zip(jax.tree.leaves(x_K), jax.tree.leaves(mean), strict=True)
+        )
+        metrics = training_metrics(sum_metrics(sum_metrics(metrics_JxK)))
+        matched = (
+            1.0
+            if graph == "random_pairs" or num_workers % 2 == 0
+            else (num_workers - 1) / num_workers
+        )
+        metrics.update(
+            consensus=consensus, syncs=jnp.float32(local_steps * communications * matched)
+        )
+        new_own = {"params": x_K, "tilde": tilde_K, "opt_state": opt_K}
+        return state.replace(
+            params=mean,
+            round=state.round + 1,
+            clients=shard_client_states(new_own, execution.mesh),
+            extra={"position": position + local_steps * batch_size},
+        ), metrics
+
+    return Algorithm(init=init, round_fn=round_fn)
