@@ -72,6 +72,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     from fedjax_sim.experiment import run_experiment
+    from fedjax_sim.multihost import initialize_from_environment, is_writer
     from fedjax_sim.xla_flags import apply_xla_flags
 
     config = _CONFIG.value
@@ -87,6 +88,7 @@ def main(argv):
             )
         check_config(config)  # before the XLA flags, which need a valid model name
         apply_xla_flags(config.xla_flags, config.model.name)
+        initialize_from_environment()  # several processes: before any backend starts
         _, history = run_experiment(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
     except ValueError as error:  # ConfigError, DataError, DivergenceError, CheckpointError, ...
         _fail(error)
@@ -95,6 +97,8 @@ def main(argv):
             "interrupted: run the same command to resume from the last checkpoint", file=sys.stderr
         )
         sys.exit(130)
+    if not is_writer():
+        return
     last = history[-1] if history else {}
     shown = {k: v for k, v in last.items() if k != "round" and not k.startswith("ledger_")}
     summary = ", ".join(f"{k}={v:.4f}" for k, v in shown.items())

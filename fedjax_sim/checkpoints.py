@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from fedjax_sim.multihost import is_writer, sync
 from fedjax_sim.outputs import write_json_atomic
 
 
@@ -165,7 +166,7 @@ class Checkpointer:
                 except Exception as error:  # orbax and tensorstore raise assorted types
                     problem = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 else:
-                    for bad_step, bad_problem in damaged:
+                    for bad_step, bad_problem in damaged if is_writer() else ():
                         moved = self._set_aside(bad_step)
                         logging.warning(
                             "checkpoint of round %d is damaged (%s); moved to %s, resuming "
@@ -175,6 +176,7 @@ class Checkpointer:
                             moved,
                             step,
                         )
+                    sync("damaged checkpoints set aside")
                     if damaged:
                         with _orbax_errors_unlogged():
                             self.manager.reload()
@@ -210,12 +212,14 @@ class Checkpointer:
             ),
             force=True,
         )
-        digests = _file_digests(os.path.join(self.directory, str(round_number)))
-        write_json_atomic(self._manifest_path(round_number), digests)
-        manifests = os.path.dirname(self._manifest_path(round_number))
-        stale = set(os.listdir(manifests)) - {f"{step}.json" for step in self.manager.all_steps()}
-        for name in stale:  # manifests of the checkpoints orbax deleted (max_to_keep)
-            os.remove(os.path.join(manifests, name))
+        if is_writer():  # every process wrote its shards; one writes the manifest
+            digests = _file_digests(os.path.join(self.directory, str(round_number)))
+            write_json_atomic(self._manifest_path(round_number), digests)
+            manifests = os.path.dirname(self._manifest_path(round_number))
+            steps = {f"{step}.json" for step in self.manager.all_steps()}
+            for name in set(os.listdir(manifests)) - steps:  # orbax deleted them (max_to_keep)
+                os.remove(os.path.join(manifests, name))
+        sync(f"checkpoint manifest {round_number}")
 
     def close(self):
         self.manager.wait_until_finished()

@@ -82,6 +82,12 @@ def client_mesh_for(client_devices: int, clients_per_round: int) -> jax.sharding
         )
     else:
         count = client_devices
+    if jax.process_count() > 1 and count != len(devices):
+        raise ValueError(
+            f"with {jax.process_count()} processes the round's clients must be split over all "
+            f"{len(devices)} devices: clients_per_round={clients_per_round} must be a multiple "
+            f"of {len(devices)} and client_devices 0 or {len(devices)}"
+        )
     if count == 1:
         return None
     return jax.sharding.Mesh(np.array(devices[:count]), (CLIENT_MESH_AXIS,))

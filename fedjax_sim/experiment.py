@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fedjax_sim import ledger, outputs
+from fedjax_sim import ledger, multihost, outputs
 from fedjax_sim.algorithm_configs import (
     DISTRIBUTED_ALGORITHMS,
     build_algorithm,
@@ -178,6 +178,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
         recompute_from, recompute = dataset.train["x"][keep], make_statistics_recomputer(task)
 
     def evaluate(state):
+        state = multihost.local_copy(state)  # each process evaluates its own copy
         if is_personalized:  # every client with its own normalization layers / statistics
             return personalized_evaluation(
                 evaluator, dataset, lambda k: personal_variables(state, k, personal)
@@ -280,20 +281,23 @@ def run_experiment(
     summary = outputs.dataset_summary(experiment.dataset)
     state_bytes = per_client_state_bytes(experiment.initial_state)
     summary["per_client_state_bytes"] = state_bytes
-    (log or logging.info)(
+    writer = multihost.is_writer()
+    (log if log and writer else logging.info)(
         f"{summary['name']}: {summary['clients']} clients, {summary['train_examples']:,} "
         f"training examples; evaluating on {summary['test_examples']:,} test examples"
         + (f"; per-client state {state_bytes / 1e6:,.1f} MB" if state_bytes else "")
     )
-    outputs.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
-    outputs.write_json_atomic(os.path.join(workdir, "dataset.json"), summary)
+    if writer:
+        outputs.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
+        outputs.write_json_atomic(os.path.join(workdir, "dataset.json"), summary)
 
     costs = cost_model(experiment)
     syncs_per_round = 0.0 if config.algorithm == "centralized" else 1.0
 
     def on_record(history):
         ledger.annotate(history, costs, syncs_per_round)
-        outputs.write_metrics(workdir, history)
+        if writer:
+            outputs.write_metrics(workdir, history)
 
     state, history = simulate(
         experiment.algorithm.round_fn,
@@ -311,9 +315,11 @@ def run_experiment(
         rounds_per_call=config.rounds_per_call,
     )
     ledger.annotate(history, costs, syncs_per_round)
-    outputs.write_metrics(workdir, history)
-    outputs.write_params(os.path.join(workdir, "params.msgpack"), state.params)
-    title = f"{config.algorithm} on {config.data.name}"
-    outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
-    outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
+    params = multihost.local_copy(state.params)
+    if writer:  # only process 0 writes; every process ran the same rounds
+        outputs.write_metrics(workdir, history)
+        outputs.write_params(os.path.join(workdir, "params.msgpack"), params)
+        title = f"{config.algorithm} on {config.data.name}"
+        outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
+        outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
     return state, history

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fedjax_sim.checkpoints import Checkpointer
+from fedjax_sim.multihost import host_copy, is_writer
 
 
 class DivergenceError(ValueError):
@@ -19,7 +20,7 @@ class DivergenceError(ValueError):
 
 
 def _to_host(metrics) -> dict:
-    return {name: float(np.asarray(value)) for name, value in metrics.items()}
+    return {name: float(value) for name, value in host_copy(metrics).items()}
 
 
 @jax.jit
@@ -38,7 +39,7 @@ def _stop_if_diverged(round_number: int, metrics: dict, state, checkpointer) -> 
     """Raises `DivergenceError` if the round's metrics or parameters (``state``; None: not
     checked) are NaN or infinite."""
     bad = [f"{name}={value}" for name, value in metrics.items() if not np.isfinite(value)]
-    if state is not None and not bool(_all_finite(getattr(state, "params", state))):
+    if state is not None and not bool(host_copy(_all_finite(getattr(state, "params", state)))):
         bad.append("non-finite parameters")
     if not bad:
         return
@@ -166,7 +167,7 @@ def simulate(
     bar = tqdm(
         total=rounds,
         initial=start,
-        disable=not progress,
+        disable=not progress or not is_writer(),
         desc="rounds",
         unit="round",
         dynamic_ncols=True,
@@ -179,7 +180,7 @@ def simulate(
             if stop - done == 1:
                 per_round = [_to_host(metrics)]
             else:
-                stacked = {name: np.asarray(value) for name, value in metrics.items()}
+                stacked = host_copy(metrics)
                 per_round = [
                     {name: float(value[i]) for name, value in stacked.items()}
                     for i in range(stop - done)

@@ -113,7 +113,10 @@ def test_client_axis_sharded_over_two_devices_matches_one():
 
 
 WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
+    from fedjax_sim.algorithms.async_sgd import async_sgd
+    from fedjax_sim.algorithms.gossip import gossip_sgd
     from fedjax_sim.algorithms.local_sgd import local_sgd
+    from fedjax_sim.algorithms.speeds import make_job_durations
     from fedjax_sim.engine import Execution, client_mesh_for
 
     assert jax.device_count() == 8, jax.devices()
@@ -121,12 +124,22 @@ WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
             "y": rng.integers(0, 3, 64).astype(np.int32)}
     workers = client_data_from_indices(data, np.array_split(np.arange(64), 8))
 
-    def train(devices, axis):
+    def build(name, execution):
+        loss, inner = cross_entropy(linear), optax.sgd(0.2, momentum=0.9)
+        common = dict(num_workers=8, local_steps=3, batch_size=4, execution=execution)
+        if name == "localsgd":
+            return local_sgd(loss, inner, optax.sgd(0.8, momentum=0.5), sync_momentum="keep",
+                             **common)
+        if name == "async":
+            speeds = make_job_durations("lognormal", num_workers=8, sigma=0.7)
+            return async_sgd(loss, inner, optax.sgd(1.0), durations=speeds,
+                             staleness_scaling="polynomial", keep_inner_state=True, **common)
+        return gossip_sgd(loss, inner, graph="random_pairs", **common)
+
+    def train(devices, axis, name):
         mesh = client_mesh_for(devices, 8)
         assert (mesh is None) == (devices == 1)
-        algo = local_sgd(cross_entropy(linear), optax.sgd(0.2, momentum=0.9),
-                         optax.sgd(0.8, momentum=0.5), num_workers=8, local_steps=3,
-                         batch_size=4, sync_momentum="keep", execution=Execution(axis, mesh=mesh))
+        algo = build(name, Execution(axis, mesh=mesh))
         state = algo.init(variables(init(jax.random.key(0))))
         step = jax.jit(algo.round_fn)
         for _ in range(3):
@@ -136,17 +149,19 @@ WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
             assert buffer.sharding.spec == jax.sharding.PartitionSpec("clients"), buffer.sharding
         return jax.tree.leaves((state.params, state.clients))
 
-    expected = train(1, "vmap")
-    for devices in (2, 4, 8):
-        for axis in ("vmap", "map"):
-            got = train(devices, axis)
-            for a, b in zip(expected, got, strict=True):
-                np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=(devices, axis))
+    for name in ("localsgd", "async", "gossip"):
+        expected = train(1, "vmap", name)
+        for devices in (2, 4, 8):
+            for axis in ("vmap", "map"):
+                got = train(devices, axis, name)
+                for a, b in zip(expected, got, strict=True):
+                    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6,
+                                               err_msg=(name, devices, axis))
     print("OK")
 """)
 
 
-def test_workers_on_1_2_4_and_8_devices_give_the_same_local_sgd():
+def test_workers_on_1_2_4_and_8_devices_give_the_same_local_async_and_gossip_sgd():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     result = subprocess.run(
         [sys.executable, "-c", WORKER_SCRIPT],
