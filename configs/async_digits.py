@@ -1,7 +1,10 @@
 r"""Asynchronous SGD with a parameter server on LocalSGD's digits setting (K = 8 workers, H = 8
 SGD-momentum steps of B = 16 per job): each job's duration is lognormal (sigma 0.5, mean 1),
-the server applies every delta as it arrives, scaled by (1 + staleness)^-0.5 (FedAsync's
-polynomial rule); 56 rounds of K arrivals each = 40 epochs, as configs/localsgd_digits.py.
+the server adds every delta as it arrives at server learning rate 0.25, scaled by
+(1 + staleness)^-0.5 (FedAsync's polynomial rule); 56 rounds of K arrivals each = 40 epochs,
+as configs/localsgd_digits.py. At server learning rate 1 (each arrival's whole delta; the
+mean staleness is K - 1 = 7) the run diverges without the scaling and reaches 0.74 with it
+in 20 epochs; 1/K (K arrivals move as far as one synchronous average) needs no scaling.
 
   python -m fedjax_sim --config configs/async_digits.py --workdir runs/async_digits
 
@@ -20,4 +23,5 @@ def get_config(arg=None):
     config.localsgd.sync_momentum = "keep"
     config.speed.model = "lognormal"
     config.asynchronous.staleness_scaling = "polynomial"
+    config.server.learning_rate = 0.25
     return config

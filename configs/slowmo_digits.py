@@ -4,7 +4,9 @@ momentum beta = 0.5 and outer learning rate alpha = 1.0 on the averaged pseudo-g
 
   python -m fedjax_sim --config configs/slowmo_digits.py --workdir runs/slowmo_digits
 
-beta and alpha: --config.server.momentum=0.7 --config.server.learning_rate=0.8.
+beta and alpha: --config.server.momentum=0.7 --config.server.learning_rate=0.8. A decaying
+inner learning rate, fairscale's way (the pseudo-gradient divided by the round's rate):
+--config.client.schedule=cosine.
 Smoke: --config configs/slowmo_digits.py:smoke
 """
 
@@ -16,4 +18,5 @@ def get_config(arg=None):
     config.localsgd.sync_momentum = "keep"
     config.server.momentum = 0.5
     config.server.learning_rate = 1.0
+    config.localsgd.normalize_outer = True  # fairscale's, for a scheduled client learning rate
     return config

@@ -23,6 +23,7 @@ from fedjax_sim.algorithms.local import Algorithm
 from fedjax_sim.algorithms.local_sgd import (
     AdaptiveSteps,
     BatchGrowth,
+    InnerSchedule,
     local_sgd,
     local_steps_schedule,
 )
@@ -38,7 +39,7 @@ from fedjax_sim.engine import (
     resolve_client_axis,
     resolve_unroll,
 )
-from fedjax_sim.optimizers import make_optimizer, scaled_learning_rate
+from fedjax_sim.optimizers import make_optimizer, make_schedule, scaled_learning_rate
 from fedjax_sim.tasks import Task, cross_entropy
 
 FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
@@ -61,7 +62,9 @@ def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> in
 
 def execution_for(config: ml_collections.ConfigDict, task: Task, num_clients: int) -> Execution:
     """The config's execution settings, ``"auto"`` resolved for this backend and model."""
-    mesh = client_mesh_for(config.client_devices, clients_per_round(config, num_clients))
+    mesh = client_mesh_for(
+        config.client_devices, clients_per_round(config, num_clients), config.data_devices
+    )
     return Execution(
         client_axis=resolve_client_axis(config.client_axis, task.model),
         chunk_size=config.chunk_size or None,
@@ -105,6 +108,11 @@ def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
         grow = options.batch_schedule == "noise_scale"
         initial = options.initial_batch_size if grow and options.initial_batch_size else None
         growth = BatchGrowth(initial or client.batch_size, options.noise_decay, grow)
+    inner_schedule = None
+    if client.schedule != "constant":
+        factor = make_schedule(1.0, client.schedule, total_steps=config.rounds,
+                               warmup_steps=client.warmup_steps, field="client")  # fmt: skip
+        inner_schedule = InnerSchedule(factor, options.normalize_outer)
     return local_sgd(
         cross_entropy(task, augment=config.data.augment),
         client_tx,
@@ -122,6 +130,7 @@ def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
         ),  # fmt: skip
         adaptive_steps=adaptive,
         batch_growth=growth,
+        inner_schedule=inner_schedule,
         durations=_job_durations(config, num_workers),
         execution=execution,
     )
@@ -220,7 +229,7 @@ def build_algorithm(
             num_workers=num_clients, local_steps=config.client.local_steps,
             batch_size=config.client.batch_size, graph=options.graph,
             communications=options.communications, accelerate=options.accelerate,
-            execution=execution,
+            durations=_job_durations(config, num_clients), execution=execution,
         )  # fmt: skip
     count = clients_per_round(config, num_clients)
     selection = config.selection

@@ -22,7 +22,7 @@ from fedjax_sim.engine import CLIENT_AXIS_MODES
 from fedjax_sim.ledger import TOPOLOGIES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 from fedjax_sim.models.resnet import NORMS
-from fedjax_sim.optimizers import LR_SCALING, OPTIMIZERS, SCHEDULES, make_optimizer
+from fedjax_sim.optimizers import LR_SCALING, OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 
 
 class ConfigError(ValueError):
@@ -202,6 +202,20 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     client, server = config.client, config.server
     _optimizer(config, "client")
     _integer("server.warmup_steps", server.warmup_steps, 0)
+    _integer("client.warmup_steps", client.warmup_steps, 0)
+    _one_of("client.schedule", client.schedule, SCHEDULES)
+    _require(
+        client.schedule == "constant" or config.algorithm == "localsgd",
+        f"client.schedule={client.schedule!r} is for algorithm=localsgd (a per-round inner "
+        f"learning rate); {config.algorithm} takes client.schedule='constant'",
+    )
+    if client.schedule != "constant":
+        make_schedule(1.0, client.schedule, total_steps=config.rounds,
+                      warmup_steps=client.warmup_steps, field="client")  # fmt: skip
+    _require(
+        isinstance(config.localsgd.normalize_outer, bool),
+        f"localsgd.normalize_outer must be True or False, got {config.localsgd.normalize_outer!r}",
+    )
     _optimizer(config, "server")
     localsgd = config.localsgd
     _one_of("localsgd.sync_momentum", localsgd.sync_momentum, SYNC_MOMENTUM)
@@ -243,6 +257,13 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
         _require(
             config.data.num_clients >= 2,
             f"data.num_clients must be >= 2 for gossip (workers), got {config.data.num_clients}",
+        )
+        _one_of("speed.model (for gossip: steps of whole ticks)", speed.model,
+                ("fixed", "straggler"))  # fmt: skip
+        _require(
+            speed.slowdown >= 1,
+            f"speed.slowdown must be >= 1 for gossip (a step lasts whole ticks), got "
+            f"{speed.slowdown}",
         )
     if config.algorithm == "asyncsgd":
         _one_of("localsgd.sync_momentum (for asyncsgd)", localsgd.sync_momentum, ("reset", "keep"))
@@ -297,6 +318,7 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _integer("chunk_size", config.chunk_size, 1 if config.client_axis == "chunked" else 0)
     _integer("unroll_local_steps", config.unroll_local_steps, 0)
     _integer("client_devices", config.client_devices, 0)
+    _integer("data_devices", config.data_devices)
     _number("memory_budget_gb", config.memory_budget_gb)
 
 
@@ -338,13 +360,14 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
         f"workdir {workdir} holds a run whose config differs in {', '.join(changed)}; "
         "use a new --workdir",
     )
-    server_schedule = new.get("server.schedule")
-    _require(
-        server_schedule not in _HORIZON_SCHEDULES or old["rounds"] == new["rounds"],
-        f"rounds={new['rounds']}: the run in {workdir} decays its server {server_schedule} "
-        f"learning rate over {old['rounds']} rounds and this config over {new['rounds']}, so it "
-        "would resume mid-way through another schedule; use a new --workdir",
-    )
+    for block in ("server", "client"):
+        schedule = new.get(f"{block}.schedule")
+        _require(
+            schedule not in _HORIZON_SCHEDULES or old["rounds"] == new["rounds"],
+            f"rounds={new['rounds']}: the run in {workdir} decays its {block} {schedule} "
+            f"learning rate over {old['rounds']} rounds and this config over {new['rounds']}, "
+            "so it would resume mid-way through another schedule; use a new --workdir",
+        )
     if new.get("optimizer.schedule") not in _HORIZON_SCHEDULES or new["algorithm"] != "centralized":
         return
     old_horizon = old.get(horizon_field) or old["rounds"]

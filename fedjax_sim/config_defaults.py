@@ -141,6 +141,10 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "local_work": "fixed",
             # "reset": a fresh client optimizer every round; "keep": each client's persists.
             "optimizer_state": "reset",
+            # localsgd only: the inner learning rate per round ("constant", "cosine",
+            # "warmup_cosine", "poly", "warmup_poly" over `rounds`; warmup_steps in rounds).
+            "schedule": "constant",
+            "warmup_steps": 0,
         }
     )
     # The FedOpt family (Reddi et al. 2021): sgd (+momentum: FedAvgM), adam, yogi, adagrad on
@@ -200,6 +204,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "initial_batch_size": 0,
             "noise_scale": False,
             "noise_decay": 0.9,
+            # with client.schedule: the outer step on the pseudo-gradient / the round's inner
+            # rate, times it (fairscale's SlowMo); False: the raw pseudo-gradient (DiLoCo).
+            "normalize_outer": False,
         }
     )
     # How long each worker's jobs take (fedjax_sim.algorithms.speeds): "fixed", "lognormal"
@@ -232,6 +239,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # Devices the round's clients are split over (each runs its share by client_axis): 0 = all
     # of the process's devices when their number divides clients_per_round, else one.
     config.client_devices = 0
+    # Devices each client's (worker's) batch is split over: a "data" mesh axis beside the
+    # clients axis when above 1 (XLA sums the gradients across it); must divide the devices.
+    config.data_devices = 1
     return config
 
 
@@ -328,4 +338,45 @@ def digits_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDict
         else:
             config.client.batch_size = 8
             config.client.local_steps = 2
+    return config
+
+
+def cifar100_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDict:
+    """The distributed track on CIFAR-100 (course CNN, IID shards): K = 8 workers of B = 32
+    and H = 8 (``algorithm`` localsgd, asyncsgd or gossip), or, for ``"centralized"``, LARS
+    at batch 4,096 in micro-batches of 256; 50 epochs. The smoke variant runs on synthetic
+    CIFAR-shaped data."""
+    config = base_config("cifar100", algorithm)
+    config.data.partition = "iid"
+    config.data.num_clients = 8
+    if algorithm == "centralized":
+        opt = config.optimizer
+        config.batch_size, config.micro_batch_size = 4096, 256
+        opt.name, opt.learning_rate, opt.momentum, opt.weight_decay = "lars", 2.0, 0.9, 5e-4
+        opt.lr_scaling, opt.base_batch_size = "sqrt", 64
+        opt.schedule, opt.warmup_steps, opt.exclude_bias_and_norm = "warmup_poly", 61, True
+        config.rounds = 610  # 50 epochs of 50,000 images at batch 4,096
+        config.eval_every = config.checkpoint_every = 61
+    else:
+        config.memory_budget_gb = 0.0
+        config.participation = 1.0
+        config.clients_per_round = 0
+        config.weighting = "uniform"
+        client = config.client
+        client.batch_size, client.local_steps = 32, 8
+        client.learning_rate, client.momentum, client.weight_decay = 0.05, 0.9, 5e-4
+        config.rounds = 1221  # 50 epochs: 50 * 50,000 / (8 workers * 32 * 8 steps)
+        config.eval_every = config.checkpoint_every = 111
+    if variant(arg) == "smoke":
+        config.data.source = "synthetic"
+        config.data.synthetic_train = 400
+        config.data.synthetic_test = 100
+        config.data.num_clients = 2
+        config.rounds = 4
+        config.eval_every = config.checkpoint_every = 2
+        if algorithm == "centralized":
+            config.batch_size, config.micro_batch_size = 32, 16
+            config.optimizer.warmup_steps = 1
+        else:
+            config.client.batch_size, config.client.local_steps = 8, 2
     return config

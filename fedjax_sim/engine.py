@@ -28,6 +28,7 @@ import numpy as np
 
 CLIENT_AXIS_MODES = ("auto", "vmap", "map", "chunked", "sequential")
 CLIENT_MESH_AXIS = "clients"  # the mesh axis that `map_clients` splits clients over
+DATA_MESH_AXIS = "data"  # an optional second axis: each client's batch split over its devices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,8 @@ class Execution:
       client_axis: ``"vmap"``, ``"map"``, ``"chunked"`` or ``"sequential"`` (`map_clients`).
       chunk_size: clients vectorized together with ``"chunked"``.
       mesh: optional mesh with a ``"clients"`` axis the round's clients (and the per-client
-        state of all K clients) are split over.
+        state of all K clients) are split over, and optionally a ``"data"`` axis each
+        client's batches are split over (`split_batch`).
       unroll: ``unroll`` of the `lax.scan` over local steps.
     """
 
@@ -64,15 +66,24 @@ def resolve_client_axis(mode: str, model, backend: str | None = None) -> str:
     return model.cpu_client_axis if (backend or jax.default_backend()) == "cpu" else "vmap"
 
 
-def client_mesh_for(client_devices: int, clients_per_round: int) -> jax.sharding.Mesh | None:
+def client_mesh_for(
+    client_devices: int, clients_per_round: int, data_devices: int = 1
+) -> jax.sharding.Mesh | None:
     """The mesh `map_clients` splits a round's clients over, or None for one device.
 
     Args:
-      client_devices: 0 = every device of the process when their number divides the round's
-        clients (else one device); N = the first N devices, N must divide them.
+      client_devices: 0 = every device (or group of ``data_devices``) when their number
+        divides the round's clients (else one); N = the first N, N must divide them.
       clients_per_round: C.
+      data_devices: devices each client's batch is split over (a ``"data"`` mesh axis when
+        above 1); it must divide the device count.
     """
-    devices = jax.devices()
+    all_devices = jax.devices()
+    if data_devices < 1 or len(all_devices) % data_devices:
+        raise ValueError(
+            f"data_devices must divide the {len(all_devices)} devices present, got {data_devices}"
+        )
+    devices = all_devices[::data_devices]  # one per group of data_devices
     if client_devices == 0:
         count = len(devices) if clients_per_round % len(devices) == 0 else 1
     elif client_devices > len(devices) or clients_per_round % client_devices:
@@ -82,15 +93,29 @@ def client_mesh_for(client_devices: int, clients_per_round: int) -> jax.sharding
         )
     else:
         count = client_devices
-    if jax.process_count() > 1 and count != len(devices):
+    if jax.process_count() > 1 and count * data_devices != len(all_devices):
         raise ValueError(
-            f"with {jax.process_count()} processes the round's clients must be split over all "
-            f"{len(devices)} devices: clients_per_round={clients_per_round} must be a multiple "
-            f"of {len(devices)} and client_devices 0 or {len(devices)}"
+            f"with {jax.process_count()} processes the round must use all {len(all_devices)} "
+            f"devices: clients_per_round={clients_per_round} must be a multiple of "
+            f"{len(devices)} and client_devices 0 or {len(devices)}"
         )
+    if data_devices > 1:
+        grid = np.array(all_devices[: count * data_devices]).reshape(count, data_devices)
+        return jax.sharding.Mesh(grid, (CLIENT_MESH_AXIS, DATA_MESH_AXIS))
     if count == 1:
         return None
     return jax.sharding.Mesh(np.array(devices[:count]), (CLIENT_MESH_AXIS,))
+
+
+def split_batch(batch):
+    """``batch`` constrained to be split along its first (example) axis over the ``"data"``
+    mesh axis, inside a round whose mesh has one; unchanged otherwise. XLA then runs each
+    client's batch on its data devices and sums the gradients across them."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or DATA_MESH_AXIS not in mesh.axis_names:
+        return batch
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(DATA_MESH_AXIS))
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
 
 
 # Loops longer than this run rolled even where the model asks for full unrolling: a fully
@@ -143,9 +168,11 @@ def map_clients(
             )
         # check_vma=False: the local steps' carry starts from the replicated global parameters
         # and becomes per-device after one step, which the varying-type check would reject.
-        return jax.shard_map(per_device, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)(
-            *args
-        )
+        # Only the clients axis is manual: a data axis stays XLA's to partition (split_batch).
+        return jax.shard_map(
+            per_device, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False,
+            axis_names=frozenset({CLIENT_MESH_AXIS}),
+        )(*args)  # fmt: skip
 
     return sharded
 

@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from fedjax_sim.algorithms.centralized import centralized
-from fedjax_sim.algorithms.local_sgd import local_sgd, local_steps_schedule
+from fedjax_sim.algorithms.local_sgd import InnerSchedule, local_sgd, local_steps_schedule
 from fedjax_sim.data.client_data import client_data_from_indices
 from fedjax_sim.models.model import stateless, variables
 from fedjax_sim.optimizers import decay_mask, make_optimizer, make_schedule, scaled_learning_rate
@@ -194,19 +194,24 @@ def test_local_sgd_with_h_1_is_synchronous_sgd_with_the_summed_batch():
     assert_trees_close(state.params, params)
 
 
-def slowmo_reference(alpha, beta, gamma, local_steps, rounds):
-    """Wang et al. 2020, Algorithm 1, with plain SGD inner steps on each full shard."""
+def slowmo_reference(alpha, beta, gamma, local_steps, rounds, factors=None, normalize=True):
+    """Wang et al. 2020, Algorithm 1, with plain SGD inner steps on each full shard; the inner
+    rate of round r is ``gamma * factors[r]`` (fairscale's SlowMo divides and multiplies by it;
+    ``normalize=False`` feeds the raw pseudo-gradient to the outer momentum)."""
     x, u = PARAMS0, jax.tree.map(jnp.zeros_like, PARAMS0)
-    for _ in range(rounds):
+    base = gamma
+    for r in range(rounds):
+        gamma = base * (1.0 if factors is None else factors[r])
+        outer_gamma = gamma if normalize else 1.0
         finals = []
         for shard in SHARDS:
             xk = x
             for _ in range(local_steps):
-                xk = jax.tree.map(lambda p, g: p - gamma * g, xk, GRAD(xk, shard))
+                xk = jax.tree.map(lambda p, g, lr=gamma: p - lr * g, xk, GRAD(xk, shard))
             finals.append(xk)
         average = jax.tree.map(lambda *xs: sum(xs) / len(xs), *finals)
-        u = jax.tree.map(lambda ui, x0, xa: beta * ui + (x0 - xa) / gamma, u, x, average)
-        x = jax.tree.map(lambda x0, ui: x0 - alpha * gamma * ui, x, u)
+        u = jax.tree.map(lambda ui, x0, xa, g=outer_gamma: beta * ui + (x0 - xa) / g, u, x, average)
+        x = jax.tree.map(lambda x0, ui, g=outer_gamma: x0 - alpha * g * ui, x, u)
     return x
 
 
@@ -220,6 +225,23 @@ def test_slowmo_matches_its_paper_and_beta_0_alpha_1_is_local_sgd(alpha, beta):
     assert_trees_close(state.params, slowmo_reference(alpha, beta, gamma, local_steps, rounds))
     assert [float(m["local_steps"]) for m in metrics] == [local_steps] * rounds
     assert int(state.extra["position"]) == rounds * local_steps * B
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_slowmo_with_a_scheduled_inner_rate_matches_fairscale_semantics(normalize):
+    # cosine inner rate over the rounds: fairscale's SlowMo (normalized by gamma_r) and the raw
+    # pseudo-gradient (DiLoCo's) against Algorithm 1 written out with gamma_r
+    gamma, local_steps, rounds = 0.3, 3, 4
+    schedule = optax.cosine_decay_schedule(1.0, rounds)
+    algo = local_sgd(OBJECTIVE, optax.sgd(gamma), optax.sgd(0.8, momentum=0.5), num_workers=K,
+                     local_steps=local_steps, batch_size=B,
+                     inner_schedule=InnerSchedule(schedule, normalize_outer=normalize))  # fmt: skip
+    state, _ = run(algo, rounds)
+    factors = [float(schedule(r)) for r in range(rounds)]
+    expected = slowmo_reference(0.8, 0.5, gamma, local_steps, rounds, factors, normalize)
+    assert_trees_close(state.params, expected)
+    other = slowmo_reference(0.8, 0.5, gamma, local_steps, rounds, factors, not normalize)
+    assert not np.allclose(jax.tree.leaves(state.params)[0], jax.tree.leaves(other)[0])
 
 
 def test_diloco_outer_step_is_nesterov_on_the_mean_pseudo_gradient():

@@ -262,6 +262,7 @@ def test_every_numeric_field_is_checked(name, shakespeare_cache):
         ("async_digits", "asynchronous.staleness_scaling", "hinge", "polynomial"),
         ("async_digits", "localsgd.sync_momentum", "average", "keep"),  # not for asyncsgd
         ("a2cid2_digits", "gossip.graph", "torus", "random_pairs"),
+        ("a2cid2_digits", "speed.model", "lognormal", "straggler"),
         ("adaptive_steps_digits", "localsgd.schedule", "cyclic", "adaptive"),
         ("adaptive_batch_digits", "localsgd.batch_schedule", "linear", "noise_scale"),
         ("adaptive_batch_digits", "localsgd.initial_batch_size", 64, "client.batch_size"),

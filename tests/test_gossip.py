@@ -14,6 +14,7 @@ from fedjax_sim.algorithms.gossip import (
     random_matching,
     ring_matchings,
 )
+from fedjax_sim.algorithms.speeds import make_job_durations, straggler_workers
 from fedjax_sim.data.client_data import client_data_from_indices
 from fedjax_sim.models.model import stateless, variables
 from fedjax_sim.tasks import Task, cross_entropy
@@ -66,8 +67,11 @@ def test_matchings():
     assert not np.any(partners == np.arange(6))  # everyone matched
 
 
-def reference(rounds, accelerate):
-    """Each worker one at a time, events in the module docstring's order."""
+def reference(rounds, accelerate, slowdown=None):
+    """Each worker one at a time, events in the module docstring's order; ``slowdown[k]``:
+    worker k's step takes that many ticks."""
+    slowdown = slowdown or [1] * K
+    due = [0] * K
     eta, beta_tilde = acid_constants("ring", K, R) if accelerate else (0.0, 0.0)
     flow = np.asarray(jax.scipy.linalg.expm(eta / (R + 1) * jnp.array([[-1.0, 1.0], [1.0, -1.0]])))
     x = [PARAMS0] * K
@@ -83,9 +87,12 @@ def reference(rounds, accelerate):
         )
 
     event = 0
-    for _ in range(rounds * H):
+    for tick in range(rounds * H):
         for k in range(K):
             mix(k)
+            if due[k] > tick:
+                continue
+            due[k] += slowdown[k]
             buffers[k] = jax.tree.map(lambda m, g: MOMENTUM * m + g, buffers[k], _grad(x[k], k))
             x[k] = jax.tree.map(lambda p, m: p - LR * m, x[k], buffers[k])
             tilde[k] = jax.tree.map(lambda p, m: p - LR * m, tilde[k], buffers[k])
@@ -103,16 +110,26 @@ def reference(rounds, accelerate):
     return x, tilde
 
 
-@pytest.mark.parametrize("accelerate", [True, False])
-def test_gossip_matches_a_per_worker_event_loop(accelerate):
+@pytest.mark.parametrize("accelerate, straggler", [(True, False), (False, False), (True, True)])
+def test_gossip_matches_a_per_worker_event_loop(accelerate, straggler):
+    slowdown = [1] * K
+    durations = None
+    if straggler:  # one worker (by the seed) takes 2 ticks a step: it steps on even ticks
+        durations = make_job_durations(
+            "straggler", num_workers=K, seed=1, straggler_fraction=0.25, slowdown=2.0
+        )
+        slowdown[int(straggler_workers(K, 0.25, 1)[0])] = 2
     algorithm = gossip_sgd(
         cross_entropy(LINEAR), optax.sgd(LR, momentum=MOMENTUM), num_workers=K, local_steps=H,
         batch_size=B, graph="ring", communications=R, accelerate=accelerate,
+        durations=durations,
     )  # fmt: skip
     state = algorithm.init(variables(PARAMS0))
+    examples = 0.0
     for _ in range(2):
         state, metrics = jax.jit(algorithm.round_fn)(state, CLIENTS, jax.random.key(1))
-    x, tilde = reference(2, accelerate)
+        examples += float(metrics["train_examples"])
+    x, tilde = reference(2, accelerate, slowdown)
     stack = lambda trees: jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)  # noqa: E731
     for got, want in (
         (state.clients["params"], stack(x)),
@@ -126,7 +143,9 @@ def test_gossip_matches_a_per_worker_event_loop(accelerate):
         ):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
     assert float(metrics["syncs"]) == H * R
-    assert float(metrics["train_examples"]) == K * H * B
+    steps = [sum(1 for t in range(2 * H) if t % s == 0) for s in slowdown]
+    assert examples == sum(steps) * B  # only the steps taken count
+    np.testing.assert_array_equal(state.clients["steps"], steps)
 
 
 @pytest.mark.parametrize("graph", ["ring", "random_pairs"])

@@ -136,12 +136,16 @@ WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
                              staleness_scaling="polynomial", keep_inner_state=True, **common)
         return gossip_sgd(loss, inner, graph="random_pairs", **common)
 
-    def train(devices, axis, name):
-        mesh = client_mesh_for(devices, 8)
-        assert (mesh is None) == (devices == 1)
+    def train(devices, axis, name, data=1):
+        mesh = client_mesh_for(devices, 8, data)
+        assert (mesh is None) == (devices == 1 and data == 1)
         algo = build(name, Execution(axis, mesh=mesh))
         state = algo.init(variables(init(jax.random.key(0))))
         step = jax.jit(algo.round_fn)
+        if data > 1:  # the data axis splits each worker's batch: more all-reduces
+            reduces[data] = step.lower(state, workers, jax.random.key(1)).compile().as_text()
+        elif devices == 4 and axis == "vmap":
+            reduces[1] = step.lower(state, workers, jax.random.key(1)).compile().as_text()
         for _ in range(3):
             state, _ = step(state, workers, jax.random.key(1))
         if mesh is not None:
@@ -149,6 +153,7 @@ WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
             assert buffer.sharding.spec == jax.sharding.PartitionSpec("clients"), buffer.sharding
         return jax.tree.leaves((state.params, state.clients))
 
+    reduces = {}
     for name in ("localsgd", "async", "gossip"):
         expected = train(1, "vmap", name)
         for devices in (2, 4, 8):
@@ -157,6 +162,10 @@ WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
                 for a, b in zip(expected, got, strict=True):
                     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6,
                                                err_msg=(name, devices, axis))
+        # 4 devices for the workers x 2 for each worker's batch (a "data" mesh axis)
+        for a, b in zip(expected, train(4, "vmap", name, data=2), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=(name, "data"))
+        assert reduces[2].count("all-reduce(") > reduces[1].count("all-reduce("), name
     print("OK")
 """)
 

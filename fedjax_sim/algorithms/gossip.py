@@ -16,15 +16,21 @@ edge resistance ``(e_i - e_j)^T L^+ (e_i - e_j) / 2``, ``eta = 1 / (2 sqrt(chi_1
 ``beta~ = sqrt(chi_1 / chi_2) / 2`` (the authors' reference code, AdelNabli/ACiD). Without
 acceleration this is asynchronous gossip SGD (AD-PSGD's pairwise averaging), the baseline.
 
-The event schedule is the reference code's deterministic one at equal speeds: every tick, each
-worker takes one gradient step, then ``R`` communication rounds follow, each a matching of
-the graph; events are ``1 / (R + 1)`` apart. Graphs: ``"ring"`` (alternately the even and the
+The event schedule is the reference code's deterministic one: every tick (one nominal gradient
+time), each worker that is due takes one gradient step, then ``R`` communication rounds
+follow, each a matching of the graph; events are ``1 / (R + 1)`` apart. Under a speed model
+(`fedjax_sim.algorithms.speeds`) a worker is due when its previous step's duration has
+elapsed, so a straggler 4x slower steps every 4th tick while the others go on, averaging with
+whatever its neighbours hold: the asynchrony A2CiD2 is for. A worker takes at most one step per
+tick (durations are in ticks, at least one). Graphs: ``"ring"`` (alternately the even and the
 odd edges of the cycle, as the reference's cycle graph) or ``"random_pairs"`` (a fresh random
 perfect matching every time: the complete graph). A round is H ticks (``local_steps``), its
 gradient steps vectorized over the workers; the reported ``params`` are the workers' mean.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +39,7 @@ import optax
 
 from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
 from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
+from fedjax_sim.algorithms.speeds import make_job_durations
 from fedjax_sim.data.client_data import ClientData, round_batch_plan
 from fedjax_sim.engine import Execution, map_clients
 from fedjax_sim.tasks import Objective
@@ -108,6 +115,7 @@ def gossip_sgd(
     graph: str = "ring",
     communications: int = 1,
     accelerate: bool = True,
+    durations: Callable | None = None,
     execution: Execution | None = None,
 ) -> Algorithm:
     """Gossip SGD, with A2CiD2's continuous momentum when ``accelerate`` (module docstring).
@@ -121,13 +129,17 @@ def gossip_sgd(
       graph: one of `GOSSIP_GRAPHS`.
       communications: R >= 1 pairwise averagings per worker and gradient step.
       accelerate: A2CiD2 (True) or plain gossip (False, the baseline).
+      durations: the speed model, ``durations(workers_K, jobs_K) -> [K]`` in ticks (>= 1);
+        default: every step takes one tick.
       execution: the worker axis (vmap, map, mesh); speed and memory only.
 
     Returns:
       `Algorithm` over a `ServerState` whose ``params`` are the workers' mean and whose
-      ``clients`` hold each worker's ``params``, ``tilde`` (A2CiD2's x~) and ``opt_state``.
-      The round reports the training metrics, ``consensus`` (``mean_k |x_k - mean x|^2``)
-      and ``syncs`` (pairwise exchanges per worker / 1: each is one message each way).
+      ``clients`` hold each worker's ``params``, ``tilde`` (A2CiD2's x~), ``opt_state``,
+      ``steps`` (gradient steps so far) and ``due`` (when its next step is, in ticks from the
+      round's start). The round reports the training metrics, ``consensus``
+      (``mean_k |x_k - mean x|^2``), ``syncs`` (one per averaging of all pairs: each worker
+      sends and receives one model) and ``clock`` / ``clock_examples`` (H ticks).
     """
     if num_workers < 2 or communications < 1:
         raise ValueError(
@@ -135,6 +147,7 @@ def gossip_sgd(
             f"{communications}"
         )
     execution = execution or Execution()
+    durations = durations or make_job_durations("fixed", num_workers=num_workers)
     eta, beta_tilde = acid_constants(graph, num_workers, communications)
     if not accelerate:
         eta, beta_tilde = 0.0, 0.0
@@ -159,19 +172,19 @@ def gossip_sgd(
             )
         params = variables["params"]
         own = {"params": params, "tilde": params, "opt_state": inner_tx.init(params)}
-        state = new_server_state(
-            variables, optax.EmptyState(), replicate_for_clients(own, num_workers)
-        )
-        return state.replace(extra={"position": jnp.zeros((), jnp.int32)})
+        own = replicate_for_clients(own, num_workers)
+        own.update(steps=jnp.zeros(num_workers, jnp.int32), due=jnp.zeros(num_workers))
+        return new_server_state(variables, optax.EmptyState(), own)
 
     def round_fn(state, clients: ClientData, key):
         data_key, train_key, match_key = jax.random.split(key, 3)
-        position = state.extra["position"]
+        own = state.clients
+        # each worker's stream goes on from its own count of steps; the i-th step it takes in
+        # this round reads the i-th batch of its plan
         indices_KxJxB, mask_KxJxB = round_batch_plan(
             data_key, clients, workers, num_steps=local_steps, batch_size=batch_size,
-            offset=position,
+            offset=own["steps"] * batch_size,
         )  # fmt: skip
-        round_key = jax.random.fold_in(train_key, state.round)
 
         def step(x, opt_state, indices_B, mask_B, rng):
             result = run_local(
@@ -181,16 +194,22 @@ def gossip_sgd(
 
         step_K = map_clients(step, execution.client_axis, execution.chunk_size, execution.mesh)
 
-        def tick(carry, inputs):
-            x_K, tilde_K, opt_K = carry
-            tick_index, indices_KxB, mask_KxB = inputs
-            rngs_K = jax.vmap(
-                lambda w: jax.random.fold_in(jax.random.fold_in(round_key, tick_index), w)
-            )(workers)
+        def tick(carry, tick_index):
+            x_K, tilde_K, opt_K, steps_K, taken_K, due_K = carry
+            due = due_K <= tick_index.astype(due_K.dtype)
+            pick = lambda a: jnp.take_along_axis(  # noqa: E731
+                a, jnp.minimum(taken_K, local_steps - 1)[:, None, None], axis=1
+            )[:, 0]
+            mask_KxB = pick(mask_KxJxB) & due[:, None]
+            rngs_K = jax.vmap(lambda w, n: jax.random.fold_in(jax.random.fold_in(train_key, n), w))(
+                workers, steps_K
+            )
             x_K, tilde_K = mix(x_K, tilde_K)
-            update_K, opt_K, metrics_K = step_K(x_K, opt_K, indices_KxB, mask_KxB, rngs_K)
-            x_K = jax.tree.map(jnp.add, x_K, update_K)
+            update_K, opt_K, metrics_K = step_K(x_K, opt_K, pick(indices_KxJxB), mask_KxB, rngs_K)
+            x_K = jax.tree.map(jnp.add, x_K, update_K)  # a worker not due: a zero update
             tilde_K = jax.tree.map(jnp.add, tilde_K, update_K)
+            due_K = jnp.where(due, due_K + durations(workers, steps_K), due_K)
+            steps_K, taken_K = steps_K + due, taken_K + due
             for c in range(communications):
                 event = (state.round * local_steps + tick_index) * communications + c
                 if graph == "ring":
@@ -199,13 +218,12 @@ def gossip_sgd(
                     partner_K = random_matching(jax.random.fold_in(match_key, event), num_workers)
                 x_K, tilde_K = mix(x_K, tilde_K)
                 x_K, tilde_K = _exchange(x_K, tilde_K, partner_K, beta_tilde)
-            return (x_K, tilde_K, opt_K), metrics_K
+            return (x_K, tilde_K, opt_K, steps_K, taken_K, due_K), metrics_K
 
-        own = state.clients
-        (x_K, tilde_K, opt_K), metrics_JxK = jax.lax.scan(
-            tick,
-            (own["params"], own["tilde"], own["opt_state"]),
-            (jnp.arange(local_steps), indices_KxJxB.swapaxes(0, 1), mask_KxJxB.swapaxes(0, 1)),
+        start = (own["params"], own["tilde"], own["opt_state"], own["steps"],
+                 jnp.zeros(num_workers, jnp.int32), own["due"])  # fmt: skip
+        (x_K, tilde_K, opt_K, steps_K, _, due_K), metrics_JxK = jax.lax.scan(
+            tick, start, jnp.arange(local_steps)
         )
         mean = jax.tree.map(lambda x: x.mean(0), x_K)
         consensus = sum(
@@ -213,20 +231,19 @@ def gossip_sgd(
             for x, m in zip(jax.tree.leaves(x_K), jax.tree.leaves(mean), strict=True)
         )
         metrics = training_metrics(sum_metrics(sum_metrics(metrics_JxK)))
-        matched = (
-            1.0
-            if graph == "random_pairs" or num_workers % 2 == 0
-            else (num_workers - 1) / num_workers
-        )
+        # an odd K leaves one worker out of every matching
+        matched = 1.0 if num_workers % 2 == 0 else (num_workers - 1) / num_workers
         metrics.update(
-            consensus=consensus, syncs=jnp.float32(local_steps * communications * matched)
+            consensus=consensus,
+            syncs=jnp.float32(local_steps * communications * matched),
+            clock=jnp.float32(local_steps),
+            clock_examples=jnp.float32(local_steps * batch_size),
         )
-        new_own = {"params": x_K, "tilde": tilde_K, "opt_state": opt_K}
-        return state.replace(
-            params=mean,
-            round=state.round + 1,
-            clients=shard_client_states(new_own, execution.mesh),
-            extra={"position": position + local_steps * batch_size},
-        ), metrics
+        new_own = {"params": x_K, "tilde": tilde_K, "opt_state": opt_K, "steps": steps_K,
+                   "due": due_K - local_steps}  # fmt: skip
+        new_state = state.replace(
+            params=mean, round=state.round + 1, clients=shard_client_states(new_own, execution.mesh)
+        )
+        return new_state, metrics
 
     return Algorithm(init=init, round_fn=round_fn)

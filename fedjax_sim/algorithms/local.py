@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from fedjax_sim.data.client_data import ClientData, gather_batch
+from fedjax_sim.engine import split_batch
 from fedjax_sim.tasks import Objective
 
 
@@ -84,7 +85,7 @@ def make_local_steps(objective: Objective, tx: optax.GradientTransformation, *, 
         def step(carry, inputs):
             params, model_state, opt_state = carry
             indices_B, mask_B, step_rng = inputs[:3]
-            batch = gather_batch(data, indices_B, mask_B)
+            batch = split_batch(gather_batch(data, indices_B, mask_B))
             (_, (metrics, new_model_state)), grads = grad_fn(
                 params, model_state, batch, step_rng, context
             )

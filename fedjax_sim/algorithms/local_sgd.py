@@ -18,6 +18,12 @@ Each worker reads its shard as a continued stream of shuffled passes (``position
 read so far), so every example is used once per epoch across the workers, and the number of
 inner steps of a round may vary under a static maximum (`lax.cond` skips the rest).
 
+A scheduled inner learning rate (`InnerSchedule`) is constant within a round, the
+optimizer's own rate times ``factor(round)``; with ``normalize_outer`` the outer step sees the
+pseudo-gradient divided by that rate and its step is multiplied by it, fairscale's SlowMo
+(``u <- beta u + (x0 - x_H) / gamma_r; x <- x0 - alpha gamma_r u``) for any schedule; without,
+the outer step sees the raw pseudo-gradient (DiLoCo, torchft). With a constant rate both agree.
+
 The inner optimizer state at a synchronization (``sync_momentum``): ``"reset"`` (fresh every
 round), ``"keep"`` (each worker's own survives, per-worker state) or ``"average"`` (averaged
 over the workers like the parameters; with SGD momentum and H = 1 this is synchronous
@@ -71,6 +77,28 @@ class AdaptiveSteps(NamedTuple):
 
     initial: int = 1
     threshold: float = 0.01
+
+
+class InnerSchedule(NamedTuple):
+    """The inner learning rate of round ``r``: the inner optimizer's own times ``factor(r)``
+    (a jit-able function of the traced round); ``normalize_outer``: fairscale's SlowMo outer
+    step (module docstring)."""
+
+    factor: Callable
+    normalize_outer: bool = False
+
+
+def _with_step_size(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` followed by a scale whose factor lives in the state (`_set_step_size`)."""
+    return optax.chain(tx, optax.inject_hyperparams(optax.scale)(step_size=1.0))
+
+
+def _set_step_size(chain_state, index: int, value):
+    """The state of a chain with its ``index``-th (injected scale) factor set to ``value``."""
+    states = list(chain_state)
+    hyperparams = {"step_size": jnp.asarray(value, jnp.float32)}
+    states[index] = states[index]._replace(hyperparams=hyperparams)
+    return tuple(states)
 
 
 class BatchGrowth(NamedTuple):
@@ -150,6 +178,7 @@ def local_sgd(
     steps_schedule: Callable | None = None,
     adaptive_steps: AdaptiveSteps | None = None,
     batch_growth: BatchGrowth | None = None,
+    inner_schedule: InnerSchedule | None = None,
     durations: Callable | None = None,
     execution: Execution | None = None,
 ) -> Algorithm:
@@ -166,6 +195,7 @@ def local_sgd(
       steps_schedule: ``round -> H_r`` (`local_steps_schedule`); default H every round.
       adaptive_steps: the data-driven H rule (replaces ``steps_schedule``), or None.
       batch_growth: noise-scale estimation and batch growth, or None.
+      inner_schedule: a per-round inner learning rate (`InnerSchedule`), or None.
       durations: the speed model, ``durations(workers_K, jobs_K) -> [K]``
         (`fedjax_sim.algorithms.speeds`); a round waits for its slowest worker. Default: 1.
       execution: the worker axis (vmap, map, mesh); speed and memory only.
@@ -187,7 +217,16 @@ def local_sgd(
     execution = execution or Execution()
     steps_schedule = steps_schedule or local_steps_schedule("constant", local_steps)
     durations = durations or make_job_durations("fixed", num_workers=num_workers)
+    normalize = inner_schedule is not None and inner_schedule.normalize_outer
+    if normalize:  # pseudo-gradient / gamma_r, then the step * gamma_r (indices 2 and 4)
+        outer_tx = optax.chain(
+            optax.inject_hyperparams(optax.scale)(step_size=1.0),
+            outer_tx,
+            optax.inject_hyperparams(optax.scale)(step_size=1.0),
+        )
     outer = optax.chain(aggregation.weighted_mean(), optax.scale(-1.0), outer_tx)
+    if inner_schedule is not None:
+        inner_tx = _with_step_size(inner_tx)
     run_local = make_local_steps(objective, inner_tx, unroll=execution.unroll)
     worker_state = sync_momentum != "reset"
 
@@ -215,6 +254,12 @@ def local_sgd(
         batch = extra["batch_size"] if batch_growth is not None else batch_size
         position = extra["position"]
         workers = jnp.arange(num_workers)
+        factor = None if inner_schedule is None else inner_schedule.factor(state.round)
+        outer_state = state.opt_state
+        if normalize:
+            inverse = jnp.where(factor > 0, 1.0 / jnp.where(factor > 0, factor, 1.0), 0.0)
+            tx_states = _set_step_size(outer_state[2], 0, inverse)
+            outer_state = (*outer_state[:2], _set_step_size(tx_states, 2, factor))
 
         # each worker's key is the same every round: its stream continues across rounds
         indices_KxJxB, mask_KxJxB = round_batch_plan(
@@ -228,6 +273,8 @@ def local_sgd(
 
         def work(own, indices_JxB, mask_JxB, rng):
             opt_state = own["opt_state"] if worker_state else inner_tx.init(state.params)
+            if factor is not None:
+                opt_state = _set_step_size(opt_state, 1, factor)
             result = run_local(
                 state.params, state.model_state, opt_state, clients, indices_JxB, mask_JxB,
                 rng, None, step_limit=steps,
@@ -246,7 +293,7 @@ def local_sgd(
             state.clients, indices_KxJxB, mask_KxJxB, rngs_K
         )
         weights_K = jnp.ones(num_workers, jnp.float32)
-        updates, opt_state = outer.update(delta_K, state.opt_state, state.params, weights=weights_K)
+        updates, opt_state = outer.update(delta_K, outer_state, state.params, weights=weights_K)
         if sync_momentum == "average":
             own_K = _mean_over_workers(own_K)
         metrics = training_metrics(sum_metrics(metrics_K))
