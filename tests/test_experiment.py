@@ -66,16 +66,19 @@ def test_smoke_config_runs_end_to_end(name, shakespeare_cache, tmp_path):
 
 # one per family: federated, LocalSGD, post-local SGD (crosses its switch at round 2: the
 # crash is after round 3), DiLoCo (per-worker Adam state), large batch (accumulation, LARS),
-# asynchronous SGD (pulled models, clocks), adaptive H and adaptive batch (their server state)
+# asynchronous SGD (pulled models, clocks), adaptive H with the noise-scale batch (their
+# server state, in one run), A2CiD2 (x~, per-worker step counts)
 RESUMED = ["fedavg_shakespeare", "localsgd_digits", "postlocal_digits", "diloco_digits",
            "largebatch_digits", "async_digits", "adaptive_steps_digits",
-           "adaptive_batch_digits", "a2cid2_digits"]  # fmt: skip
+           "a2cid2_digits"]  # fmt: skip
+ALSO = {"adaptive_steps_digits": {"localsgd.batch_schedule": "noise_scale",
+                                  "localsgd.initial_batch_size": 4}}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", RESUMED)
 def test_resume_after_crash_gives_the_same_result(name, shakespeare_cache, tmp_path):
     """A run that dies after round 3 (checkpoint at 2) resumes to the uninterrupted result."""
-    overrides = {"rounds": 5, "eval_every": 1, "checkpoint_every": 2}
+    overrides = {"rounds": 5, "eval_every": 1, "checkpoint_every": 2, **ALSO.get(name, {})}
     straight = smoke_config(name, shakespeare_cache, **overrides)
     experiment_lib.run_experiment(straight, str(tmp_path / "straight"), progress=False)
 
