@@ -18,40 +18,12 @@ from fedjax_sim.algorithms.async_sgd import async_sgd, staleness_scale, wave_of_
 from fedjax_sim.algorithms.local_sgd import local_sgd
 from fedjax_sim.algorithms.speeds import make_job_durations, straggler_workers
 from fedjax_sim.data.client_data import client_data_from_indices
-from fedjax_sim.models.model import stateless, variables
-from fedjax_sim.tasks import Task, cross_entropy
+from fedjax_sim.models.model import variables
+from fedjax_sim.tasks import cross_entropy
+from tests.linear_workers import LINEAR, PARAMS0, linear_workers
 
-K, B, D, CLASSES, H, LR = 3, 5, 3, 2, 2, 0.3
-
-
-def _init(rng):
-    return {"w": 0.3 * jax.random.normal(rng, (D, CLASSES)), "b": jnp.zeros(CLASSES)}
-
-
-LINEAR = Task(
-    stateless(_init, lambda p, x: x @ p["w"] + p["b"], (D,), "linear"), lambda x, rng: x, CLASSES
-)
-RNG = np.random.default_rng(1)
-DATA = {
-    "x": RNG.normal(size=(K * B, D)).astype(np.float32),
-    "y": RNG.integers(0, CLASSES, K * B).astype(np.int32),
-}
-SHARDS = [np.arange(k * B, (k + 1) * B) for k in range(K)]
-CLIENTS = client_data_from_indices(DATA, SHARDS)
-PARAMS0 = _init(jax.random.key(0))
-
-
-@jax.jit
-def _grad(params, k):
-    idx = jnp.arange(B) + k * B
-
-    def loss(p):
-        logits = jnp.asarray(DATA["x"])[idx] @ p["w"] + p["b"]
-        return optax.softmax_cross_entropy_with_integer_labels(
-            logits, jnp.asarray(DATA["y"])[idx]
-        ).mean()
-
-    return jax.grad(loss)(params)
+K, B, H, LR = 3, 5, 2, 0.3
+DATA, SHARDS, CLIENTS, GRAD = linear_workers(K, B, seed=1)
 
 
 def reference(events, durations, scale, momentum=0.0):
@@ -68,7 +40,7 @@ def reference(events, durations, scale, momentum=0.0):
         finish, _, k = heapq.heappop(heap)
         local, buf = pulled[k], buffers[k]
         for _ in range(H):
-            buf = jax.tree.map(lambda m, g: momentum * m + g, buf, _grad(local, k))
+            buf = jax.tree.map(lambda m, g: momentum * m + g, buf, GRAD(local, SHARDS[k]))
             local = jax.tree.map(lambda p, m: p - LR * m, local, buf)
         buffers[k] = buf if momentum else buffers[k]
         tau = version - pulled_version[k]

@@ -15,38 +15,12 @@ import pytest
 from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.algorithms.local_sgd import InnerSchedule, local_sgd, local_steps_schedule
 from fedjax_sim.data.client_data import client_data_from_indices
-from fedjax_sim.models.model import stateless, variables
+from fedjax_sim.models.model import variables
 from fedjax_sim.optimizers import decay_mask, make_optimizer, make_schedule, scaled_learning_rate
-from fedjax_sim.tasks import Task, cross_entropy
+from tests.linear_workers import LINEAR, OBJECTIVE, PARAMS0, linear_workers
 
-K, B, D, CLASSES = 2, 6, 3, 2
-
-
-def _init(rng):
-    return {"w": 0.3 * jax.random.normal(rng, (D, CLASSES)), "b": jnp.zeros(CLASSES)}
-
-
-LINEAR = Task(
-    stateless(_init, lambda p, x: x @ p["w"] + p["b"], (D,), "linear"), lambda x, rng: x, CLASSES
-)
-OBJECTIVE = cross_entropy(LINEAR)
-RNG = np.random.default_rng(0)
-DATA = {
-    "x": RNG.normal(size=(K * B, D)).astype(np.float32),
-    "y": RNG.integers(0, CLASSES, K * B).astype(np.int32),
-}
-SHARDS = [np.arange(k * B, (k + 1) * B) for k in range(K)]
-CLIENTS = client_data_from_indices(DATA, SHARDS)
-PARAMS0 = _init(jax.random.key(0))
-
-
-def mean_loss(params, idx):
-    logits = jnp.asarray(DATA["x"])[idx] @ params["w"] + params["b"]
-    labels = jnp.asarray(DATA["y"])[idx]
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
-GRAD = jax.jit(jax.grad(mean_loss))
+K, B = 2, 6
+DATA, SHARDS, CLIENTS, GRAD = linear_workers(K, B, seed=0)
 
 
 def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):

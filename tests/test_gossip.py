@@ -15,39 +15,12 @@ from fedjax_sim.algorithms.gossip import (
     ring_matchings,
 )
 from fedjax_sim.algorithms.speeds import make_job_durations, straggler_workers
-from fedjax_sim.data.client_data import client_data_from_indices
-from fedjax_sim.models.model import stateless, variables
-from fedjax_sim.tasks import Task, cross_entropy
+from fedjax_sim.models.model import variables
+from fedjax_sim.tasks import cross_entropy
+from tests.linear_workers import CLASSES, LINEAR, PARAMS0, D, linear_workers
 
-K, B, D, CLASSES, H, R, LR, MOMENTUM = 4, 5, 3, 2, 3, 2, 0.3, 0.5
-
-
-def _init(rng):
-    return {"w": 0.3 * jax.random.normal(rng, (D, CLASSES)), "b": jnp.zeros(CLASSES)}
-
-
-LINEAR = Task(
-    stateless(_init, lambda p, x: x @ p["w"] + p["b"], (D,), "linear"), lambda x, rng: x, CLASSES
-)
-RNG = np.random.default_rng(2)
-DATA = {
-    "x": RNG.normal(size=(K * B, D)).astype(np.float32),
-    "y": RNG.integers(0, CLASSES, K * B).astype(np.int32),
-}
-CLIENTS = client_data_from_indices(DATA, [np.arange(k * B, (k + 1) * B) for k in range(K)])
-PARAMS0 = _init(jax.random.key(0))
-
-
-@jax.jit
-def _grad(params, k):
-    idx = jnp.arange(B) + k * B
-
-    def loss(p):
-        logits = jnp.asarray(DATA["x"])[idx] @ p["w"] + p["b"]
-        labels = jnp.asarray(DATA["y"])[idx]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-    return jax.grad(loss)(params)
+K, B, H, R, LR, MOMENTUM = 4, 5, 3, 2, 0.3, 0.5
+_, SHARDS, CLIENTS, GRAD = linear_workers(K, B, seed=2)
 
 
 def test_acid_constants_on_a_4_cycle_by_hand():
@@ -93,7 +66,8 @@ def reference(rounds, accelerate, slowdown=None):
             if due[k] > tick:
                 continue
             due[k] += slowdown[k]
-            buffers[k] = jax.tree.map(lambda m, g: MOMENTUM * m + g, buffers[k], _grad(x[k], k))
+            grad = GRAD(x[k], SHARDS[k])
+            buffers[k] = jax.tree.map(lambda m, g: MOMENTUM * m + g, buffers[k], grad)
             x[k] = jax.tree.map(lambda p, m: p - LR * m, x[k], buffers[k])
             tilde[k] = jax.tree.map(lambda p, m: p - LR * m, tilde[k], buffers[k])
         for _ in range(R):

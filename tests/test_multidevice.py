@@ -98,18 +98,19 @@ SCRIPT = LINEAR_TASK + textwrap.dedent("""
 """)
 
 
-def test_client_axis_sharded_over_two_devices_matches_one():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+def run_with_host_devices(script: str, devices: int) -> None:
+    """Runs ``script`` in a fresh process with ``devices`` host devices; it must print OK."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=300,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+def test_client_axis_sharded_over_two_devices_matches_one():
+    run_with_host_devices(SCRIPT, 2)
 
 
 WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
@@ -174,14 +175,4 @@ WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
 
 
 def test_workers_on_1_2_4_and_8_devices_give_the_same_local_async_and_gossip_sgd():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    result = subprocess.run(
-        [sys.executable, "-c", WORKER_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK")
+    run_with_host_devices(WORKER_SCRIPT, 8)
