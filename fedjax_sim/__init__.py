@@ -1,12 +1,15 @@
 """fedjax-sim: federated and distributed learning simulation where clients are a batch axis."""
 
 from fedjax_sim.aggregation import weighted_mean
+from fedjax_sim.algorithms.async_sgd import async_sgd
 from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.algorithms.fedavg import fed_avg, fedavg_parts
 from fedjax_sim.algorithms.feddyn import feddyn_parts
 from fedjax_sim.algorithms.fednova import fednova_parts
 from fedjax_sim.algorithms.fedprox import fedprox_parts
+from fedjax_sim.algorithms.gossip import gossip_sgd
 from fedjax_sim.algorithms.local import Algorithm
+from fedjax_sim.algorithms.local_sgd import local_sgd
 from fedjax_sim.algorithms.round import (
     ClientInput,
     ClientOutput,
@@ -17,6 +20,7 @@ from fedjax_sim.algorithms.round import (
 )
 from fedjax_sim.algorithms.scaffold import scaffold_parts
 from fedjax_sim.algorithms.selection import make_sampler
+from fedjax_sim.algorithms.speeds import make_job_durations
 from fedjax_sim.checkpoints import CheckpointError
 from fedjax_sim.config_checks import ConfigError
 from fedjax_sim.config_files import load_config
@@ -28,6 +32,7 @@ from fedjax_sim.engine import Execution, map_clients
 from fedjax_sim.evaluation import make_evaluator
 from fedjax_sim.models import registry as models
 from fedjax_sim.optimizers import make_optimizer
+from fedjax_sim.robust_aggregation import coordinate_median, krum, norm_clipping, trimmed_mean
 from fedjax_sim.simulate import DivergenceError, multi_round, simulate
 from fedjax_sim.tasks import Task, cross_entropy, make_task
 
@@ -45,8 +50,10 @@ __all__ = [
     "FederatedParts",
     "ServerState",
     "Task",
+    "async_sgd",
     "build_shakespeare",
     "centralized",
+    "coordinate_median",
     "cross_entropy",
     "fed_avg",
     "fedavg_parts",
@@ -55,21 +62,27 @@ __all__ = [
     "federated_round",
     "fednova_parts",
     "fedprox_parts",
+    "gossip_sgd",
     "iid_reshuffle",
+    "krum",
     "load_cifar100",
     "load_config",
     "load_leaf_json",
+    "local_sgd",
     "make_evaluator",
     "make_federated_cifar100",
+    "make_job_durations",
     "make_optimizer",
     "make_sampler",
     "make_task",
     "map_clients",
     "models",
     "multi_round",
+    "norm_clipping",
     "pooled_client_data",
     "scaffold_parts",
     "simulate",
     "train_client_data",
+    "trimmed_mean",
     "weighted_mean",
 ]

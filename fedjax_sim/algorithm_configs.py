@@ -40,6 +40,7 @@ from fedjax_sim.engine import (
     resolve_unroll,
 )
 from fedjax_sim.optimizers import make_optimizer, make_schedule, scaled_learning_rate
+from fedjax_sim.robust_aggregation import make_aggregator
 from fedjax_sim.tasks import Task, cross_entropy
 
 FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
@@ -170,6 +171,11 @@ def _parts(config, task: Task, num_clients: int, unroll):
     client_tx, server_tx = _optimizers(config)
     name = config.algorithm
     common = {"unroll": unroll}
+    robust = config.robust
+    aggregator = make_aggregator(
+        robust.aggregator, trim_fraction=robust.trim_fraction, max_norm=robust.max_norm,
+        byzantine=robust.byzantine, krum_selected=robust.krum_selected,
+    )  # fmt: skip
     fedavg_options = {
         "num_clients": num_clients,
         "model_state": config.model_state,
@@ -177,13 +183,19 @@ def _parts(config, task: Task, num_clients: int, unroll):
         **common,
     }
     if name == "fedavg":
-        return fedavg_parts(objective, client_tx, server_tx, **fedavg_options)
+        return fedavg_parts(
+            objective, client_tx, server_tx, aggregator=aggregator, **fedavg_options
+        )
     if name == "fedbn":
-        return fedavg_parts(objective, client_tx, server_tx, personal="norm", **fedavg_options)
+        return fedavg_parts(
+            objective, client_tx, server_tx, personal="norm", aggregator=aggregator,
+            **fedavg_options,
+        )  # fmt: skip
     if name == "fedprox":
         return fedprox_parts(
-            objective, client_tx, server_tx, mu=config.fedprox.mu, **fedavg_options
-        )
+            objective, client_tx, server_tx, mu=config.fedprox.mu, aggregator=aggregator,
+            **fedavg_options,
+        )  # fmt: skip
     if name == "fednova":
         return fednova_parts(
             objective, client_tx, server_tx, client_momentum=config.client.momentum,

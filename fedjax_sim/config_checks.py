@@ -23,6 +23,7 @@ from fedjax_sim.ledger import TOPOLOGIES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 from fedjax_sim.models.resnet import NORMS
 from fedjax_sim.optimizers import LR_SCALING, OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from fedjax_sim.robust_aggregation import AGGREGATORS
 
 
 class ConfigError(ValueError):
@@ -281,6 +282,21 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _number("selection.dropout", selection.dropout)
     _require(selection.dropout < 1, f"selection.dropout must be in [0, 1), got {selection.dropout}")
     _number("fedprox.mu", config.fedprox.mu)
+    robust = config.robust
+    _one_of("robust.aggregator", robust.aggregator, AGGREGATORS)
+    _number("robust.trim_fraction", robust.trim_fraction)
+    _require(
+        robust.trim_fraction < 0.5,
+        f"robust.trim_fraction must be in [0, 0.5), got {robust.trim_fraction}",
+    )
+    _number("robust.max_norm", robust.max_norm, strict=True)
+    _integer("robust.byzantine", robust.byzantine, 0)
+    _integer("robust.krum_selected", robust.krum_selected)
+    _require(
+        robust.aggregator == "mean" or config.algorithm in ("fedavg", "fedbn", "fedprox"),
+        f"robust.aggregator={robust.aggregator!r} is for fedavg, fedbn and fedprox; "
+        f"{config.algorithm} takes robust.aggregator='mean'",
+    )
     _one_of("scaffold.option", config.scaffold.option, SCAFFOLD_OPTIONS)
     _number("feddyn.alpha", config.feddyn.alpha, strict=True)
     if config.algorithm == "scaffold" and client.optimizer != "sgd":

@@ -181,6 +181,14 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # "recompute" (dropped after each round; recomputed from training data to evaluate).
     config.model_state = "average"
     config.fedprox = ml_collections.ConfigDict({"mu": 0.01})
+    # How the server combines the client deltas (fedavg, fedbn, fedprox): "mean"
+    # (weighted), "median" and "trimmed_mean" (coordinate-wise, trim_fraction from each end),
+    # "norm_clipping" (each delta to norm <= max_norm, then the mean), "krum" (byzantine: the
+    # bad clients assumed; krum_selected > 1: multi-Krum).
+    config.robust = ml_collections.ConfigDict(
+        {"aggregator": "mean", "trim_fraction": 0.1, "max_norm": 1.0, "byzantine": 0,
+         "krum_selected": 1}
+    )  # fmt: skip
     config.scaffold = ml_collections.ConfigDict({"option": "II"})
     config.feddyn = ml_collections.ConfigDict({"alpha": 0.01})
     # algorithm="localsgd" (K = data.num_clients workers, all in every round; H =

@@ -269,6 +269,9 @@ def test_every_numeric_field_is_checked(name, shakespeare_cache):
         ("adaptive_steps_digits", "localsgd.schedule", "cyclic", "adaptive"),
         ("adaptive_batch_digits", "localsgd.batch_schedule", "linear", "noise_scale"),
         ("adaptive_batch_digits", "localsgd.initial_batch_size", 64, "client.batch_size"),
+        ("fedavg_shakespeare", "robust.aggregator", "geomedian", "krum"),
+        ("scaffold_shakespeare", "robust.aggregator", "median", "fedprox"),
+        ("fedavg_shakespeare", "robust.trim_fraction", 0.5, "[0, 0.5)"),
     ],
 )
 def test_distributed_choices_are_checked(name, field, value, allowed, shakespeare_cache):
