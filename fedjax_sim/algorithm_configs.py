@@ -31,7 +31,12 @@ from fedjax_sim.algorithms.round import federated_round
 from fedjax_sim.algorithms.scaffold import scaffold_parts
 from fedjax_sim.algorithms.selection import make_sampler
 from fedjax_sim.algorithms.speeds import make_job_durations
-from fedjax_sim.config_checks import ConfigError, optimizer_arguments
+from fedjax_sim.config_checks import (
+    DISTRIBUTED_ALGORITHMS,
+    FEDERATED_ALGORITHMS,
+    ConfigError,
+    optimizer_arguments,
+)
 from fedjax_sim.engine import (
     Execution,
     client_mesh_for,
@@ -42,9 +47,6 @@ from fedjax_sim.engine import (
 from fedjax_sim.optimizers import make_optimizer, make_schedule, scaled_learning_rate
 from fedjax_sim.robust_aggregation import make_aggregator
 from fedjax_sim.tasks import Task, cross_entropy
-
-FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
-DISTRIBUTED_ALGORITHMS = ("localsgd", "asyncsgd", "gossip")
 
 
 def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:

@@ -30,10 +30,9 @@ class ConfigError(ValueError):
     """A config field has a value outside what it allows; the message names both."""
 
 
-_ALGORITHMS = (
-    "fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn", "localsgd", "asyncsgd",
-    "gossip", "centralized",
-)  # fmt: skip
+FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
+DISTRIBUTED_ALGORITHMS = ("localsgd", "asyncsgd", "gossip")  # K workers training one model
+_ALGORITHMS = (*FEDERATED_ALGORITHMS, *DISTRIBUTED_ALGORITHMS, "centralized")
 _DATASETS = {
     "shakespeare": ("lstm",),
     "cifar100": ("cnn", "resnet20", "resnet18"),

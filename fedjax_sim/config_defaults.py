@@ -10,7 +10,7 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-from fedjax_sim.config_checks import ConfigError
+from fedjax_sim.config_checks import DISTRIBUTED_ALGORITHMS, ConfigError
 
 VARIANTS = ("smoke",)
 
@@ -71,7 +71,7 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # for centralized and distributed runs, a phone on a mobile link for federated ones.
     # topology "auto": a parameter server for federated runs, a ring all-reduce for
     # distributed ones ("server", "allreduce").
-    data_center = algorithm in ("centralized", "localsgd", "asyncsgd", "gossip")
+    data_center = algorithm in ("centralized", *DISTRIBUTED_ALGORITHMS)
     config.ledger = ml_collections.ConfigDict(
         {
             "topology": "auto",

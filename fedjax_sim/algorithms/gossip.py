@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.algorithms.local_sgd import worker_divergence
 from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
 from fedjax_sim.algorithms.speeds import make_job_durations
 from fedjax_sim.data.client_data import ClientData, round_batch_plan
@@ -226,10 +227,7 @@ def gossip_sgd(
             tick, start, jnp.arange(local_steps)
         )
         mean = jax.tree.map(lambda x: x.mean(0), x_K)
-        consensus = sum(
-            jnp.sum(jnp.square(x - m)) / num_workers
-            for x, m in zip(jax.tree.leaves(x_K), jax.tree.leaves(mean), strict=True)
-        )
+        consensus = worker_divergence(x_K)
         metrics = training_metrics(sum_metrics(sum_metrics(metrics_JxK)))
         # an odd K leaves one worker out of every matching
         matched = 1.0 if num_workers % 2 == 0 else (num_workers - 1) / num_workers
