@@ -15,7 +15,7 @@ The synchronous baseline under the same speeds: configs/localsgd_digits.py with 
 Smoke: --config configs/async_digits.py:smoke
 """
 
-from fedjax_sim.config_defaults import digits_workers
+from fedjax_sim.config_presets import digits_workers
 
 
 def get_config(arg=None):

@@ -7,7 +7,7 @@ learning rate 0.7 and momentum 0.9 (OpenDiLoCo's and torchft's defaults), H = 32
 Smoke: --config configs/diloco_digits.py:smoke
 """
 
-from fedjax_sim.config_defaults import digits_workers
+from fedjax_sim.config_presets import digits_workers
 
 
 def get_config(arg=None):

@@ -11,7 +11,7 @@ configs/fedavg_cifar100.py). Expected: not yet measured (no CIFAR-100 on this pr
 Smoke (synthetic CIFAR-shaped data, seconds): --config configs/fedbn_cifar100.py:smoke
 """
 
-from fedjax_sim.config_defaults import cifar100_federated
+from fedjax_sim.config_presets import cifar100_federated
 
 
 def get_config(arg=None):

@@ -8,7 +8,7 @@ The switch: --config.localsgd.switch_step=N (N synchronous rounds of one step ea
 Smoke: --config configs/postlocal_digits.py:smoke
 """
 
-from fedjax_sim.config_defaults import digits_workers
+from fedjax_sim.config_presets import digits_workers
 
 
 def get_config(arg=None):

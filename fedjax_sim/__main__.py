@@ -89,6 +89,14 @@ def main(argv):
         check_config(config)  # before the XLA flags, which need a valid model name
         apply_xla_flags(config.xla_flags, config.model.name)
         initialize_from_environment()  # several processes: before any backend starts
+        if config.sweep:  # a grid of runs, one workdir per cell (fedjax_sim.sweep)
+            from fedjax_sim.sweep import run_sweep
+
+            summary = run_sweep(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
+            if is_writer():
+                for cell in summary["cells"]:
+                    print(f"{cell['name']}: {_metrics_line(cell['last'])}")
+            return
         _, history = run_experiment(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
     except ValueError as error:  # ConfigError, DataError, DivergenceError, CheckpointError, ...
         _fail(error)
@@ -100,15 +108,18 @@ def main(argv):
     if not is_writer():
         return
     last = history[-1] if history else {}
-    shown = {k: v for k, v in last.items() if k != "round" and not k.startswith("ledger_")}
-    summary = ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
-    print(f"round {last.get('round')}: {summary}")
+    print(f"round {last.get('round')}: {_metrics_line(last)}")
     if "ledger_samples" in last:
         print(
             f"ledger: {last['ledger_epochs']:.2f} epochs, {last['ledger_flops']:.3g} FLOPs, "
             f"{last['ledger_syncs']:.0f} syncs, {last['ledger_bytes_total'] / 1e6:,.1f} MB sent "
             f"in all, {last['ledger_time_s']:.3g} s simulated"
         )
+
+
+def _metrics_line(record: dict) -> str:
+    shown = {k: v for k, v in record.items() if k != "round" and not k.startswith("ledger_")}
+    return ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
 
 
 def run():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import ml_collections
 from absl import logging
 
@@ -18,6 +19,7 @@ from fedjax_sim.algorithms.fedavg import fedavg_parts
 from fedjax_sim.algorithms.feddyn import feddyn_parts
 from fedjax_sim.algorithms.fednova import fednova_parts
 from fedjax_sim.algorithms.fedprox import fedprox_parts
+from fedjax_sim.algorithms.fedseq import fedseq_algorithm
 from fedjax_sim.algorithms.gossip import gossip_sgd
 from fedjax_sim.algorithms.local import Algorithm
 from fedjax_sim.algorithms.local_sgd import (
@@ -27,10 +29,17 @@ from fedjax_sim.algorithms.local_sgd import (
     local_sgd,
     local_steps_schedule,
 )
+from fedjax_sim.algorithms.personalized import (
+    PERSONALIZATION,
+    head_predicate,
+    split_parts,
+    two_model_parts,
+)
 from fedjax_sim.algorithms.round import federated_round
 from fedjax_sim.algorithms.scaffold import scaffold_parts
 from fedjax_sim.algorithms.selection import make_sampler
 from fedjax_sim.algorithms.speeds import make_job_durations
+from fedjax_sim.attacks import attack_updates
 from fedjax_sim.config_checks import (
     DISTRIBUTED_ALGORITHMS,
     FEDERATED_ALGORITHMS,
@@ -168,6 +177,11 @@ def _optimizers(config):
     )
 
 
+def client_optimizer(config):
+    """The client (or inner) optimizer of ``config`` (also the fine-tuning optimizer)."""
+    return _optimizers(config)[0]
+
+
 def _parts(config, task: Task, num_clients: int, unroll):
     objective = cross_entropy(task, augment=config.data.augment)
     client_tx, server_tx = _optimizers(config)
@@ -184,7 +198,7 @@ def _parts(config, task: Task, num_clients: int, unroll):
         "client_optimizer_state": config.client.optimizer_state,
         **common,
     }
-    if name == "fedavg":
+    if name in ("fedavg", "fedseq"):  # FedSeq: FedAvg's work for each member
         return fedavg_parts(
             objective, client_tx, server_tx, aggregator=aggregator, **fedavg_options
         )
@@ -198,6 +212,9 @@ def _parts(config, task: Task, num_clients: int, unroll):
             objective, client_tx, server_tx, mu=config.fedprox.mu, aggregator=aggregator,
             **fedavg_options,
         )  # fmt: skip
+    if name in PERSONALIZATION:
+        return _personalized(config, task, objective, client_tx, server_tx, aggregator,
+                             fedavg_options)  # fmt: skip
     if name == "fednova":
         return fednova_parts(
             objective, client_tx, server_tx, client_momentum=config.client.momentum,
@@ -221,14 +238,39 @@ def _parts(config, task: Task, num_clients: int, unroll):
     raise ConfigError(f"algorithm must be one of {known}, got {name!r}")
 
 
+def _personalized(config, task, objective, client_tx, server_tx, aggregator, fedavg_options):
+    personal, name = config.personal, config.algorithm
+    if name in ("ditto", "apfl"):
+        return two_model_parts(
+            name, objective, client_tx, server_tx, num_clients=fedavg_options["num_clients"],
+            lam=personal.ditto_lambda, alpha=personal.apfl_alpha, aggregator=aggregator,
+            unroll=fedavg_options["unroll"],
+        )  # fmt: skip
+    params = jax.eval_shape(task.model.init, jax.random.key(0))["params"]
+    try:
+        head = head_predicate(params, personal.head)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    return split_parts(name, objective, client_tx, server_tx, head=head,
+                       head_steps=personal.head_steps, aggregator=aggregator,
+                       **fedavg_options)  # fmt: skip
+
+
 def build_algorithm(
     config: ml_collections.ConfigDict,
     task: Task,
     num_clients: int,
     execution: Execution | None = None,
+    *,
+    superclients=None,
 ) -> Algorithm:
     """The `Algorithm` that ``config.algorithm`` names, run with ``execution`` (default: the
-    config's, `execution_for`)."""
+    config's, `execution_for`); FedSeq needs its ``superclients``, the ``[G, M]`` groups of
+    `fedjax_sim.superclients.group_clients`.
+
+    Raises:
+      ConfigError: fedseq without superclients, or more superclients per round than groups.
+    """
     if config.algorithm == "centralized":
         return _centralized(config, task)
     execution = execution or execution_for(config, task, num_clients)
@@ -246,6 +288,8 @@ def build_algorithm(
             durations=_job_durations(config, num_clients), execution=execution,
         )  # fmt: skip
     count = clients_per_round(config, num_clients)
+    if config.algorithm == "fedseq":
+        return _fedseq(config, task, num_clients, execution, superclients, count)
     selection = config.selection
     sampler = make_sampler(
         selection.name,
@@ -258,6 +302,7 @@ def build_algorithm(
         seed=config.data.seed,
     )
     parts = _parts(config, task, num_clients, execution.unroll)
+    parts = attack_updates(parts, config.robust.attack, config.robust.attack_scale)
     round_fn = federated_round(
         parts,
         task=task,
@@ -269,10 +314,32 @@ def build_algorithm(
         weighting=config.weighting,
         execution=execution,
     )
-    return Algorithm(init=parts.init, round_fn=round_fn)
+    return Algorithm(init=parts.init, round_fn=round_fn, personal=parts.personal)
 
 
-def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Algorithm:
+def _fedseq(config, task, num_clients, execution, superclients, count) -> Algorithm:
+    if superclients is None:
+        raise ConfigError("algorithm=fedseq needs its superclients (fedjax_sim.superclients)")
+    if count > len(superclients):
+        raise ConfigError(
+            f"clients_per_round={count} exceeds the {len(superclients)} superclients that "
+            f"fedseq.max_clients={config.fedseq.max_clients} and fedseq.min_examples="
+            f"{config.fedseq.min_examples} make of the {num_clients} clients; at most "
+            f"{len(superclients)}"
+        )
+    parts = _parts(config, task, num_clients, execution.unroll)
+    parts = attack_updates(parts, config.robust.attack, config.robust.attack_scale)
+    return fedseq_algorithm(
+        parts, groups=superclients, superclients_per_round=count,
+        local_steps=config.client.local_steps, batch_size=config.client.batch_size,
+        local_epochs=config.client.local_epochs or None, order=config.fedseq.order,
+        weighting=config.weighting, execution=execution,
+    )  # fmt: skip
+
+
+def fit_algorithm_to_memory(
+    config, task, clients, state, key, algorithm, *, superclients=None
+) -> Algorithm:
     """``algorithm``, or when its vectorized round would exceed ``config.memory_budget_gb``,
     the same algorithm run in chunks of as many clients as fit
     (`engine.clients_within_memory_budget`); only the execution changes.
@@ -293,7 +360,9 @@ def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Alg
     def round_for_chunk(k):
         if k == num:  # all clients at once: the vectorized round itself
             return algorithm.round_fn
-        return build_algorithm(config, task, clients.num_clients, chunked(k)).round_fn
+        return build_algorithm(
+            config, task, clients.num_clients, chunked(k), superclients=superclients
+        ).round_fn
 
     chunk, chunk_bytes = clients_within_memory_budget(
         round_for_chunk, (state, clients, key), num, config.memory_budget_gb * 2**30
@@ -308,4 +377,6 @@ def fit_algorithm_to_memory(config, task, clients, state, key, algorithm) -> Alg
         chunk,
         chunk_bytes / 2**30,
     )
-    return build_algorithm(config, task, clients.num_clients, chunked(chunk))
+    return build_algorithm(
+        config, task, clients.num_clients, chunked(chunk), superclients=superclients
+    )

@@ -11,12 +11,15 @@ import ml_collections
 
 from fedjax_sim.algorithms.async_sgd import STALENESS_SCALING
 from fedjax_sim.algorithms.fedavg import CLIENT_OPTIMIZER_STATE, MODEL_STATE_MODES
+from fedjax_sim.algorithms.fedseq import ORDERS
 from fedjax_sim.algorithms.gossip import GOSSIP_GRAPHS
 from fedjax_sim.algorithms.local_sgd import BATCH_SCHEDULES, H_SCHEDULES, SYNC_MOMENTUM
+from fedjax_sim.algorithms.personalized import PERSONALIZATION
 from fedjax_sim.algorithms.round import LOCAL_WORK
 from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
 from fedjax_sim.algorithms.selection import SELECTIONS
 from fedjax_sim.algorithms.speeds import SPEED_MODELS
+from fedjax_sim.attacks import ATTACKS, UPDATE_ATTACKS
 from fedjax_sim.data.digits import PARTITIONS as DIGITS_PARTITIONS
 from fedjax_sim.engine import CLIENT_AXIS_MODES
 from fedjax_sim.ledger import TOPOLOGIES
@@ -24,13 +27,23 @@ from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 from fedjax_sim.models.resnet import NORMS
 from fedjax_sim.optimizers import LR_SCALING, OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from fedjax_sim.robust_aggregation import AGGREGATORS
+from fedjax_sim.superclients import ESTIMATES, GROUPERS
 
 
 class ConfigError(ValueError):
     """A config field has a value outside what it allows; the message names both."""
 
 
-FEDERATED_ALGORITHMS = ("fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn")
+FEDERATED_ALGORITHMS = (
+    "fedavg", "fedprox", "scaffold", "feddyn", "fednova", "fedbn", *PERSONALIZATION, "fedseq",
+)  # fmt: skip
+ROBUST_ALGORITHMS = (
+    "fedavg",
+    "fedbn",
+    "fedprox",
+    *PERSONALIZATION,
+    "fedseq",
+)  # take robust.aggregator
 DISTRIBUTED_ALGORITHMS = ("localsgd", "asyncsgd", "gossip")  # K workers training one model
 _ALGORITHMS = (*FEDERATED_ALGORITHMS, *DISTRIBUTED_ALGORITHMS, "centralized")
 _DATASETS = {
@@ -48,7 +61,9 @@ _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
 _HORIZON_SCHEDULES = tuple(name for name in SCHEDULES if name != "constant")
 # A resumed run may be lengthened, re-paced, allowed to run on through NaNs or given another
 # number of rounds per call (bit-identical results); any other change would make it another run.
-_RESUMABLE_CHANGES = ("rounds", "eval_every", "checkpoint_every", "allow_nan", "rounds_per_call")
+_RESUMABLE_CHANGES = (
+    "rounds", "eval_every", "checkpoint_every", "allow_nan", "rounds_per_call", "sweep",
+)  # fmt: skip
 
 
 def _require(ok: bool, message: str):
@@ -152,6 +167,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _integer("data.synthetic_test", data.synthetic_test)
     _integer("data.min_samples", data.min_samples, 0)
     _integer("data.seed", data.seed, 0)
+    _integer("data.test_per_client", data.test_per_client, 0)
+    _require(
+        not data.test_per_client or data.name != "shakespeare",
+        "data.test_per_client is for cifar100 and digits; shakespeare has LEAF's per-client "
+        "test split: use 0",
+    )
     _number("data.test_fraction", data.test_fraction, strict=True)
     _require(
         data.test_fraction < 1, f"data.test_fraction must be in (0, 1), got {data.test_fraction}"
@@ -161,6 +182,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         "data.leaf_train_dir and data.leaf_test_dir go together: give both or neither",
     )
     _integer("rounds_per_call", config.rounds_per_call)
+    _require(isinstance(config.sweep, str), f"sweep must be a string, got {config.sweep!r}")
     ledger = config.ledger
     _one_of("ledger.topology", ledger.topology, ("auto", *TOPOLOGIES))
     for name in ("worker_tflops", "bandwidth_gbps"):
@@ -292,10 +314,23 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _integer("robust.byzantine", robust.byzantine, 0)
     _integer("robust.krum_selected", robust.krum_selected)
     _require(
-        robust.aggregator == "mean" or config.algorithm in ("fedavg", "fedbn", "fedprox"),
-        f"robust.aggregator={robust.aggregator!r} is for fedavg, fedbn and fedprox; "
+        robust.aggregator == "mean" or config.algorithm in ROBUST_ALGORITHMS,
+        f"robust.aggregator={robust.aggregator!r} is for {', '.join(ROBUST_ALGORITHMS)}; "
         f"{config.algorithm} takes robust.aggregator='mean'",
     )
+    _one_of("robust.attack", robust.attack, ATTACKS)
+    for name in ("bad_fraction", "sensor_fraction"):
+        _number(f"robust.{name}", robust[name])
+        _require(robust[name] <= 1, f"robust.{name} must be in [0, 1], got {robust[name]}")
+    _number("robust.noise_std", robust.noise_std)
+    _number("robust.attack_scale", robust.attack_scale, strict=True)
+    _require(
+        robust.attack not in UPDATE_ATTACKS or config.algorithm in FEDERATED_ALGORITHMS,
+        f"robust.attack={robust.attack!r} changes federated clients' updates, for one of "
+        f"{list(FEDERATED_ALGORITHMS)}; {config.algorithm} takes a data attack or 'none'",
+    )
+    _check_personalization(config)
+    _check_fedseq(config)
     _one_of("scaffold.option", config.scaffold.option, SCAFFOLD_OPTIONS)
     _number("feddyn.alpha", config.feddyn.alpha, strict=True)
     if config.algorithm == "scaffold" and client.optimizer != "sgd":
@@ -335,6 +370,47 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _integer("client_devices", config.client_devices, 0)
     _integer("data_devices", config.data_devices)
     _number("memory_budget_gb", config.memory_budget_gb)
+
+
+def _check_fedseq(config: ml_collections.ConfigDict) -> None:
+    fedseq = config.fedseq
+    _one_of("fedseq.estimate", fedseq.estimate, ESTIMATES)
+    _one_of("fedseq.grouper", fedseq.grouper, GROUPERS)
+    _one_of("fedseq.order", fedseq.order, ORDERS)
+    for name, minimum in (("estimate_steps", 1), ("exemplars", 1), ("max_clients", 1),
+                          ("min_examples", 0)):  # fmt: skip
+        _integer(f"fedseq.{name}", fedseq[name], minimum)
+    if config.algorithm != "fedseq":
+        return
+    _integer("clients_per_round (for fedseq: the superclients of a round)",
+             config.clients_per_round)  # fmt: skip
+    # A superclient is one model trained through its members: no per-client state to keep.
+    _one_of("model_state (for fedseq)", config.model_state, ("average", "recompute"))
+    _one_of("client.optimizer_state (for fedseq)", config.client.optimizer_state, ("reset",))
+    _one_of("selection.name (for fedseq: superclients drawn uniformly)", config.selection.name,
+            ("uniform",))  # fmt: skip
+
+
+def _check_personalization(config: ml_collections.ConfigDict) -> None:
+    personal = config.personal
+    _require(
+        isinstance(personal.head, str), f"personal.head must be a string, got {personal.head!r}"
+    )
+    _integer("personal.head_steps", personal.head_steps, 0)
+    _require(
+        config.algorithm != "fedrep" or personal.head_steps < config.client.local_steps,
+        f"personal.head_steps={personal.head_steps} must be below client.local_steps="
+        f"{config.client.local_steps}: FedRep's body trains in the steps after the head's",
+    )
+    _number("personal.ditto_lambda", personal.ditto_lambda)
+    _number("personal.apfl_alpha", personal.apfl_alpha)
+    _require(personal.apfl_alpha <= 1, f"personal.apfl_alpha must be in [0, 1], got "
+             f"{personal.apfl_alpha}")  # fmt: skip
+    _integer("finetune.steps", config.finetune.steps, 0)
+    _require(
+        config.algorithm != "fedbabu" or config.finetune.steps > 0,
+        "algorithm=fedbabu evaluates clients' fine-tuned models: set finetune.steps >= 1",
+    )
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -29,6 +29,9 @@ def _data(name: str) -> ml_collections.ConfigDict:
             "classes_per_client": 10,
             "augment": name == "cifar100",
             "test_fraction": 0.2,  # digits: the share of the 1,797 images held out
+            # cifar100, digits: > 0 gives every client this many test examples drawn with its
+            # training label distribution (per-client accuracy on them); 0: per-class estimate
+            "test_per_client": 0,
             # cifar100: where the official archives are; "auto", "python", "binary", "tfds" or
             # "synthetic" (CIFAR-shaped random data for smoke runs and benchmarks)
             "data_dir": os.path.join(cache, "cifar100"),
@@ -65,6 +68,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # A round whose training metrics or parameters are NaN/inf stops the run (the last good
     # checkpoint stays); True runs on.
     config.allow_nan = False
+    # A grid of runs from this config (fedjax_sim.sweep), e.g. "client.local_steps+rounds=
+    # 4:300,8:150;data.alpha=0.1,1.0": each cell in WORKDIR/cells/<name>, resumable per cell.
+    config.sweep = ""
     config.data = _data(dataset)
     # The ledger's simulated wall clock (fedjax_sim.ledger): each worker's sustained TFLOP/s,
     # each link's Gbit/s and each message's latency. Defaults: a data-center GPU and network
@@ -184,13 +190,37 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # How the server combines the client deltas (fedavg, fedbn, fedprox): "mean"
     # (weighted), "median" and "trimmed_mean" (coordinate-wise, trim_fraction from each end),
     # "norm_clipping" (each delta to norm <= max_norm, then the mean), "krum" (byzantine: the
-    # bad clients assumed; krum_selected > 1: multi-Krum).
+    # bad clients assumed; krum_selected > 1: multi-Krum), "noise_aware" (FedGW-style: trust =
+    # positive cosine with the median delta). attack (fedjax_sim.attacks) on a bad_fraction of
+    # the clients (drawn from data.seed): label_flip, random_labels, gaussian_noise (noise_std
+    # of the pixel range), broken_sensor (sensor_fraction dead pixels, plus noise_std),
+    # sign_flip (-attack_scale x delta), scaled (attack_scale x delta).
     config.robust = ml_collections.ConfigDict(
         {"aggregator": "mean", "trim_fraction": 0.1, "max_norm": 1.0, "byzantine": 0,
-         "krum_selected": 1}
+         "krum_selected": 1, "attack": "none", "bad_fraction": 0.0, "attack_scale": 1.0,
+         "noise_std": 0.3, "sensor_fraction": 0.3}
     )  # fmt: skip
     config.scaffold = ml_collections.ConfigDict({"option": "II"})
     config.feddyn = ml_collections.ConfigDict({"alpha": 0.01})
+    # Personalization (fedjax_sim.algorithms.personalized): head "auto" (the output layer) or
+    # top-level layer names for fedper / lg_fedavg / fedrep / fedbabu; FedRep's head-only
+    # steps per round; Ditto's lambda; APFL's mixing alpha.
+    config.personal = ml_collections.ConfigDict(
+        {"head": "auto", "head_steps": 4, "ditto_lambda": 0.1, "apfl_alpha": 0.5}
+    )
+    # Evaluation also reports each client's model fine-tuned for `steps` local steps (client
+    # optimizer, batch size) on its training data (finetuned_*); 0: off. FedBABU needs it.
+    config.finetune = ml_collections.ConfigDict({"steps": 0})
+    # algorithm="fedseq" (fedjax_sim.superclients; clients_per_round = superclients per round):
+    # each client's label distribution estimate ("labels", or "confidence": the mean softmax on
+    # `exemplars` test examples, set aside, of the initial model after estimate_steps local
+    # steps), grouper "random", "greedy_kl" or "kmeans", a superclient closed at max_clients
+    # members or min_examples examples (0: no example limit), members trained in "fixed" or
+    # "shuffle" order, each for client.local_steps (at most client.local_epochs passes).
+    config.fedseq = ml_collections.ConfigDict(
+        {"estimate": "labels", "estimate_steps": 10, "exemplars": 100, "grouper": "greedy_kl",
+         "max_clients": 5, "min_examples": 0, "order": "fixed"}
+    )  # fmt: skip
     # algorithm="localsgd" (K = data.num_clients workers, all in every round; H =
     # client.local_steps; outer optimizer = server.*): what the workers' inner optimizer state
     # does at a sync ("reset", "keep", "average"), and the H schedule ("constant";
@@ -262,129 +292,3 @@ def variant(arg: str | None) -> str | None:
     if arg and arg not in VARIANTS:
         raise ConfigError(f"unknown config variant {arg!r}; allowed: {', '.join(VARIANTS)}")
     return arg or None
-
-
-def shakespeare_main_job(algorithm: str, arg: str | None) -> ml_collections.ConfigDict:
-    """The README's main job (100 Shakespeare clients, 10 per round, J=4, B=10, LSTM) run by
-    ``algorithm``, so that every algorithm's Shakespeare config shares its setting."""
-    config = base_config("shakespeare", algorithm)
-    config.data.num_clients = 100
-    config.clients_per_round = 10
-    config.client.local_steps = 4
-    config.client.batch_size = 10
-    config.client.learning_rate = 1.0
-    config.rounds = 150
-    config.eval_every = 15
-    config.checkpoint_every = 15
-    config.eval_max_examples = 2000
-    if variant(arg) == "smoke":
-        config.data.num_clients = 12
-        config.clients_per_round = 3
-        config.client.local_steps = 2
-        config.client.batch_size = 4
-        config.model.hidden = 32
-        config.rounds = 4
-        config.eval_every = 2
-        config.checkpoint_every = 2
-        config.eval_max_examples = 200
-    return config
-
-
-def cifar100_federated(algorithm: str, arg: str | None) -> ml_collections.ConfigDict:
-    """FedAvg's CIFAR-100 setting (Dirichlet(0.5) over 100 clients, 10 per round, J=8, B=64)
-    run by ``algorithm``; the smoke variant runs on synthetic CIFAR-shaped data."""
-    config = base_config("cifar100", algorithm)
-    config.rounds = 2000
-    config.eval_every = 50
-    config.checkpoint_every = 50
-    if variant(arg) == "smoke":
-        config.data.source = "synthetic"
-        config.data.synthetic_train = 400
-        config.data.synthetic_test = 100
-        config.data.num_clients = 8
-        config.clients_per_round = 2
-        config.client.local_steps = 2
-        config.client.batch_size = 8
-        config.rounds = 2
-        config.eval_every = 1
-        config.checkpoint_every = 1
-    return config
-
-
-def digits_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDict:
-    """The distributed track's offline setting: the course CNN on scikit-learn's digits
-    (1,438 training images) sharded IID over K = 8 workers, B = 16 per worker."""
-    config = base_config("digits", algorithm)
-    config.data.num_clients = 8
-    config.eval_batch_size = 400
-    if algorithm == "centralized":
-        config.batch_size = 128
-        config.optimizer.weight_decay = 0.0
-        config.optimizer.learning_rate = 0.05
-        config.rounds = 450  # 40 epochs of 1,438 examples at B = 128
-        config.eval_every = 45
-        config.checkpoint_every = 45
-    else:
-        config.memory_budget_gb = 0.0  # the workers' round is small; skip the memory check
-        config.participation = 1.0
-        config.clients_per_round = 0
-        config.weighting = "uniform"
-        config.client.batch_size = 16
-        config.client.local_steps = 8
-        config.client.momentum = 0.9
-        config.client.learning_rate = 0.01  # at 0.05 (momentum 0.9, B = 16) the CNN did not train
-        config.rounds = 56  # 40 epochs: 40 * 1438 / (8 workers * 16 * 8 steps)
-        config.eval_every = 7
-        config.checkpoint_every = 7
-    if variant(arg) == "smoke":
-        config.data.num_clients = 2
-        config.eval_every = 2
-        config.checkpoint_every = 2
-        config.rounds = 4
-        if algorithm == "centralized":
-            config.batch_size = 32
-        else:
-            config.client.batch_size = 8
-            config.client.local_steps = 2
-    return config
-
-
-def cifar100_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDict:
-    """The distributed track on CIFAR-100 (course CNN, IID shards): K = 8 workers of B = 32
-    and H = 8 (``algorithm`` localsgd, asyncsgd or gossip), or, for ``"centralized"``, LARS
-    at batch 4,096 in micro-batches of 256; 50 epochs. The smoke variant runs on synthetic
-    CIFAR-shaped data."""
-    config = base_config("cifar100", algorithm)
-    config.data.partition = "iid"
-    config.data.num_clients = 8
-    if algorithm == "centralized":
-        opt = config.optimizer
-        config.batch_size, config.micro_batch_size = 4096, 256
-        opt.name, opt.learning_rate, opt.momentum, opt.weight_decay = "lars", 2.0, 0.9, 5e-4
-        opt.lr_scaling, opt.base_batch_size = "sqrt", 64
-        opt.schedule, opt.warmup_steps, opt.exclude_bias_and_norm = "warmup_poly", 61, True
-        config.rounds = 610  # 50 epochs of 50,000 images at batch 4,096
-        config.eval_every = config.checkpoint_every = 61
-    else:
-        config.memory_budget_gb = 0.0
-        config.participation = 1.0
-        config.clients_per_round = 0
-        config.weighting = "uniform"
-        client = config.client
-        client.batch_size, client.local_steps = 32, 8
-        client.learning_rate, client.momentum, client.weight_decay = 0.05, 0.9, 5e-4
-        config.rounds = 1221  # 50 epochs: 50 * 50,000 / (8 workers * 32 * 8 steps)
-        config.eval_every = config.checkpoint_every = 111
-    if variant(arg) == "smoke":
-        config.data.source = "synthetic"
-        config.data.synthetic_train = 400
-        config.data.synthetic_test = 100
-        config.data.num_clients = 2
-        config.rounds = 4
-        config.eval_every = config.checkpoint_every = 2
-        if algorithm == "centralized":
-            config.batch_size, config.micro_batch_size = 32, 16
-            config.optimizer.warmup_steps = 1
-        else:
-            config.client.batch_size, config.client.local_steps = 8, 2
-    return config

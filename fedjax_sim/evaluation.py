@@ -78,8 +78,9 @@ def per_client_accuracy(dataset: FederatedDataset, correct_N: np.ndarray) -> np.
 def evaluation_metrics(dataset: FederatedDataset, loss_N, correct_N, *, per_client: bool):
     """The metrics one evaluation reports (JSON-ready floats).
 
-    ``client_accuracy_{mean,std,p10}`` are over the clients that have test data; they are left
-    out when no client has any.
+    ``client_accuracy_{mean,std,p10,min}`` (the fairness view: mean, spread, the 10th
+    percentile, i.e. the worst 10%, and the worst client) are over the clients that have test
+    data; they are left out when no client has any.
     """
     metrics = {"test_loss": float(loss_N.mean()), "test_accuracy": float(correct_N.mean())}
     if per_client:
@@ -90,8 +91,21 @@ def evaluation_metrics(dataset: FederatedDataset, loss_N, correct_N, *, per_clie
                 client_accuracy_mean=float(accs.mean()),
                 client_accuracy_std=float(accs.std()),
                 client_accuracy_p10=float(np.percentile(accs, 10)),
+                client_accuracy_min=float(accs.min()),
             )
     return metrics
+
+
+def prefixed(metrics: dict, prefix: str) -> dict:
+    """``metrics`` of personalized models renamed beside the global model's: ``test_*`` ->
+    ``<prefix>_test_*``, ``client_accuracy_*`` -> ``<prefix>_accuracy_*``."""
+    renamed = {}
+    for name, value in metrics.items():
+        if name.startswith("client_accuracy_"):
+            renamed[f"{prefix}_accuracy_" + name.removeprefix("client_accuracy_")] = value
+        else:
+            renamed[f"{prefix}_{name}"] = value
+    return renamed
 
 
 def personalized_evaluation(evaluate, dataset: FederatedDataset, variables_of) -> dict:
@@ -139,6 +153,7 @@ def personalized_evaluation(evaluate, dataset: FederatedDataset, variables_of) -
         "client_accuracy_mean": float(accs.mean()),
         "client_accuracy_std": float(accs.std()),
         "client_accuracy_p10": float(np.percentile(accs, 10)),
+        "client_accuracy_min": float(accs.min()),
     }
 
 

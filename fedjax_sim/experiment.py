@@ -13,32 +13,42 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
-from fedjax_sim import ledger, multihost, outputs
+from fedjax_sim import attacks, ledger, multihost, outputs
 from fedjax_sim.algorithm_configs import (
     DISTRIBUTED_ALGORITHMS,
     build_algorithm,
+    client_optimizer,
     clients_per_round,
     fit_algorithm_to_memory,
 )
-from fedjax_sim.algorithms.fedavg import personal_variables
 from fedjax_sim.algorithms.local import Algorithm
 from fedjax_sim.algorithms.round import per_client_state_bytes
 from fedjax_sim.config_checks import ConfigError, check_config, check_resumable
 from fedjax_sim.data import cifar100, digits, shakespeare
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
-from fedjax_sim.data.dataset import FederatedDataset
+from fedjax_sim.data.dataset import (
+    FederatedDataset,
+    keep_test_examples,
+    label_matched_test_split,
+    set_aside_test_examples,
+)
 from fedjax_sim.data.synthetic import synthetic_images
+from fedjax_sim.engine import resolve_client_axis
 from fedjax_sim.evaluation import (
     evaluation_metrics,
     make_evaluator,
     make_statistics_recomputer,
     personalized_evaluation,
+    prefixed,
 )
+from fedjax_sim.finetune import client_variables, make_finetuner
 from fedjax_sim.simulate import simulate
+from fedjax_sim.superclients import build_superclients
 from fedjax_sim.tasks import Task, make_task
 
 
@@ -115,15 +125,19 @@ def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> F
         keep = np.sort(
             np.concatenate([rng.choice(idx, min(cap, len(idx)), replace=False) for idx in test_idx])
         )
-    new_position = np.full(n, -1, np.int64)
-    new_position[keep] = np.arange(len(keep))
-    if test_idx is not None:
-        test_idx = tuple(new_position[idx][new_position[idx] >= 0] for idx in test_idx)
-    return dataclasses.replace(
-        dataset,
-        test={name: array[keep] for name, array in dataset.test.items()},
-        test_client_indices=test_idx,
-    )
+    return keep_test_examples(dataset, keep)
+
+
+def attack_of(config: ml_collections.ConfigDict) -> str:
+    """The run's ``robust.attack``; "none" for configs without one (centralized runs)."""
+    return config.robust.attack if "robust" in config else "none"
+
+
+def bad_clients_of(config: ml_collections.ConfigDict, num_clients: int) -> np.ndarray:
+    """The ids of the run's bad clients (`fedjax_sim.attacks`), none without an attack."""
+    if attack_of(config) == "none" or config.algorithm == "centralized":
+        return np.zeros(0, np.int64)
+    return attacks.choose_bad_clients(num_clients, config.robust.bad_fraction, config.data.seed)
 
 
 def build_task(
@@ -149,24 +163,61 @@ class Experiment:
     initial_state: Any
     key: jax.Array
     evaluate: Any
+    superclients: np.ndarray | None = None  # FedSeq's [G, M] groups (-1: padding)
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     """Checks ``config`` and builds data, task, algorithm and the initial state."""
     check_config(config)
     dataset = load_dataset(config.data)
+    exemplars = None
+    fedseq = config.algorithm == "fedseq"
+    if fedseq and config.fedseq.estimate == "confidence":  # the server's exemplars
+        exemplars, dataset = set_aside_test_examples(
+            dataset, config.fedseq.exemplars, config.data.seed
+        )
+    if config.data.test_per_client:  # each client's own test set, with its label distribution
+        dataset = label_matched_test_split(dataset, config.data.test_per_client, config.data.seed)
     dataset = subsample_test(dataset, config.eval_max_examples, config.data.seed)
+    bad_clients = bad_clients_of(config, dataset.num_clients)
+    if bad_clients.size:
+        dataset = attacks.corrupt_dataset(
+            dataset, config.robust.attack, bad_clients, seed=config.data.seed,
+            noise_std=config.robust.noise_std, sensor_fraction=config.robust.sensor_fraction,
+        )  # fmt: skip
     is_centralized = config.algorithm == "centralized"
     clients = pooled_client_data(dataset) if is_centralized else train_client_data(dataset)
+    if bad_clients.size or attack_of(config) in attacks.UPDATE_ATTACKS:  # reaches updates
+        flags = attacks.bad_client_flags(dataset.num_clients, bad_clients)
+        clients = clients.replace(attributes={**clients.attributes, "bad": jnp.asarray(flags)})
     x = dataset.train["x"]
     task = build_task(config, dataset.num_classes, x.shape[1:] if x.ndim == 4 else None)
-    algorithm = build_algorithm(config, task, dataset.num_clients)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
-    state = algorithm.init(task.model.init(init_key))
-    algorithm = fit_algorithm_to_memory(config, task, clients, state, data_key, algorithm)
+    finetune_key = jax.random.fold_in(jax.random.key(config.seed), 0xF1E)  # apart from both
+    initial_variables = task.model.init(init_key)
+    groups = None
+    if fedseq:
+        groups = build_superclients(
+            config, task, dataset, clients, initial_variables=initial_variables,
+            exemplars_x=None if exemplars is None else exemplars["x"],
+            key=jax.random.fold_in(jax.random.key(config.seed), 0x5EC),
+        )  # fmt: skip
+    algorithm = build_algorithm(config, task, dataset.num_clients, superclients=groups)
+    state = algorithm.init(initial_variables)
+    algorithm = fit_algorithm_to_memory(
+        config, task, clients, state, data_key, algorithm, superclients=groups
+    )
     evaluator = make_evaluator(task, config.eval_batch_size)
-    personal = "norm" if config.algorithm == "fedbn" else "none"
-    is_personalized = not is_centralized and (personal != "none" or config.model_state == "local")
+    personal_of = algorithm.personal  # None: every client uses the global model
+    finetune = None
+    if not is_centralized and config.finetune.steps:
+        finetune = make_finetuner(
+            task, client_optimizer(config),
+            personal_of or (lambda state, k: {"params": state.params, "state": state.model_state}),
+            steps=config.finetune.steps, batch_size=config.client.batch_size,
+            augment=config.data.augment, client_axis=resolve_client_axis(config.client_axis,
+                                                                          task.model),
+        )  # fmt: skip
     per_client = config.algorithm not in ("centralized", *DISTRIBUTED_ALGORITHMS)  # IID shards
 
     recompute_from, recompute = None, None
@@ -179,17 +230,22 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
 
     def evaluate(state):
         state = multihost.local_copy(state)  # each process evaluates its own copy
-        if is_personalized:  # every client with its own normalization layers / statistics
-            return personalized_evaluation(
-                evaluator, dataset, lambda k: personal_variables(state, k, personal)
-            )
         variables = {"params": state.params, "state": state.model_state}
         if recompute_from is not None and jax.tree.leaves(state.model_state):
             variables["state"] = recompute(variables, recompute_from)
         loss, correct, _ = evaluator(variables, dataset.test)
-        return evaluation_metrics(dataset, loss, correct, per_client=per_client)
+        metrics = evaluation_metrics(dataset, loss, correct, per_client=per_client)
+        if personal_of is not None:  # each client's own model (FedBN, FedPer, Ditto, ...)
+            own = personalized_evaluation(evaluator, dataset, lambda k: personal_of(state, k))
+            metrics.update(prefixed(own, "personal"))
+        if finetune is not None:  # each client's model after finetune.steps on its own data
+            tuned = finetune(state, clients, jax.random.fold_in(finetune_key, state.round))
+            own = personalized_evaluation(evaluator, dataset,
+                                          lambda k: client_variables(tuned, k))  # fmt: skip
+            metrics.update(prefixed(own, "finetuned"))
+        return metrics
 
-    return Experiment(config, dataset, clients, task, algorithm, state, data_key, evaluate)
+    return Experiment(config, dataset, clients, task, algorithm, state, data_key, evaluate, groups)
 
 
 def cost_model(experiment: Experiment) -> ledger.CostModel:
@@ -211,7 +267,9 @@ def cost_model(experiment: Experiment) -> ledger.CostModel:
     if topology == "auto":
         topology = {"localsgd": "allreduce", "gossip": "gossip"}.get(config.algorithm, "server")
     return ledger.CostModel(
-        flops_per_example=ledger.training_flops_per_example(experiment.task, variables, example),
+        # Ditto and APFL train two models per step (global and personal)
+        flops_per_example=ledger.training_flops_per_example(experiment.task, variables, example)
+        * (2 if config.algorithm in ("ditto", "apfl") else 1),
         parameter_bytes=ledger.parameter_bytes(state.params),
         workers=workers,
         train_examples=len(train["y"]),
@@ -281,6 +339,18 @@ def run_experiment(
     summary = outputs.dataset_summary(experiment.dataset)
     state_bytes = per_client_state_bytes(experiment.initial_state)
     summary["per_client_state_bytes"] = state_bytes
+    if attack_of(config) != "none":
+        bad = bad_clients_of(config, experiment.dataset.num_clients)
+        summary["attack"] = {
+            "name": config.robust.attack,
+            "bad_fraction": config.robust.bad_fraction,
+            "bad_clients": [int(k) for k in bad],
+            "bad_client_names": [experiment.dataset.client_ids[k] for k in bad],
+        }
+    if experiment.superclients is not None:
+        summary["superclients"] = [
+            [int(k) for k in group if k >= 0] for group in experiment.superclients
+        ]
     writer = multihost.is_writer()
     (log if log and writer else logging.info)(
         f"{summary['name']}: {summary['clients']} clients, {summary['train_examples']:,} "

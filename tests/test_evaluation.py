@@ -64,6 +64,7 @@ def test_evaluation_metrics():
         "client_accuracy_mean": 11 / 24,
         "client_accuracy_std": 1 / 8,
         "client_accuracy_p10": 1 / 3 + 0.1 * (7 / 12 - 1 / 3),
+        "client_accuracy_min": 1 / 3,  # the worst client with test data (client 1)
     }
     assert metrics.keys() == want.keys()
     for name, value in want.items():

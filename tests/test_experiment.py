@@ -56,9 +56,14 @@ def test_smoke_config_runs_end_to_end(name, shakespeare_cache, tmp_path):
         assert {"round", "test_accuracy", "test_loss", "train_loss"} <= set(record)
         assert np.isfinite(record["train_loss"]) and 0 <= record["test_accuracy"] <= 1
     if config.algorithm == "fedavg":
-        assert {"client_accuracy_mean", "client_accuracy_std", "client_accuracy_p10"} <= set(
-            records[-1]
-        )
+        fairness = {f"client_accuracy_{s}" for s in ("mean", "std", "p10", "min")}
+        assert fairness <= set(records[-1])
+    if config.algorithm == "fedseq":  # every client in exactly one recorded superclient
+        groups = json.loads((tmp_path / "dataset.json").read_text())["superclients"]
+        assert sorted(sum(groups, [])) == list(range(config.data.num_clients))
+        assert max(len(g) for g in groups) <= config.fedseq.max_clients
+    if config.algorithm in ("fedbn", "fedper", "lg_fedavg", "fedrep", "ditto", "apfl"):
+        assert {"personal_test_accuracy", "personal_accuracy_min"} <= set(records[-1])
     assert records == history
     params = flax.serialization.msgpack_restore(read_params(tmp_path))
     assert params  # a non-empty parameter tree came back
@@ -67,12 +72,15 @@ def test_smoke_config_runs_end_to_end(name, shakespeare_cache, tmp_path):
 # one per family: federated, LocalSGD, post-local SGD (crosses its switch at round 2: the
 # crash is after round 3), DiLoCo (per-worker Adam state), large batch (accumulation, LARS),
 # asynchronous SGD (pulled models, clocks), adaptive H with the noise-scale batch (their
-# server state, in one run), A2CiD2 (x~, per-worker step counts)
+# server state, in one run), A2CiD2 (x~, per-worker step counts), Ditto (every client's
+# personal model: its personal_* metrics each round, and the fine-tuned ones)
 RESUMED = ["fedavg_shakespeare", "localsgd_digits", "postlocal_digits", "diloco_digits",
            "largebatch_digits", "async_digits", "adaptive_steps_digits",
-           "a2cid2_digits"]  # fmt: skip
+           "a2cid2_digits", "personalized_digits", "fedseq_digits"]  # fmt: skip
 ALSO = {"adaptive_steps_digits": {"localsgd.batch_schedule": "noise_scale",
-                                  "localsgd.initial_batch_size": 4}}  # fmt: skip
+                                  "localsgd.initial_batch_size": 4},
+        # FedSeq: the paper's confidence estimate and a new member order every round
+        "fedseq_digits": {"fedseq.estimate": "confidence", "fedseq.order": "shuffle"}}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", RESUMED)
@@ -272,6 +280,16 @@ def test_every_numeric_field_is_checked(name, shakespeare_cache):
         ("fedavg_shakespeare", "robust.aggregator", "geomedian", "krum"),
         ("scaffold_shakespeare", "robust.aggregator", "median", "fedprox"),
         ("fedavg_shakespeare", "robust.trim_fraction", 0.5, "[0, 0.5)"),
+        ("fedavg_shakespeare", "robust.attack", "backdoor", "label_flip"),
+        ("fedavg_shakespeare", "robust.bad_fraction", 1.5, "[0, 1]"),
+        ("localsgd_digits", "robust.attack", "sign_flip", "fedavg"),  # no federated update
+        ("personalized_digits", "algorithm", "fedbabu_", "fedbabu"),
+        ("personalized_digits", "personal.apfl_alpha", 1.5, "[0, 1]"),
+        ("fedavg_shakespeare", "data.test_per_client", 10, "shakespeare"),
+        ("fedseq_digits", "fedseq.grouper", "alphabetical", "kmeans"),
+        ("fedseq_digits", "fedseq.order", "reverse", "shuffle"),
+        ("fedseq_digits", "model_state", "local", "recompute"),
+        ("fedseq_digits", "selection.name", "skewed", "uniform"),
     ],
 )
 def test_distributed_choices_are_checked(name, field, value, allowed, shakespeare_cache):

@@ -94,6 +94,7 @@ def fedavg_parts(
     context: Callable | None = None,
     client_extras: Callable | None = None,
     unroll: int | bool = 1,
+    local_parameters: Callable[[tuple[str, ...]], bool] | None = None,
 ) -> FederatedParts:
     """FedAvg's parts (see the module docstring).
 
@@ -113,6 +114,9 @@ def fedavg_parts(
       client_extras: ``client_extras(client_input, local_result) -> dict`` of per-client values
         passed to the aggregator as extra arguments (FedNova's normalizer ``local_work``).
       unroll: ``unroll`` of the local-step scan.
+      local_parameters: ``local_parameters(path) -> bool``: parameters every client keeps for
+        itself, never averaged (FedPer's head, LG-FedAvg's body; FedBN's normalization layers
+        are ``personal="norm"``); their server copy stays at its initial value.
     """
     for name, value, allowed in (
         ("model_state", model_state, MODEL_STATE_MODES),
@@ -121,7 +125,7 @@ def fedavg_parts(
     ):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    personal_fn = is_norm_parameter if personal == "norm" else None
+    personal_fn = is_norm_parameter if personal == "norm" else local_parameters
     local_state = model_state == "local" or personal == "norm"
     keep_opt = client_optimizer_state == "keep"
     if (local_state or keep_opt) and num_clients < 1:
@@ -182,7 +186,16 @@ def fedavg_parts(
             model_state_ = mean_model_state(outputs_C.model_state, weights_C, state.model_state)
         return state.replace(params=params, model_state=model_state_, opt_state=opt_state)
 
-    return FederatedParts(client_update=client_update, server_update=server_update, init=init)
+    def personal_model(state: ServerState, client_id: int) -> dict:
+        rows = jax.tree.map(lambda leaf: leaf[client_id], state.clients)
+        return {
+            "params": _merge(state.params, rows.get("params", {})),
+            "state": rows.get("model_state", state.model_state),
+        }
+
+    return FederatedParts(
+        client_update, server_update, init, personal_model if personal_fn or local_state else None
+    )
 
 
 def fed_avg(
@@ -255,4 +268,4 @@ def fed_avg(
         weighting=weighting,
         execution=execution,
     )
-    return Algorithm(init=parts.init, round_fn=round_fn)
+    return Algorithm(init=parts.init, round_fn=round_fn, personal=parts.personal)

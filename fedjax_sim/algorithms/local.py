@@ -26,10 +26,13 @@ class Algorithm(NamedTuple):
       round_fn: ``round_fn(state, clients, key) -> (state, metrics)``; pure and jit-able; the
         round number lives in ``state.round`` and ``key`` is the run's data key, which the round
         folds with its number, so a round's randomness depends on nothing but (seed, round).
+      personal: ``personal(state, k) -> variables`` of client k's own model, for algorithms
+        that keep one (FedBN, FedPer, Ditto, ...); None when every client uses the global one.
     """
 
     init: Callable[[Any], Any]
     round_fn: Callable[[Any, ClientData, jax.Array], tuple[Any, dict]]
+    personal: Callable[[Any, int], dict] | None = None
 
 
 def sum_metrics(metrics):

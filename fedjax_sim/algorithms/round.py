@@ -116,11 +116,14 @@ class FederatedParts(NamedTuple):
         the round's); ``weights_C`` are 0 for clients that did not report.
       init: ``init(variables) -> ServerState`` with ``round`` 0 and the per-client state of all
         K clients.
+      personal: ``personal(state, k) -> variables`` of client k's own model (evaluation), or
+        None when the clients use the global model.
     """
 
     client_update: Callable[[ServerState, ClientData, ClientInput], ClientOutput]
     server_update: Callable[[ServerState, ClientOutput, jax.Array], ServerState]
     init: Callable[[dict], ServerState]
+    personal: Callable[[ServerState, int], dict] | None = None
 
 
 def draw_occurrence(client_ids_C) -> jax.Array:
@@ -300,5 +303,5 @@ def replicate_for_clients(tree, num_clients: int):
 
 
 def federated_algorithm(parts: FederatedParts, **round_options) -> Algorithm:
-    """``Algorithm(parts.init, federated_round(parts, **round_options))``."""
-    return Algorithm(init=parts.init, round_fn=federated_round(parts, **round_options))
+    """``Algorithm(parts.init, federated_round(parts, **round_options), parts.personal)``."""
+    return Algorithm(parts.init, federated_round(parts, **round_options), parts.personal)

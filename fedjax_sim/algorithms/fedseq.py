@@ -1,0 +1,143 @@
+"""FedSeq (Zaccone et al. 2022, "Speeding up Heterogeneous Federated Learning with Sequentially
+Trained Superclients"): clients grouped into superclients (`fedjax_sim.superclients`); in each
+round S superclients are drawn, and each trains the global model through its members one after
+another, each member starting from the previous member's model; the server aggregates the
+superclients' deltas as FedAvg does (same aggregator and server optimizer).
+
+Inside the one compiled round the superclients are the vectorized client axis (the round's
+`Execution`), and the members are a `lax.scan` inside each superclient. A member's work is
+the wrapped algorithm's one-client update (FedAvg's J local steps from a fresh client optimizer
+state, up to ``local_epochs`` passes); members padded into short superclients are fully masked
+and change nothing. A superclient's delta is the sum of its members' deltas (final model minus
+global, to rounding), its weight the sum of their example counts.
+
+Keys follow `fedjax_sim.algorithms.round`: member k's batches and training key are
+``fold_in(key, k)`` of the round's batch and train keys, so with superclients of one client
+each FedSeq runs exactly FedAvg's round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from fedjax_sim import aggregation
+from fedjax_sim.algorithms.local import Algorithm, sum_metrics, training_metrics
+from fedjax_sim.algorithms.round import ClientInput, ClientOutput, FederatedParts, ServerState
+from fedjax_sim.data.client_data import ClientData, round_batch_plan, sample_clients
+from fedjax_sim.engine import Execution, map_clients
+
+ORDERS = ("fixed", "shuffle")
+
+
+def sequential_update(parts: FederatedParts) -> Callable:
+    """``update(state, clients, inputs_M) -> ClientOutput`` of ONE superclient: ``parts``'
+    client update run through the M members of ``inputs_M`` (a `ClientInput` with a leading
+    member axis) in order, each from the model the previous member returned."""
+
+    def update(state: ServerState, clients: ClientData, inputs_M: ClientInput) -> ClientOutput:
+        def member(carry, inputs):
+            params, model_state, delta = carry
+            start = state.replace(params=params, model_state=model_state)
+            out = parts.client_update(start, clients, inputs)
+            params = jax.tree.map(jnp.add, params, out.delta)
+            delta = jax.tree.map(jnp.add, delta, out.delta)
+            return (params, out.model_state, delta), out.metrics
+
+        carry = (state.params, state.model_state, jax.tree.map(jnp.zeros_like, state.params))
+        (_, model_state, delta), metrics_M = jax.lax.scan(member, carry, inputs_M)
+        return ClientOutput(delta, model_state, {}, sum_metrics(metrics_M), {})
+
+    return update
+
+
+def shuffle_members(key, members_M) -> jax.Array:
+    """``members_M`` in a random order, padding (-1) kept at the end."""
+    noise = jax.random.uniform(key, members_M.shape)
+    return members_M[jnp.argsort(jnp.where(members_M >= 0, noise, 2.0))]
+
+
+def fedseq_round(
+    parts: FederatedParts,
+    *,
+    groups,
+    superclients_per_round: int,
+    local_steps: int,
+    batch_size: int,
+    local_epochs: int | None = None,
+    order: str = "fixed",
+    weighting: str = "examples",
+    execution: Execution | None = None,
+) -> Callable:
+    """``round_fn(state, clients, key) -> (state, metrics)`` of FedSeq over ``parts``.
+
+    Args:
+      parts: the member work and the server update (`fedjax_sim.algorithms.fedavg.
+        fedavg_parts` without per-client state).
+      groups: ``[G, M]`` client ids of the superclients, padded with -1
+        (`fedjax_sim.superclients.group_clients`).
+      superclients_per_round: S, drawn uniformly without replacement among the G.
+      local_steps, batch_size, local_epochs: each member's J steps of B, at most E passes.
+      order: ``"fixed"`` (the grouping's order) or ``"shuffle"`` (a new random order of each
+        superclient's members every round).
+      weighting: ``"examples"`` (a superclient's members' examples) or ``"uniform"``.
+      execution: the superclient axis (speed and memory only).
+    """
+    if order not in ORDERS:
+        raise ValueError(f"fedseq.order must be one of {list(ORDERS)}, got {order!r}")
+    execution = execution or Execution()
+    aggregation.client_weights(jnp.zeros(1), weighting)  # validates the name early
+    groups_GxM = jnp.asarray(groups, jnp.int32)
+    num_groups, members = groups_GxM.shape
+    update = sequential_update(parts)
+
+    def round_fn(state: ServerState, clients: ClientData, key):
+        round_key = jax.random.fold_in(key, state.round)
+        select_key, batch_key, train_key, order_key = jax.random.split(round_key, 4)
+        members_SxM = groups_GxM[sample_clients(select_key, num_groups, superclients_per_round)]
+        if order == "shuffle":
+            keys = jax.random.split(order_key, superclients_per_round)
+            members_SxM = jax.vmap(shuffle_members)(keys, members_SxM)
+        valid_SxM = members_SxM >= 0
+        ids_SxM = jnp.where(valid_SxM, members_SxM, 0)
+        flat_ids = ids_SxM.reshape(-1)
+        indices, mask = round_batch_plan(
+            batch_key, clients, flat_ids, num_steps=local_steps, batch_size=batch_size,
+            epochs=local_epochs,
+        )  # fmt: skip
+        shape = (superclients_per_round, members, local_steps, batch_size)
+        mask_SxMxJxB = mask.reshape(shape) & valid_SxM[:, :, None, None]
+        counts_SxM = clients.counts_K[ids_SxM] * valid_SxM
+        info = {"id": ids_SxM, "count": counts_SxM,
+                "steps": jnp.full(ids_SxM.shape, local_steps, jnp.int32)}  # fmt: skip
+        info.update({name: value[ids_SxM] for name, value in clients.attributes.items()})
+        inputs = ClientInput(
+            client_state={},
+            info=info,
+            indices_JxB=indices.reshape(shape),
+            mask_JxB=mask_SxMxJxB,
+            rng=jax.vmap(lambda k: jax.random.fold_in(train_key, k))(flat_ids).reshape(
+                ids_SxM.shape
+            ),
+        )
+        update_S = map_clients(
+            lambda inputs_M: update(state, clients, inputs_M),
+            execution.client_axis,
+            execution.chunk_size,
+            execution.mesh,
+        )
+        outputs_S = update_S(inputs)
+        weights_S = aggregation.client_weights(counts_SxM.sum(1), weighting)
+        new_state = parts.server_update(state, outputs_S, weights_S)
+        return new_state.replace(round=state.round + 1), training_metrics(
+            sum_metrics(outputs_S.metrics)
+        )
+
+    return round_fn
+
+
+def fedseq_algorithm(parts: FederatedParts, **round_options) -> Algorithm:
+    """``Algorithm(parts.init, fedseq_round(parts, **round_options))``."""
+    return Algorithm(parts.init, fedseq_round(parts, **round_options))

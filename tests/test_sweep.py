@@ -1,0 +1,86 @@
+"""The sweep runner: the grid from one string, typed values, linked fields, every cell checked
+before any runs, finished and diverged cells skipped on a rerun, and the report's tables."""
+
+import json
+import os
+import sys
+
+import pytest
+
+from fedjax_sim import sweep
+from fedjax_sim.config_checks import ConfigError
+from fedjax_sim.config_files import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(spec="configs/fedavg_digits.py:smoke"):
+    config = load_config(os.path.join(ROOT, spec))
+    config.rounds, config.eval_every, config.checkpoint_every = 1, 1, 1
+    return config
+
+
+def test_the_grid_is_the_product_with_typed_and_linked_values():
+    config = _config()
+    dims = sweep.parse_sweep(
+        "client.local_steps+rounds=4:30,8:15; client.learning_rate=0.1,1; "
+        "selection.replace=true,False; robust.aggregator=median",
+        config,
+    )
+    assert dims[0] == (("client.local_steps", "rounds"), [(4, 30), (8, 15)])
+    assert dims[1][1] == [(0.1,), (1.0,)] and isinstance(dims[1][1][1][0], float)
+    assert dims[2][1] == [(True,), (False,)]
+    cells = sweep.sweep_cells(dims)
+    assert len(cells) == 2 * 2 * 2 * 1
+    name, overrides = cells[-1]
+    assert overrides == {"client.local_steps": 8, "rounds": 15, "client.learning_rate": 1.0,
+                         "selection.replace": False, "robust.aggregator": "median"}  # fmt: skip
+    assert name.startswith("client.local_steps=8__rounds=15__")
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("client.local_steps=4,x", "client.local_steps takes int"),
+        ("client.local_steps+rounds=4:30,8", "takes 2 ':'-joined values"),
+        ("client.local_step=4", "nearest: client.local_steps"),
+        ("client.local_steps", "not 'field=v1,v2'"),
+        ("robust.aggregator=mean,avg", "sweep cell robust.aggregator=avg: robust.aggregator"),
+        ("", "empty"),
+    ],
+)
+def test_bad_sweeps_are_one_line_errors_before_anything_runs(spec, message, tmp_path):
+    config = _config()
+    config.sweep = spec
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        sweep.run_sweep(config, str(tmp_path), progress=False)
+    assert not os.path.exists(tmp_path / "sweep.json")
+
+
+def test_a_sweep_runs_each_cell_once_records_divergence_and_reports(tmp_path, monkeypatch):
+    config = _config()
+    config.sweep = "client.learning_rate=0.05,1e30"  # the second diverges
+    summary = sweep.run_sweep(config, str(tmp_path), progress=False, log=lambda line: None)
+    cells = {c["overrides"]["client.learning_rate"]: c for c in summary["cells"]}
+    assert cells[0.05]["finished"] and cells[0.05]["last"]["round"] == 1
+    assert not cells[1e30]["finished"] and "diverged in round 1" in cells[1e30]["diverged"]
+    on_disk = json.loads((tmp_path / "sweep.json").read_text())
+    assert [c["name"] for c in on_disk["cells"]] == [c["name"] for c in summary["cells"]]
+
+    import fedjax_sim.experiment
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished or diverged cell ran again")
+
+    monkeypatch.setattr(fedjax_sim.experiment, "run_experiment", must_not_run)
+    again = sweep.run_sweep(config, str(tmp_path), progress=False, log=lambda line: None)
+    assert again["cells"] == summary["cells"]
+
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from report_sweep import write_report
+
+    text = write_report(str(tmp_path), str(tmp_path / "report"), "test_accuracy", "round", 0.0)
+    assert "| client.learning_rate |" in text and "diverged" in text
+    accuracy = cells[0.05]["last"]["test_accuracy"]
+    assert f"| 0.050 | 1 | {accuracy:.3f} |" in text
+    assert os.path.getsize(tmp_path / "report.png") > 0
