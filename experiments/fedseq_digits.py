@@ -16,7 +16,6 @@ evaluated on the other 259.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -25,10 +24,9 @@ from fedjax_sim.xla_flags import apply_xla_flags
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report_sweep import write_report  # noqa: E402
+from report_sweep import sweep_experiment  # noqa: E402
 
 from fedjax_sim import config_files  # noqa: E402
-from fedjax_sim.sweep import run_sweep  # noqa: E402
 
 TARGET = 0.8
 # algorithm : clients (or superclients) per round : grouper : estimate
@@ -40,21 +38,10 @@ def sweep_config(smoke: bool):
     config = config_files.load_config("configs/fedseq_digits.py" + (":smoke" if smoke else ""))
     config.eval_every = config.checkpoint_every = 1 if smoke else 5
     cells = "fedavg:3:random:labels,fedseq:1:greedy_kl:confidence" if smoke else CELLS
-    config.sweep = f"seed=0,1;algorithm+clients_per_round+fedseq.grouper+fedseq.estimate={cells}"
-    if smoke:
-        config.sweep = f"algorithm+clients_per_round+fedseq.grouper+fedseq.estimate={cells}"
+    seeds = "" if smoke else "seed=0,1;"
+    config.sweep = f"{seeds}algorithm+clients_per_round+fedseq.grouper+fedseq.estimate={cells}"
     return config
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    run_sweep(sweep_config(args.smoke), args.workdir, progress=False)
-    print(write_report(args.workdir, args.out, "test_accuracy", "round", TARGET))
-
-
 if __name__ == "__main__":
-    main()
+    sweep_experiment(__doc__.splitlines()[0], sweep_config, TARGET)

@@ -31,6 +31,21 @@ def write_report(workdir: str, out: str, metric: str, x: str, target: float | No
     return text
 
 
+def sweep_experiment(description: str, sweep_config, target: float | None = None) -> None:
+    """The command line of an experiment that is one sweep (``--workdir``, ``--out``,
+    ``--smoke``): runs ``sweep_config(smoke)`` with `fedjax_sim.sweep.run_sweep` (resumable
+    per cell) and prints and writes its report, test accuracy against rounds."""
+    from fedjax_sim.sweep import run_sweep
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    run_sweep(sweep_config(args.smoke), args.workdir, progress=False)
+    print(write_report(args.workdir, args.out, "test_accuracy", "round", target))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)

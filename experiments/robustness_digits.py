@@ -15,7 +15,6 @@ Writes OUT.md (every cell, and aggregator x bad fraction per attack) and OUT.png
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -24,10 +23,9 @@ from fedjax_sim.xla_flags import apply_xla_flags
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report_sweep import write_report  # noqa: E402
+from report_sweep import sweep_experiment  # noqa: E402
 
 from fedjax_sim import config_files  # noqa: E402
-from fedjax_sim.sweep import run_sweep  # noqa: E402
 
 AGGREGATORS = "mean,median,trimmed_mean,norm_clipping,krum,noise_aware"
 ATTACKS = "label_flip,sign_flip,broken_sensor"
@@ -48,15 +46,5 @@ def sweep_config(smoke: bool):
     return config
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    run_sweep(sweep_config(args.smoke), args.workdir, progress=False)
-    print(write_report(args.workdir, args.out, "test_accuracy", "round", None))
-
-
 if __name__ == "__main__":
-    main()
+    sweep_experiment(__doc__.splitlines()[0], sweep_config)

@@ -87,13 +87,18 @@ def evaluation_metrics(dataset: FederatedDataset, loss_N, correct_N, *, per_clie
         accs = per_client_accuracy(dataset, correct_N)
         accs = accs[~np.isnan(accs)]
         if accs.size:
-            metrics.update(
-                client_accuracy_mean=float(accs.mean()),
-                client_accuracy_std=float(accs.std()),
-                client_accuracy_p10=float(np.percentile(accs, 10)),
-                client_accuracy_min=float(accs.min()),
-            )
+            metrics.update(fairness_metrics(accs))
     return metrics
+
+
+def fairness_metrics(accs) -> dict:
+    """``client_accuracy_{mean,std,p10,min}`` of the per-client accuracies ``accs``."""
+    return {
+        "client_accuracy_mean": float(accs.mean()),
+        "client_accuracy_std": float(accs.std()),
+        "client_accuracy_p10": float(np.percentile(accs, 10)),
+        "client_accuracy_min": float(accs.min()),
+    }
 
 
 def prefixed(metrics: dict, prefix: str) -> dict:
@@ -150,10 +155,7 @@ def personalized_evaluation(evaluate, dataset: FederatedDataset, variables_of) -
     return {
         "test_loss": float(np.dot(weights, losses)),
         "test_accuracy": float(np.dot(weights, accs)),
-        "client_accuracy_mean": float(accs.mean()),
-        "client_accuracy_std": float(accs.std()),
-        "client_accuracy_p10": float(np.percentile(accs, 10)),
-        "client_accuracy_min": float(accs.min()),
+        **fairness_metrics(accs),
     }
 
 

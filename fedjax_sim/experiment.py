@@ -198,7 +198,8 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     groups = None
     if fedseq:
         groups = build_superclients(
-            config, task, dataset, clients, initial_variables=initial_variables,
+            config, task, dataset, clients, tx=client_optimizer(config),
+            initial_variables=initial_variables,
             exemplars_x=None if exemplars is None else exemplars["x"],
             key=jax.random.fold_in(jax.random.key(config.seed), 0x5EC),
         )  # fmt: skip

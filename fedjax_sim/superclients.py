@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.cluster import KMeans
 
+from fedjax_sim.finetune import make_finetuner
+
 ESTIMATES = ("labels", "confidence")
 GROUPERS = ("random", "greedy_kl", "kmeans")
 
@@ -58,14 +60,20 @@ def confidence_distributions(task, finetune, variables, clients, exemplars_x, ke
 
 
 def build_superclients(
-    config, task, dataset, clients, *, exemplars_x=None, initial_variables=None, key=None
+    config,
+    task,
+    dataset,
+    clients,
+    *,
+    tx=None,
+    exemplars_x=None,
+    initial_variables=None,
+    key=None,
 ) -> np.ndarray:
     """The ``[G, M]`` superclients of a FedSeq ``config`` (its ``fedseq`` fields) over
     ``dataset``'s training clients. The ``"confidence"`` estimate trains copies of
-    ``initial_variables`` (the run's initial model) with ``key`` and reads them on
-    ``exemplars_x`` (set aside from the test split)."""
-    from fedjax_sim.algorithm_configs import client_optimizer  # the run's client optimizer
-    from fedjax_sim.finetune import make_finetuner
+    ``initial_variables`` (the run's initial model) with ``tx`` (the client optimizer) and
+    ``key``, and reads them on ``exemplars_x`` (set aside from the test split)."""
 
     options = config.fedseq
     if options.estimate == "labels":
@@ -74,7 +82,7 @@ def build_superclients(
         )
     else:
         pretrain = make_finetuner(
-            task, client_optimizer(config), lambda variables, k: variables,
+            task, tx, lambda variables, k: variables,
             steps=options.estimate_steps, batch_size=config.client.batch_size,
             augment=config.data.augment,
         )  # fmt: skip

@@ -25,7 +25,13 @@ import jax.numpy as jnp
 
 from fedjax_sim import aggregation
 from fedjax_sim.algorithms.local import Algorithm, sum_metrics, training_metrics
-from fedjax_sim.algorithms.round import ClientInput, ClientOutput, FederatedParts, ServerState
+from fedjax_sim.algorithms.round import (
+    ClientInput,
+    ClientOutput,
+    FederatedParts,
+    ServerState,
+    client_info,
+)
 from fedjax_sim.data.client_data import ClientData, round_batch_plan, sample_clients
 from fedjax_sim.engine import Execution, map_clients
 
@@ -110,12 +116,10 @@ def fedseq_round(
         shape = (superclients_per_round, members, local_steps, batch_size)
         mask_SxMxJxB = mask.reshape(shape) & valid_SxM[:, :, None, None]
         counts_SxM = clients.counts_K[ids_SxM] * valid_SxM
-        info = {"id": ids_SxM, "count": counts_SxM,
-                "steps": jnp.full(ids_SxM.shape, local_steps, jnp.int32)}  # fmt: skip
-        info.update({name: value[ids_SxM] for name, value in clients.attributes.items()})
+        steps_SxM = jnp.full(ids_SxM.shape, local_steps, jnp.int32)
         inputs = ClientInput(
             client_state={},
-            info=info,
+            info=client_info(clients, ids_SxM, counts_SxM, steps_SxM),
             indices_JxB=indices.reshape(shape),
             mask_JxB=mask_SxMxJxB,
             rng=jax.vmap(lambda k: jax.random.fold_in(train_key, k))(flat_ids).reshape(

@@ -126,6 +126,14 @@ class FederatedParts(NamedTuple):
     personal: Callable[[ServerState, int], dict] | None = None
 
 
+def client_info(clients: ClientData, client_ids, counts, steps) -> dict:
+    """`ClientInput.info` of the clients ``client_ids`` (any shape): their id, example count,
+    local steps and every per-client attribute of ``clients`` (e.g. the attacks' ``bad``)."""
+    info = {"id": client_ids, "count": counts, "steps": steps}
+    info.update({name: value[client_ids] for name, value in clients.attributes.items()})
+    return info
+
+
 def draw_occurrence(client_ids_C) -> jax.Array:
     """How many earlier slots of the round drew the same client (0 for a first draw)."""
     same = client_ids_C[:, None] == client_ids_C[None, :]
@@ -204,8 +212,7 @@ def federated_round(
         )
         # Steps past a client's share of the local work are masked no-ops.
         mask_CxJxB = mask_CxJxB & (jnp.arange(local_steps) < steps_C[:, None])[:, :, None]
-        info_C = {"id": client_ids_C, "count": counts_C, "steps": steps_C}
-        info_C.update({name: value[client_ids_C] for name, value in clients.attributes.items()})
+        info_C = client_info(clients, client_ids_C, counts_C, steps_C)
         inputs_C = ClientInput(
             client_state=jax.tree.map(lambda s: s[client_ids_C], state.clients),
             info=info_C,

@@ -95,11 +95,9 @@ def set_aside_test_examples(dataset: FederatedDataset, count: int, seed: int):
     n = len(dataset.test["y"])
     if count >= n:
         raise DataError(f"fedseq.exemplars={count} must be below the {n} test examples")
-    taken = np.random.default_rng([seed, 0xE8E]).choice(n, count, replace=False)
-    rest = np.setdiff1d(np.arange(n), taken)
-    return {name: array[np.sort(taken)] for name, array in dataset.test.items()}, (
-        keep_test_examples(dataset, rest)
-    )
+    taken = np.sort(np.random.default_rng([seed, 0xE8E]).choice(n, count, replace=False))
+    examples = {name: array[taken] for name, array in dataset.test.items()}
+    return examples, keep_test_examples(dataset, np.setdiff1d(np.arange(n), taken))
 
 
 def _restrict(arrays: dict, client_indices: list[np.ndarray]):
