@@ -1,8 +1,8 @@
 """Checks a config before anything is built, so bad values fail fast with one clear line.
 
 `check_config` checks every field of `fedjax_sim.config_defaults.base_config` (tests set each
-numeric field out of range and expect its name in the error); `check_resumable` decides whether a
-config may continue the run already in a workdir.
+numeric field out of range and expect its name in the error); whether a config may continue the
+run already in a workdir is `fedjax_sim.resume_checks.check_resumable`.
 """
 
 from __future__ import annotations
@@ -48,22 +48,16 @@ DISTRIBUTED_ALGORITHMS = ("localsgd", "asyncsgd", "gossip")  # K workers trainin
 _ALGORITHMS = (*FEDERATED_ALGORITHMS, *DISTRIBUTED_ALGORITHMS, "centralized")
 _DATASETS = {
     "shakespeare": ("lstm",),
-    "cifar100": ("cnn", "resnet20", "resnet18"),
-    "digits": ("cnn", "resnet20"),
+    "cifar100": ("cnn", "resnet20", "resnet18", "vit"),
+    "digits": ("cnn", "resnet20", "vit"),
 }
+_IMAGE_SIDES = {"cifar100": 32, "digits": 16}
 _PARTITIONS = {
     "shakespeare": ("natural", "iid"),
     "cifar100": ("iid", "dirichlet", "shards"),
     "digits": DIGITS_PARTITIONS,
 }
 _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
-# Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
-_HORIZON_SCHEDULES = tuple(name for name in SCHEDULES if name != "constant")
-# A resumed run may be lengthened, re-paced, allowed to run on through NaNs or given another
-# number of rounds per call (bit-identical results); any other change would make it another run.
-_RESUMABLE_CHANGES = (
-    "rounds", "eval_every", "checkpoint_every", "allow_nan", "rounds_per_call", "sweep",
-)  # fmt: skip
 
 
 def _require(ok: bool, message: str):
@@ -194,6 +188,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _one_of("model.conv", model.conv, CONV_IMPLEMENTATIONS)
     _one_of("model.norm", model.norm, NORMS)
     _integer("model.groups", model.groups)
+    for name in ("patch", "depth", "width", "heads", "mlp_ratio"):
+        _integer(f"model.{name}", model[name])
+    side = _IMAGE_SIDES.get(data.name)
+    _require(
+        model.name != "vit" or side % model.patch == 0,
+        f"model.patch must divide the {side}x{side} images of data.name={data.name!r}, "
+        f"got {model.patch}",
+    )
+    _require(
+        model.name != "vit" or model.width % model.heads == 0,
+        f"model.width must be a multiple of model.heads={model.heads}, got {model.width}",
+    )
     if config.algorithm == "centralized":
         _check_centralized(config)
     else:
@@ -410,64 +416,4 @@ def _check_personalization(config: ml_collections.ConfigDict) -> None:
     _require(
         config.algorithm != "fedbabu" or config.finetune.steps > 0,
         "algorithm=fedbabu evaluates clients' fine-tuned models: set finetune.steps >= 1",
-    )
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def check_resumable(previous: dict, current: dict, workdir: str) -> None:
-    """Raises `ConfigError` unless ``current`` may continue the run of config ``previous``.
-
-    Args:
-      previous: the resolved config (as JSON) of the run in ``workdir``.
-      current: the resolved config (as JSON) asked for now.
-      workdir: named in the message.
-
-    Lengthening (``rounds``), re-pacing (``eval_every``, ``checkpoint_every``) and ``allow_nan``
-    may change. A schedule whose horizon is ``rounds`` (every one but ``constant``, centralized
-    or server) may not be lengthened that way: its learning rate would jump to the middle of a
-    new decay. A centralized run's horizon can be kept with ``optimizer.schedule_steps`` set to
-    the old one, which is what the error says.
-    """
-    old, new = _flatten(previous), _flatten(current)
-    horizon_field = "optimizer.schedule_steps"
-    changed = sorted(
-        name
-        for name in old.keys() | new.keys()
-        if old.get(name) != new.get(name)
-        and name not in _RESUMABLE_CHANGES
-        and name != horizon_field
-    )
-    _require(
-        not changed,
-        f"workdir {workdir} holds a run whose config differs in {', '.join(changed)}; "
-        "use a new --workdir",
-    )
-    for block in ("server", "client"):
-        schedule = new.get(f"{block}.schedule")
-        _require(
-            schedule not in _HORIZON_SCHEDULES or old["rounds"] == new["rounds"],
-            f"rounds={new['rounds']}: the run in {workdir} decays its {block} {schedule} "
-            f"learning rate over {old['rounds']} rounds and this config over {new['rounds']}, "
-            "so it would resume mid-way through another schedule; use a new --workdir",
-        )
-    if new.get("optimizer.schedule") not in _HORIZON_SCHEDULES or new["algorithm"] != "centralized":
-        return
-    old_horizon = old.get(horizon_field) or old["rounds"]
-    new_horizon = new.get(horizon_field) or new["rounds"]
-    _require(
-        old_horizon == new_horizon,
-        f"rounds={new['rounds']}: the run in {workdir} decays its {new['optimizer.schedule']} "
-        f"learning rate over {old_horizon} steps and this config over {new_horizon}, so it "
-        f"would resume mid-way through another schedule; pass "
-        f"--config.optimizer.schedule_steps={old_horizon} to keep the run's schedule, or use a "
-        "new --workdir",
     )

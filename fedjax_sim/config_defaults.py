@@ -92,6 +92,7 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # model.name: lstm (shakespeare); cnn, resnet20, resnet18 (cifar100); cnn (digits).
     # model.conv (CNN): "auto" (loop-friendly on CPU, XLA's elsewhere), "xla", "loop_friendly"
     # model.norm (ResNets): "batch", "group", "layer", "none"; model.groups: GroupNorm's groups
+    # ViT: model.patch (side of a patch), depth (encoder blocks), width, heads, mlp_ratio
     config.model = ml_collections.ConfigDict(
         {
             "name": "lstm" if dataset == "shakespeare" else "cnn",
@@ -99,6 +100,11 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "conv": "auto",
             "norm": "batch",
             "groups": 2,
+            "patch": 4,
+            "depth": 4,
+            "width": 128,
+            "heads": 4,
+            "mlp_ratio": 2,
         }
     )
     if algorithm == "centralized":

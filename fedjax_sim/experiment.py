@@ -28,7 +28,7 @@ from fedjax_sim.algorithm_configs import (
 )
 from fedjax_sim.algorithms.local import Algorithm
 from fedjax_sim.algorithms.round import per_client_state_bytes
-from fedjax_sim.config_checks import ConfigError, check_config, check_resumable
+from fedjax_sim.config_checks import ConfigError, check_config
 from fedjax_sim.data import cifar100, digits, shakespeare
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import (
@@ -47,6 +47,7 @@ from fedjax_sim.evaluation import (
     prefixed,
 )
 from fedjax_sim.finetune import client_variables, make_finetuner
+from fedjax_sim.resume_checks import check_resumable
 from fedjax_sim.simulate import simulate
 from fedjax_sim.superclients import build_superclients
 from fedjax_sim.tasks import Task, make_task
@@ -318,7 +319,7 @@ def run_experiment(
     (accuracy against epochs, bytes and simulated time), ``params.msgpack`` (final
     parameters) and orbax checkpoints under
     ``checkpoints/``; running again on the same ``workdir`` resumes from the last checkpoint
-    (`fedjax_sim.config_checks.check_resumable` says which config changes it accepts).
+    (`fedjax_sim.resume_checks.check_resumable` says which config changes it accepts).
 
     Args:
       config: the experiment (checked by `check_config`).

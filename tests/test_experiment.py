@@ -74,9 +74,13 @@ def test_smoke_config_runs_end_to_end(name, shakespeare_cache, tmp_path):
 # asynchronous SGD (pulled models, clocks), adaptive H with the noise-scale batch (their
 # server state, in one run), A2CiD2 (x~, per-worker step counts), Ditto (every client's
 # personal model: its personal_* metrics each round, and the fine-tuned ones)
-RESUMED = ["fedavg_shakespeare", "localsgd_digits", "postlocal_digits", "diloco_digits",
-           "largebatch_digits", "async_digits", "adaptive_steps_digits",
-           "a2cid2_digits", "personalized_digits", "fedseq_digits"]  # fmt: skip
+# The main job, Ditto's and FedSeq's per-client state in the default run; every distributed
+# config's resume among the slow tests
+RESUMED = ["fedavg_shakespeare", "personalized_digits", "fedseq_digits"] + [
+    pytest.param(name, marks=pytest.mark.slow)
+    for name in ("localsgd_digits", "postlocal_digits", "diloco_digits", "largebatch_digits",
+                 "async_digits", "adaptive_steps_digits", "a2cid2_digits")
+]  # fmt: skip
 ALSO = {"adaptive_steps_digits": {"localsgd.batch_schedule": "noise_scale",
                                   "localsgd.initial_batch_size": 4},
         # FedSeq: the paper's confidence estimate and a new member order every round
@@ -182,7 +186,7 @@ def test_lengthening_keeps_the_runs_schedule(shakespeare_cache, tmp_path):
 
 
 def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_cache):
-    from fedjax_sim.config_checks import check_resumable
+    from fedjax_sim.resume_checks import check_resumable
 
     def resolved(name, **overrides):
         config = smoke_config(name, shakespeare_cache, **overrides)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A linear task both scripts train (each script asserts its own device count).
@@ -174,5 +176,6 @@ WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_workers_on_1_2_4_and_8_devices_give_the_same_local_async_and_gossip_sgd():
     run_with_host_devices(WORKER_SCRIPT, 8)

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/localsgd_digits.py:smoke"  # K = 2 workers, one per device
 
@@ -70,6 +72,7 @@ def _read(path):
         return f.read()
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_and_resume_from_their_checkpoint(tmp_path):
     one_process(tmp_path / "one")
     # two processes stopped after round 2 (its checkpoint), then run on to round 4: equal to

@@ -52,7 +52,10 @@ def test_resnet_parameter_counts():
     assert 11_000_000 < resnet_parameter_count((64, 128, 256, 512), 2, 100) < 11_300_000
 
 
-@pytest.mark.parametrize("norm", ["batch", "group", "layer", "none"])
+SLOW_NORMS = [pytest.param(norm, marks=pytest.mark.slow) for norm in ("layer", "none")]
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", *SLOW_NORMS])
 def test_every_norm_runs_with_its_state(norm):
     model = registry.get("resnet20")(num_classes=10, norm=norm, image_shape=(8, 8, 3))
     variables = jax.jit(model.init)(jax.random.key(0))

@@ -16,6 +16,7 @@ from fedjax_sim.models.lstm import make_lstm
 from fedjax_sim.models.mlp import make_mlp
 from fedjax_sim.models.model import Model
 from fedjax_sim.models.resnet import make_resnet
+from fedjax_sim.models.vit import make_vit
 
 
 def _lstm(num_classes: int = 80, hidden: int = 256, seq_len: int = 80, num_layers: int = 2):
@@ -28,6 +29,7 @@ MODELS: dict[str, Callable[..., Model]] = {
     "mlp": make_mlp,
     "resnet20": functools.partial(make_resnet, depth="resnet20"),
     "resnet18": functools.partial(make_resnet, depth="resnet18"),
+    "vit": make_vit,
 }
 
 
@@ -43,9 +45,12 @@ def get(name: str) -> Callable[..., Model]:
 
 
 def fields_of(name: str) -> tuple[str, ...]:
-    """The keyword fields model ``name``'s builder takes (besides ``num_classes``)."""
-    parameters = inspect.signature(get(name)).parameters
-    return tuple(p for p in parameters if p not in ("num_classes", "depth"))
+    """The keyword fields model ``name``'s builder takes (besides ``num_classes`` and what the
+    registry binds, such as a ResNet's depth)."""
+    builder = get(name)
+    bound = getattr(builder, "keywords", {})
+    parameters = inspect.signature(builder).parameters
+    return tuple(p for p in parameters if p != "num_classes" and p not in bound)
 
 
 def build(name: str, num_classes: int, fields: Mapping) -> Model:
