@@ -147,6 +147,7 @@ def test_malformed_leaf_json(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_damaged_shakespeare_cache_is_rebuilt(tmp_path):
     # A natural population with more clients per round than clients: the data is loaded (and
     # its cache checked) before the run is refused, without any compilation. The cache is the

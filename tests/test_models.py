@@ -160,7 +160,8 @@ def test_make_task_unknown_model():
     with pytest.raises(ValueError) as error:
         make_task("resnet", 10)
     assert str(error.value) == (
-        "model.name must be one of ['cnn', 'lstm', 'mlp', 'resnet20', 'resnet18'], got 'resnet'"
+        "model.name must be one of ['cnn', 'lstm', 'mlp', 'resnet20', 'resnet18', 'vit'], "
+        "got 'resnet'"
     )
 
 

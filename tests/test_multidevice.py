@@ -111,6 +111,7 @@ def run_with_host_devices(script: str, devices: int) -> None:
     assert result.stdout.strip().endswith("OK")
 
 
+@pytest.mark.slow
 def test_client_axis_sharded_over_two_devices_matches_one():
     run_with_host_devices(SCRIPT, 2)
 
