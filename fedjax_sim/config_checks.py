@@ -60,17 +60,18 @@ _PARTITIONS = {
 _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
 
 
-def _require(ok: bool, message: str):
+def require(ok: bool, message: str):
+    """Raises `ConfigError` with ``message`` unless ``ok``."""
     if not ok:
         raise ConfigError(message)
 
 
 def _one_of(field: str, value, allowed):
-    _require(value in allowed, f"{field} must be one of {list(allowed)}, got {value!r}")
+    require(value in allowed, f"{field} must be one of {list(allowed)}, got {value!r}")
 
 
 def _integer(field: str, value, minimum: int = 1):
-    _require(
+    require(
         isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
         f"{field} must be an integer >= {minimum}, got {value!r}",
     )
@@ -79,7 +80,7 @@ def _integer(field: str, value, minimum: int = 1):
 def _number(field: str, value, minimum: float = 0.0, *, strict: bool = False):
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     ok = is_number and (value > minimum if strict else value >= minimum)
-    _require(ok, f"{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+    require(ok, f"{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
 
 
 # Reddi et al. 2021's adaptivity tau, the default eps of an adaptive server optimizer (optax's
@@ -147,7 +148,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _integer("seed", config.seed, 0)
     _integer("eval_batch_size", config.eval_batch_size)
     _integer("eval_max_examples", config.eval_max_examples, 0)
-    _require(
+    require(
         isinstance(config.xla_flags, str), f"xla_flags must be a string, got {config.xla_flags!r}"
     )
     data = config.data
@@ -162,21 +163,21 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _integer("data.min_samples", data.min_samples, 0)
     _integer("data.seed", data.seed, 0)
     _integer("data.test_per_client", data.test_per_client, 0)
-    _require(
+    require(
         not data.test_per_client or data.name != "shakespeare",
         "data.test_per_client is for cifar100 and digits; shakespeare has LEAF's per-client "
         "test split: use 0",
     )
     _number("data.test_fraction", data.test_fraction, strict=True)
-    _require(
+    require(
         data.test_fraction < 1, f"data.test_fraction must be in (0, 1), got {data.test_fraction}"
     )
-    _require(
+    require(
         bool(data.leaf_train_dir) == bool(data.leaf_test_dir),
         "data.leaf_train_dir and data.leaf_test_dir go together: give both or neither",
     )
     _integer("rounds_per_call", config.rounds_per_call)
-    _require(isinstance(config.sweep, str), f"sweep must be a string, got {config.sweep!r}")
+    require(isinstance(config.sweep, str), f"sweep must be a string, got {config.sweep!r}")
     ledger = config.ledger
     _one_of("ledger.topology", ledger.topology, ("auto", *TOPOLOGIES))
     for name in ("worker_tflops", "bandwidth_gbps"):
@@ -191,12 +192,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for name in ("patch", "depth", "width", "heads", "mlp_ratio"):
         _integer(f"model.{name}", model[name])
     side = _IMAGE_SIDES.get(data.name)
-    _require(
+    require(
         model.name != "vit" or side % model.patch == 0,
         f"model.patch must divide the {side}x{side} images of data.name={data.name!r}, "
         f"got {model.patch}",
     )
-    _require(
+    require(
         model.name != "vit" or model.width % model.heads == 0,
         f"model.width must be a multiple of model.heads={model.heads}, got {model.width}",
     )
@@ -209,7 +210,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def _check_centralized(config: ml_collections.ConfigDict) -> None:
     _integer("batch_size", config.batch_size)
     _integer("micro_batch_size", config.micro_batch_size, 0)
-    _require(
+    require(
         not config.micro_batch_size or config.batch_size % config.micro_batch_size == 0,
         f"micro_batch_size={config.micro_batch_size} must divide batch_size={config.batch_size}",
     )
@@ -219,7 +220,7 @@ def _check_centralized(config: ml_collections.ConfigDict) -> None:
     _number("optimizer.decay_power", opt.decay_power, strict=True)
     _one_of("optimizer.lr_scaling", opt.lr_scaling, LR_SCALING)
     _integer("optimizer.base_batch_size", opt.base_batch_size)
-    _require(
+    require(
         isinstance(opt.exclude_bias_and_norm, bool),
         f"optimizer.exclude_bias_and_norm must be True or False, got {opt.exclude_bias_and_norm!r}",
     )
@@ -232,7 +233,7 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _integer("server.warmup_steps", server.warmup_steps, 0)
     _integer("client.warmup_steps", client.warmup_steps, 0)
     _one_of("client.schedule", client.schedule, SCHEDULES)
-    _require(
+    require(
         client.schedule == "constant" or config.algorithm == "localsgd",
         f"client.schedule={client.schedule!r} is for algorithm=localsgd (a per-round inner "
         f"learning rate); {config.algorithm} takes client.schedule='constant'",
@@ -240,7 +241,7 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     if client.schedule != "constant":
         make_schedule(1.0, client.schedule, total_steps=config.rounds,
                       warmup_steps=client.warmup_steps, field="client")  # fmt: skip
-    _require(
+    require(
         isinstance(config.localsgd.normalize_outer, bool),
         f"localsgd.normalize_outer must be True or False, got {config.localsgd.normalize_outer!r}",
     )
@@ -254,19 +255,19 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _number("localsgd.divergence_threshold", localsgd.divergence_threshold, strict=True)
     _one_of("localsgd.batch_schedule", localsgd.batch_schedule, BATCH_SCHEDULES)
     _integer("localsgd.initial_batch_size", localsgd.initial_batch_size, 0)
-    _require(
+    require(
         localsgd.initial_batch_size <= client.batch_size,
         f"localsgd.initial_batch_size={localsgd.initial_batch_size} must be at most "
         f"client.batch_size={client.batch_size} (the largest batch it may grow to)",
     )
     _number("localsgd.noise_decay", localsgd.noise_decay)
     decay = localsgd.noise_decay
-    _require(decay < 1, f"localsgd.noise_decay must be in [0, 1), got {decay}")
+    require(decay < 1, f"localsgd.noise_decay must be in [0, 1), got {decay}")
     speed = config.speed
     _one_of("speed.model", speed.model, SPEED_MODELS)
     _number("speed.sigma", speed.sigma)
     _number("speed.straggler_fraction", speed.straggler_fraction)
-    _require(
+    require(
         speed.straggler_fraction <= 1,
         f"speed.straggler_fraction must be in [0, 1], got {speed.straggler_fraction}",
     )
@@ -277,18 +278,18 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     gossip = config.gossip
     _one_of("gossip.graph", gossip.graph, GOSSIP_GRAPHS)
     _integer("gossip.communications", gossip.communications)
-    _require(
+    require(
         isinstance(gossip.accelerate, bool),
         f"gossip.accelerate must be True or False, got {gossip.accelerate!r}",
     )
     if config.algorithm == "gossip":
-        _require(
+        require(
             config.data.num_clients >= 2,
             f"data.num_clients must be >= 2 for gossip (workers), got {config.data.num_clients}",
         )
         _one_of("speed.model (for gossip: steps of whole ticks)", speed.model,
                 ("fixed", "straggler"))  # fmt: skip
-        _require(
+        require(
             speed.slowdown >= 1,
             f"speed.slowdown must be >= 1 for gossip (a step lasts whole ticks), got "
             f"{speed.slowdown}",
@@ -302,24 +303,24 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _one_of("selection.name", selection.name, SELECTIONS)
     _number("selection.gamma", selection.gamma, strict=True)
     _integer("selection.candidates", selection.candidates, 0)
-    _require(
+    require(
         isinstance(selection.replace, bool),
         f"selection.replace must be True or False, got {selection.replace!r}",
     )
     _number("selection.dropout", selection.dropout)
-    _require(selection.dropout < 1, f"selection.dropout must be in [0, 1), got {selection.dropout}")
+    require(selection.dropout < 1, f"selection.dropout must be in [0, 1), got {selection.dropout}")
     _number("fedprox.mu", config.fedprox.mu)
     robust = config.robust
     _one_of("robust.aggregator", robust.aggregator, AGGREGATORS)
     _number("robust.trim_fraction", robust.trim_fraction)
-    _require(
+    require(
         robust.trim_fraction < 0.5,
         f"robust.trim_fraction must be in [0, 0.5), got {robust.trim_fraction}",
     )
     _number("robust.max_norm", robust.max_norm, strict=True)
     _integer("robust.byzantine", robust.byzantine, 0)
     _integer("robust.krum_selected", robust.krum_selected)
-    _require(
+    require(
         robust.aggregator == "mean" or config.algorithm in ROBUST_ALGORITHMS,
         f"robust.aggregator={robust.aggregator!r} is for {', '.join(ROBUST_ALGORITHMS)}; "
         f"{config.algorithm} takes robust.aggregator='mean'",
@@ -327,10 +328,10 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _one_of("robust.attack", robust.attack, ATTACKS)
     for name in ("bad_fraction", "sensor_fraction"):
         _number(f"robust.{name}", robust[name])
-        _require(robust[name] <= 1, f"robust.{name} must be in [0, 1], got {robust[name]}")
+        require(robust[name] <= 1, f"robust.{name} must be in [0, 1], got {robust[name]}")
     _number("robust.noise_std", robust.noise_std)
     _number("robust.attack_scale", robust.attack_scale, strict=True)
-    _require(
+    require(
         robust.attack not in UPDATE_ATTACKS or config.algorithm in FEDERATED_ALGORITHMS,
         f"robust.attack={robust.attack!r} changes federated clients' updates, for one of "
         f"{list(FEDERATED_ALGORITHMS)}; {config.algorithm} takes a data attack or 'none'",
@@ -359,13 +360,13 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _integer("client.local_epochs", client.local_epochs, 0)
     _integer("clients_per_round", config.clients_per_round, 0)
     population = config.data.num_clients
-    _require(
+    require(
         not population or config.clients_per_round <= population,
         f"clients_per_round={config.clients_per_round} exceeds the population of "
         f"data.num_clients={population} clients",
     )
     _number("participation", config.participation, strict=True)
-    _require(
+    require(
         config.participation <= 1,
         f"participation must be in (0, 1], got {config.participation!r}",
     )
@@ -399,21 +400,21 @@ def _check_fedseq(config: ml_collections.ConfigDict) -> None:
 
 def _check_personalization(config: ml_collections.ConfigDict) -> None:
     personal = config.personal
-    _require(
+    require(
         isinstance(personal.head, str), f"personal.head must be a string, got {personal.head!r}"
     )
     _integer("personal.head_steps", personal.head_steps, 0)
-    _require(
+    require(
         config.algorithm != "fedrep" or personal.head_steps < config.client.local_steps,
         f"personal.head_steps={personal.head_steps} must be below client.local_steps="
         f"{config.client.local_steps}: FedRep's body trains in the steps after the head's",
     )
     _number("personal.ditto_lambda", personal.ditto_lambda)
     _number("personal.apfl_alpha", personal.apfl_alpha)
-    _require(personal.apfl_alpha <= 1, f"personal.apfl_alpha must be in [0, 1], got "
+    require(personal.apfl_alpha <= 1, f"personal.apfl_alpha must be in [0, 1], got "
              f"{personal.apfl_alpha}")  # fmt: skip
     _integer("finetune.steps", config.finetune.steps, 0)
-    _require(
+    require(
         config.algorithm != "fedbabu" or config.finetune.steps > 0,
         "algorithm=fedbabu evaluates clients' fine-tuned models: set finetune.steps >= 1",
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fedjax_sim.config_checks import ConfigError
+from fedjax_sim.config_checks import require
 from fedjax_sim.optimizers import SCHEDULES
 
 # Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
@@ -12,11 +12,6 @@ _HORIZON_SCHEDULES = tuple(name for name in SCHEDULES if name != "constant")
 _RESUMABLE_CHANGES = (
     "rounds", "eval_every", "checkpoint_every", "allow_nan", "rounds_per_call", "sweep",
 )  # fmt: skip
-
-
-def _require(ok: bool, message: str):
-    if not ok:
-        raise ConfigError(message)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -52,14 +47,14 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
         and name not in _RESUMABLE_CHANGES
         and name != horizon_field
     )
-    _require(
+    require(
         not changed,
         f"workdir {workdir} holds a run whose config differs in {', '.join(changed)}; "
         "use a new --workdir",
     )
     for block in ("server", "client"):
         schedule = new.get(f"{block}.schedule")
-        _require(
+        require(
             schedule not in _HORIZON_SCHEDULES or old["rounds"] == new["rounds"],
             f"rounds={new['rounds']}: the run in {workdir} decays its {block} {schedule} "
             f"learning rate over {old['rounds']} rounds and this config over {new['rounds']}, "
@@ -69,7 +64,7 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
         return
     old_horizon = old.get(horizon_field) or old["rounds"]
     new_horizon = new.get(horizon_field) or new["rounds"]
-    _require(
+    require(
         old_horizon == new_horizon,
         f"rounds={new['rounds']}: the run in {workdir} decays its {new['optimizer.schedule']} "
         f"learning rate over {old_horizon} steps and this config over {new_horizon}, so it "
