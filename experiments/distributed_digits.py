@@ -38,10 +38,6 @@ from fedjax_sim.xla_flags import apply_xla_flags
 
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 from fedjax_sim import config_files, outputs  # noqa: E402
 from fedjax_sim.experiment import run_experiment  # noqa: E402
@@ -235,7 +231,7 @@ def grid_report(results: dict) -> list[str]:
 
 
 def plot_batch(results: dict, path: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = outputs.new_figure(1, 1, figsize=(6, 4))
     for name in OPTIMIZERS:
         points = [(b, _accuracy(results[f"{name} B={b}"])) for b in BATCHES
                   if f"{name} B={b}" in results]  # fmt: skip
@@ -249,7 +245,7 @@ def plot_batch(results: dict, path: str) -> None:
 
 
 def plot_grid(results: dict, path: str) -> None:
-    fig, axes = plt.subplots(1, len(WORKERS), figsize=(5 * len(WORKERS), 4), sharey=True)
+    fig, axes = outputs.new_figure(1, len(WORKERS), figsize=(5 * len(WORKERS), 4), sharey=True)
     for ax, k in zip(axes, WORKERS, strict=True):
         for family in FAMILY:
             points = [(h, _accuracy(results[f"{family} K={k} H={h}"])) for h in LOCAL_STEPS

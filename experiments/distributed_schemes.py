@@ -29,7 +29,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from distributed_digits import TRAIN_EXAMPLES, outputs, plt, run_one  # noqa: E402
+from distributed_digits import TRAIN_EXAMPLES, outputs, run_one  # noqa: E402
 
 EPOCHS, K, B, H = 20, 8, 16, 8
 SPEEDS = {
@@ -145,7 +145,7 @@ def _state(record: dict) -> str:
 
 
 def plot_speeds(results: dict, path: str) -> None:
-    fig, axes = plt.subplots(1, len(SPEEDS), figsize=(5 * len(SPEEDS), 4), sharey=True)
+    fig, axes = outputs.new_figure(1, len(SPEEDS), figsize=(5 * len(SPEEDS), 4), sharey=True)
     for ax, speed in zip(axes, SPEEDS, strict=True):
         for name, history in results.items():
             if name.endswith(f"[{speed}]"):

@@ -9,7 +9,8 @@ B = 16 per client, 60 rounds) as one sweep (fedjax_sim.sweep, resumable per cell
 with 10 clients per round against FedSeq with 2 superclients of 5 clients per round (the same
 10 clients' local work per round, done in sequence inside a superclient), the superclients
 grouped at random, by greedy KL and by k-means on the clients' label histograms, and by greedy
-KL on the paper's confidence estimate. Writes OUT.md (rounds to the target, last accuracy) and
+KL on the paper's confidence estimate; each at client learning rates 0.05 (FedAvg's) and 0.02,
+seeds 0 and 1. Writes OUT.md (rounds to the target, last accuracy) and
 OUT.png. The confidence cell sets 100 test examples aside as the server's exemplars, so it is
 evaluated on the other 259.
 """
@@ -38,8 +39,8 @@ def sweep_config(smoke: bool):
     config = config_files.load_config("configs/fedseq_digits.py" + (":smoke" if smoke else ""))
     config.eval_every = config.checkpoint_every = 1 if smoke else 5
     cells = "fedavg:3:random:labels,fedseq:1:greedy_kl:confidence" if smoke else CELLS
-    seeds = "" if smoke else "seed=0,1;"
-    config.sweep = f"{seeds}algorithm+clients_per_round+fedseq.grouper+fedseq.estimate={cells}"
+    grid = "" if smoke else "seed=0,1;client.learning_rate=0.05,0.02;"
+    config.sweep = f"{grid}algorithm+clients_per_round+fedseq.grouper+fedseq.estimate={cells}"
     return config
 
 

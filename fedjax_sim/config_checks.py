@@ -20,6 +20,7 @@ from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
 from fedjax_sim.algorithms.selection import SELECTIONS
 from fedjax_sim.algorithms.speeds import SPEED_MODELS
 from fedjax_sim.attacks import ATTACKS, UPDATE_ATTACKS
+from fedjax_sim.data import cifar100, digits
 from fedjax_sim.data.digits import PARTITIONS as DIGITS_PARTITIONS
 from fedjax_sim.engine import CLIENT_AXIS_MODES
 from fedjax_sim.ledger import TOPOLOGIES
@@ -51,7 +52,7 @@ _DATASETS = {
     "cifar100": ("cnn", "resnet20", "resnet18", "vit"),
     "digits": ("cnn", "resnet20", "vit"),
 }
-_IMAGE_SIDES = {"cifar100": 32, "digits": 16}
+_IMAGE_SIDES = {"cifar100": cifar100.IMAGE_SIDE, "digits": digits.IMAGE_SIDE}
 _PARTITIONS = {
     "shakespeare": ("natural", "iid"),
     "cifar100": ("iid", "dirichlet", "shards"),

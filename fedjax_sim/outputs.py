@@ -75,13 +75,8 @@ def dataset_summary(dataset: FederatedDataset) -> dict:
 
 def plot_curves(path: str, history: list[dict], title: str = "") -> None:
     """Test accuracy and train/test loss against rounds, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rounds = [r["round"] for r in history]
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_acc, ax_loss) = new_figure(1, 2, figsize=(10, 4))
     for name in ("test_accuracy", "train_accuracy", "client_accuracy_p10"):
         if any(name in r for r in history):
             ax_acc.plot(rounds, [r.get(name, np.nan) for r in history], label=name)
@@ -107,12 +102,7 @@ LEDGER_AXES = (
 def plot_ledger(path: str, runs: dict[str, list[dict]], metric: str = "test_accuracy") -> None:
     """``metric`` of each run (label -> history with `fedjax_sim.ledger` fields) against
     epochs, bytes communicated and simulated time, side by side, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(LEDGER_AXES), figsize=(5 * len(LEDGER_AXES), 4))
+    fig, axes = new_figure(1, len(LEDGER_AXES), figsize=(5 * len(LEDGER_AXES), 4))
     for ax, (field, label, scale) in zip(axes, LEDGER_AXES, strict=True):
         for name, history in runs.items():
             points = [(r[field], r[metric]) for r in history if field in r and metric in r]
@@ -128,12 +118,18 @@ def plot_ledger(path: str, runs: dict[str, list[dict]], metric: str = "test_accu
     save_png(fig, path)
 
 
-def save_png(fig, path: str) -> None:
-    """Writes the matplotlib figure ``fig`` to ``path`` as a PNG, atomically, and closes it."""
-    import matplotlib.pyplot as plt
+def new_figure(rows: int, cols: int, **subplots):
+    """``(figure, axes)`` of a figure outside pyplot: drawing it neither needs a display nor
+    changes the backend, so a notebook's inline plots keep working around the library's."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=subplots.pop("figsize", None))
+    return fig, fig.subplots(rows, cols, **subplots)
+
+
+def save_png(fig, path: str) -> None:
+    """Writes the matplotlib figure ``fig`` to ``path`` as a PNG, atomically."""
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     write_bytes_atomic(path, buffer.getvalue())

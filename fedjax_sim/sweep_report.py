@@ -17,6 +17,9 @@ SUMMARY_FIELDS = (
     ("client_accuracy_mean", "client mean"),
     ("client_accuracy_p10", "worst 10%"),
     ("client_accuracy_min", "worst client"),
+    ("personal_accuracy_mean", "personal mean"),
+    ("personal_accuracy_p10", "personal worst 10%"),
+    ("finetuned_accuracy_mean", "fine-tuned mean"),
     ("ledger_epochs", "epochs"),
 )
 
@@ -114,18 +117,14 @@ def plot_sweep(path: str, summary: dict, histories: dict, metric: str = "test_ac
     """``metric`` against ``x`` for every cell, one panel per value of the first dimension
     (shared axes), as a PNG; with a numeric last dimension, a last panel draws the final
     ``metric`` against it, a line per combination of the other dimensions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     dims = summary["dimensions"]
     first = dims[0]
     last_values = [v[0] for v in dims[-1]["values"]] if len(dims) > 1 else []
     numeric_last = len(dims[-1]["fields"]) >= 1 and last_values and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in last_values)  # fmt: skip
     panels = len(first["values"]) + bool(numeric_last)
-    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.8), squeeze=False, sharey=True)
+    fig, axes = outputs.new_figure(1, panels, figsize=(4.5 * panels, 3.8), squeeze=False,
+                                   sharey=True)  # fmt: skip
     axes = axes[0]
     for ax, value in zip(axes, first["values"], strict=False):
         for cell in summary["cells"]:

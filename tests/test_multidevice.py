@@ -116,6 +116,41 @@ def test_client_axis_sharded_over_two_devices_matches_one():
     run_with_host_devices(SCRIPT, 2)
 
 
+FEDSEQ_SCRIPT = LINEAR_TASK + textwrap.dedent("""
+    from jax.sharding import Mesh
+    from fedjax_sim.algorithms.fedavg import fedavg_parts
+    from fedjax_sim.algorithms.fedseq import fedseq_round
+    from fedjax_sim.engine import Execution
+
+    assert jax.device_count() == 2, jax.devices()
+    data = {"x": rng.normal(size=(40, 6)).astype(np.float32),
+            "y": rng.integers(0, 3, 40).astype(np.int32)}
+    clients = client_data_from_indices(data, np.array_split(np.arange(40), 8))
+    parts = fedavg_parts(cross_entropy(linear), optax.sgd(0.3), optax.sgd(1.0))
+    groups = np.array([[0, 5, 2], [1, 6, -1], [3, 4, 7], [-1, -1, -1]])[:3]
+
+    def train(execution):
+        round_fn = jax.jit(fedseq_round(parts, groups=groups, superclients_per_round=2,
+                                        local_steps=2, batch_size=4, execution=execution))
+        state = parts.init(variables(init(jax.random.key(0))))
+        for r in range(3):
+            state, _ = round_fn(state, clients, jax.random.key(r))
+        return jax.tree.leaves(state.params)
+
+    expected = train(Execution("vmap"))
+    mesh = Mesh(np.array(jax.devices()), ("clients",))
+    for axis in ("vmap", "map"):
+        for a, b in zip(expected, train(Execution(axis, mesh=mesh)), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=axis)
+    print("OK")
+""")
+
+
+def test_fedseq_superclients_sharded_over_two_devices_match_one():
+    # the members' scan inside shard_map (its zero deltas once took the params' sharding)
+    run_with_host_devices(FEDSEQ_SCRIPT, 2)
+
+
 WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
     from fedjax_sim.algorithms.async_sgd import async_sgd
     from fedjax_sim.algorithms.gossip import gossip_sgd

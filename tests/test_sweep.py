@@ -3,6 +3,7 @@ before any runs, finished and diverged cells skipped on a rerun, and the report'
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -77,10 +78,45 @@ def test_a_sweep_runs_each_cell_once_records_divergence_and_reports(tmp_path, mo
     assert again["cells"] == summary["cells"]
 
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import matplotlib
     from report_sweep import write_report
 
-    text = write_report(str(tmp_path), str(tmp_path / "report"), "test_accuracy", "round", 0.0)
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # a notebook's own backend: the library's plots must leave it alone
+    try:
+        text = write_report(str(tmp_path), str(tmp_path / "report"), "test_accuracy", "round", 0.0)
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(backend)
     assert "| client.learning_rate |" in text and "diverged" in text
     accuracy = cells[0.05]["last"]["test_accuracy"]
     assert f"| 0.050 | 1 | {accuracy:.3f} |" in text
     assert os.path.getsize(tmp_path / "report.png") > 0
+
+
+def _grid(tmp_path, *args):
+    script = os.path.join(ROOT, "experiments", "shakespeare_grid.py")
+    command = [sys.executable, script, "--workdir", str(tmp_path / "runs"),
+               "--out", str(tmp_path / "grid"), *args]  # fmt: skip
+    # HOME: the Shakespeare cache (~/.cache/fedjax_sim) built here, not in the user's
+    env = dict(os.environ, HOME=str(tmp_path))
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_the_shakespeare_grid_refuses_an_unknown_study(tmp_path):
+    result = _grid(tmp_path, "--only", "local_steps,bogus")
+    assert result.returncode == 2
+    assert "--only: unknown studies ['bogus']; allowed: ['local_steps'," in result.stderr
+
+
+@pytest.mark.slow
+def test_the_shakespeare_grid_runs_and_reports_every_study_on_smoke(tmp_path):
+    result = _grid(tmp_path, "--smoke")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (tmp_path / "grid.md").read_text()
+    for study in ("local_steps", "participation", "fedseq", "personalization", "robustness"):
+        assert f"## {study}" in text, study
+        assert os.path.getsize(tmp_path / f"grid_{study}.png") > 0, study
+        cells = json.loads((tmp_path / "runs" / study / "sweep.json").read_text())["cells"]
+        assert cells and all(c["finished"] for c in cells), study
+    assert "| natural | 2 | 4 |" in text and "| iid | 4 | 2 |" in text  # J x rounds linked

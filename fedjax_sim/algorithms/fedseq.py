@@ -52,7 +52,9 @@ def sequential_update(parts: FederatedParts) -> Callable:
             delta = jax.tree.map(jnp.add, delta, out.delta)
             return (params, out.model_state, delta), out.metrics
 
-        carry = (state.params, state.model_state, jax.tree.map(jnp.zeros_like, state.params))
+        # jnp.zeros, not zeros_like: the params' mesh sharding is not valid inside shard_map
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, p.dtype), state.params)
+        carry = (state.params, state.model_state, zeros)
         (_, model_state, delta), metrics_M = jax.lax.scan(member, carry, inputs_M)
         return ClientOutput(delta, model_state, {}, sum_metrics(metrics_M), {})
 

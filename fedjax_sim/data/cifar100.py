@@ -34,7 +34,8 @@ from fedjax_sim.data.dataset import DataError, FederatedDataset
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 _SPLITS = ("train", "test")
-_RECORD_BYTES = 2 + 3 * 32 * 32  # coarse label, fine label, R, G and B planes of 32x32
+IMAGE_SIDE = 32
+_RECORD_BYTES = 2 + 3 * IMAGE_SIDE**2  # coarse label, fine label, R, G and B planes of 32x32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +224,7 @@ def _split(data: np.ndarray, fine, coarse, where: str) -> dict:
         )
     if len(y) and (min(y.min(), y_coarse.min()) < 0 or y.max() >= 100 or y_coarse.max() >= 20):
         raise DataError(f"malformed CIFAR-100 {where}: labels out of range")
-    x = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    x = np.ascontiguousarray(data.reshape(-1, 3, IMAGE_SIDE, IMAGE_SIDE).transpose(0, 2, 3, 1))
     return {"x": x, "y": y, "y_coarse": y_coarse}
 
 

@@ -15,6 +15,7 @@ from fedjax_sim.data.dataset import DataError, FederatedDataset
 
 PARTITIONS = ("iid", "dirichlet")
 UPSAMPLE = 2
+IMAGE_SIDE = 8 * UPSAMPLE  # the models see 16x16 images
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
