@@ -51,7 +51,8 @@ def cells_table(summary: dict, histories: dict, target: float | None = None) -> 
     fields = [f for d in summary["dimensions"] for f in d["fields"]]
     present = [(k, label) for k, label in SUMMARY_FIELDS
                if any(_evaluated(h, k) is not None for h in histories.values())]  # fmt: skip
-    header = [*fields, "rounds", *(label for _, label in present)]
+    done = "rounds run" if "rounds" in fields else "rounds"  # a swept horizon is a field too
+    header = [*fields, done, *(label for _, label in present)]
     if target is not None:
         header.append(f"rounds to {target:g}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -95,7 +95,7 @@ def test_a_sweep_runs_each_cell_once_records_divergence_and_reports(tmp_path, mo
 
 
 def _grid(tmp_path, *args):
-    script = os.path.join(ROOT, "experiments", "shakespeare_grid.py")
+    script = os.path.join(ROOT, "experiments", "course_grid.py")
     command = [sys.executable, script, "--workdir", str(tmp_path / "runs"),
                "--out", str(tmp_path / "grid"), *args]  # fmt: skip
     # HOME: the Shakespeare cache (~/.cache/fedjax_sim) built here, not in the user's
@@ -103,20 +103,42 @@ def _grid(tmp_path, *args):
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_the_shakespeare_grid_refuses_an_unknown_study(tmp_path):
-    result = _grid(tmp_path, "--only", "local_steps,bogus")
+@pytest.mark.parametrize("data", ["shakespeare", "cifar100"])
+def test_every_study_of_the_course_grid_is_a_valid_sweep(data):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import course_grid
+
+    for study in course_grid.GRIDS[data][-1]:
+        for smoke in (False, True):
+            config = course_grid.study_config(data, study, smoke)
+            cells = sweep.cell_configs(config)  # every cell checked, or ConfigError
+            assert len(cells) >= 2 or (smoke and len(cells) == 1), (study, smoke)
+            if not smoke and study != "local_steps":
+                assert {c.rounds for _, _, c in cells} == {course_grid.GRIDS[data][1]}, study
+
+
+def test_the_course_grid_refuses_an_unknown_study_and_missing_data_in_one_line(tmp_path):
+    result = _grid(tmp_path, "--data", "shakespeare", "--only", "local_steps,bogus")
     assert result.returncode == 2
     assert "--only: unknown studies ['bogus']; allowed: ['local_steps'," in result.stderr
+    result = _grid(tmp_path, "--data", "cifar100", "--only", "heterogeneity")  # no archive here
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: study heterogeneity: ")
 
 
 @pytest.mark.slow
-def test_the_shakespeare_grid_runs_and_reports_every_study_on_smoke(tmp_path):
-    result = _grid(tmp_path, "--smoke")
+@pytest.mark.parametrize("data", ["shakespeare", "cifar100"])
+def test_the_course_grid_runs_and_reports_every_study_on_smoke(data, tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import course_grid
+
+    result = _grid(tmp_path, "--data", data, "--smoke")
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "grid.md").read_text()
-    for study in ("local_steps", "participation", "fedseq", "personalization", "robustness"):
+    for study in course_grid.GRIDS[data][-1]:
         assert f"## {study}" in text, study
         assert os.path.getsize(tmp_path / f"grid_{study}.png") > 0, study
         cells = json.loads((tmp_path / "runs" / study / "sweep.json").read_text())["cells"]
         assert cells and all(c["finished"] for c in cells), study
-    assert "| natural | 2 | 4 |" in text and "| iid | 4 | 2 |" in text  # J x rounds linked
+    if data == "shakespeare":  # J and rounds linked, under both splits
+        assert "| natural | 2 | 4 |" in text and "| iid | 4 | 2 |" in text
