@@ -26,7 +26,7 @@ def _dataset(train_y, train_client_indices, test_client_indices=None):
     )
 
 
-@pytest.mark.parametrize("batch_size", [3, 7, 10])
+@pytest.mark.parametrize("batch_size", [3, 7, 10, 1000])
 def test_evaluator_matches_unbatched_reference(batch_size, mlp_task, mlp_params, tiny_examples):
     x, y = tiny_examples["x"][:7], tiny_examples["y"][:7]
     loss, correct, pred = make_evaluator(mlp_task, batch_size)(mlp_params, {"x": x, "y": y})
@@ -89,3 +89,17 @@ def test_evaluator_compiles_once(mlp_task, mlp_params, tiny_examples, trace_coun
     evaluate(mlp_params, examples)
     evaluate(jax.tree.map(lambda p: p + 1.0, mlp_params), examples)
     assert len(traces) == 1
+
+
+def test_small_splits_are_padded_to_a_power_of_two(
+    mlp_task, mlp_params, tiny_examples, trace_counting
+):
+    # one client's few test examples: padded to 4 or 8 rows, not to the 1000 of a full chunk
+    task, traces = trace_counting(mlp_task)
+    evaluate = make_evaluator(task, batch_size=1000)
+    for n in (3, 4, 5, 7, 8):
+        loss, _, _ = evaluate(
+            mlp_params, {"x": tiny_examples["x"][:n], "y": tiny_examples["y"][:n]}
+        )
+        assert loss.shape == (n,)
+    assert len(traces) == 2  # the shapes 4 and 8
