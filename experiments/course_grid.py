@@ -159,7 +159,7 @@ def report(data: str, workdir: str, out: str) -> str:
     Markdown."""
     from fedjax_sim import outputs
     from fedjax_sim.sweep import load_sweep
-    from fedjax_sim.sweep_report import cells_table, plot_sweep
+    from fedjax_sim.sweep_report import sweep_section
 
     config_file, rounds, _, target, studies = GRIDS[data]
     parts = [f"# The course grid on {data}", "",
@@ -171,10 +171,10 @@ def report(data: str, workdir: str, out: str) -> str:
             continue
         summary, histories = load_sweep(path)
         fixed = ", ".join(f"{k}={v}" for k, v in changes.items())
+        png = f"{out}_{study}.png"
+        section = sweep_section(png, summary, histories, "test_accuracy", x, target)
         parts += ["", f"## {study}", "", question + (f" ({fixed})." if fixed else "."), "",
-                  cells_table(summary, histories, target),
-                  "", f"![{study}]({os.path.basename(out)}_{study}.png)"]  # fmt: skip
-        plot_sweep(f"{out}_{study}.png", summary, histories, "test_accuracy", x)
+                  section]  # fmt: skip
     text = "\n".join(parts) + "\n"
     outputs.write_bytes_atomic(out + ".md", text.encode())
     return text

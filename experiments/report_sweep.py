@@ -15,19 +15,19 @@ import os
 
 from fedjax_sim import outputs
 from fedjax_sim.sweep import load_sweep
-from fedjax_sim.sweep_report import cells_table, pivot_table, plot_sweep
+from fedjax_sim.sweep_report import pivot_table, sweep_section
 
 
 def write_report(workdir: str, out: str, metric: str, x: str, target: float | None) -> str:
     """Writes OUT.md and OUT.png; returns the Markdown."""
     summary, histories = load_sweep(workdir)
-    parts = [f"# Sweep `{summary['sweep']}`", "", cells_table(summary, histories, target)]
+    section = sweep_section(out + ".png", summary, histories, metric, x, target)
+    parts = [f"# Sweep `{summary['sweep']}`", "", section]
     pivot = pivot_table(summary, histories, metric)
     if pivot:
         parts += ["", f"## Last {metric}", "", pivot]
     text = "\n".join(parts) + "\n"
     outputs.write_bytes_atomic(out + ".md", text.encode())
-    plot_sweep(out + ".png", summary, histories, metric, x)
     return text
 
 

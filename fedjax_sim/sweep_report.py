@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import numpy as np
 
@@ -162,3 +163,12 @@ def plot_sweep(path: str, summary: dict, histories: dict, metric: str = "test_ac
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="x-small")
     outputs.save_png(fig, path)
+
+
+def sweep_section(png_path: str, summary: dict, histories: dict, metric: str = "test_accuracy",
+                  x: str = "round", target: float | None = None) -> str:  # fmt: skip
+    """One sweep's part of a report: draws `plot_sweep` at ``png_path`` and returns the
+    Markdown of `cells_table` followed by the plot's image link (relative to the report)."""
+    plot_sweep(png_path, summary, histories, metric, x)
+    name = os.path.basename(png_path)
+    return f"{cells_table(summary, histories, target)}\n\n![{name[:-4]}]({name})"

@@ -6,6 +6,9 @@ identity, so training does not depend on the rng and plain reference loops can r
 SGD with heavy-ball momentum), they share no code with `fedjax_sim.algorithms.local`.
 """
 
+import shutil
+import tempfile
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +19,19 @@ from fedjax_sim.models.model import stateless
 from fedjax_sim.tasks import Task, make_task
 
 NUM_FEATURES, NUM_HIDDEN, NUM_CLASSES = 6, 5, 3
+
+
+def pytest_configure(config):
+    """Each test process keeps what it compiles in its own persistent XLA cache, so a program
+    built again (a resumed run, the same seed twice, a config shared by several tests) loads
+    instead of compiling. Its own: the cache writes without a lock. Subprocesses (the CLI,
+    notebooks, multi-process runs) compile on their own."""
+    cache_dir = tempfile.mkdtemp(prefix="fedjax-sim-tests-xla-")
+    config.add_cleanup(lambda: shutil.rmtree(cache_dir, ignore_errors=True))
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 
 # Client sizes of the tiny population: one client smaller than any batch, and an empty one (as
 # padding would add) last, so that dropping it keeps the other clients' ids.

@@ -91,7 +91,7 @@ def test_a_sweep_runs_each_cell_once_records_divergence_and_reports(tmp_path, mo
     assert "| client.learning_rate |" in text and "diverged" in text
     accuracy = cells[0.05]["last"]["test_accuracy"]
     assert f"| 0.050 | 1 | {accuracy:.3f} |" in text
-    assert os.path.getsize(tmp_path / "report.png") > 0
+    assert os.path.getsize(tmp_path / "report.png") > 0 and "![report](report.png)" in text
 
 
 def _grid(tmp_path, *args):

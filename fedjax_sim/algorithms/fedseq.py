@@ -11,9 +11,10 @@ state, up to ``local_epochs`` passes); members padded into short superclients ar
 and change nothing. A superclient's delta is the sum of its members' deltas (final model minus
 global, to rounding), its weight the sum of their example counts.
 
-Keys follow `fedjax_sim.algorithms.round`: member k's batches and training key are
-``fold_in(key, k)`` of the round's batch and train keys, so with superclients of one client
-each FedSeq runs exactly FedAvg's round.
+Keys follow `fedjax_sim.algorithms.round`: the member that is client k draws its batches
+and its training key as ``fold_in(key, k)`` of the round's batch and train keys (k the
+client's id, not its place in the superclient), so with superclients of one client each
+FedSeq runs exactly FedAvg's round.
 """
 
 from __future__ import annotations
