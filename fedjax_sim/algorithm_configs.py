@@ -52,6 +52,7 @@ from fedjax_sim.engine import (
     clients_within_memory_budget,
     resolve_client_axis,
     resolve_unroll,
+    steps_in_program,
 )
 from fedjax_sim.optimizers import make_optimizer, make_schedule, scaled_learning_rate
 from fedjax_sim.robust_aggregation import make_aggregator
@@ -74,15 +75,17 @@ def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> in
 
 def execution_for(config: ml_collections.ConfigDict, task: Task, num_clients: int) -> Execution:
     """The config's execution settings, ``"auto"`` resolved for this backend and model."""
-    mesh = client_mesh_for(
-        config.client_devices, clients_per_round(config, num_clients), config.data_devices
-    )
+    per_round = clients_per_round(config, num_clients)
+    mesh = client_mesh_for(config.client_devices, per_round, config.data_devices)
+    steps = config.client.local_steps
+    unroll = config.unroll_local_steps or resolve_unroll(task.model, num_steps=steps)
+    devices = mesh.shape["clients"] if mesh is not None else 1
+    client_axis = resolve_client_axis(
+        config.client_axis, task.model, clients=per_round // devices,
+        steps_in_program=steps_in_program(unroll, steps) if steps else 1,
+    )  # fmt: skip
     return Execution(
-        client_axis=resolve_client_axis(config.client_axis, task.model),
-        chunk_size=config.chunk_size or None,
-        mesh=mesh,
-        unroll=config.unroll_local_steps
-        or resolve_unroll(task.model, num_steps=config.client.local_steps),
+        client_axis=client_axis, chunk_size=config.chunk_size or None, mesh=mesh, unroll=unroll
     )
 
 

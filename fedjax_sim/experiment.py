@@ -217,8 +217,8 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
             task, client_optimizer(config),
             personal_of or (lambda state, k: {"params": state.params, "state": state.model_state}),
             steps=config.finetune.steps, batch_size=config.client.batch_size,
-            augment=config.data.augment, client_axis=resolve_client_axis(config.client_axis,
-                                                                          task.model),
+            augment=config.data.augment, client_axis=resolve_client_axis(
+                config.client_axis, task.model, clients=clients.num_clients),
         )  # fmt: skip
     per_client = config.algorithm not in ("centralized", *DISTRIBUTED_ALGORITHMS)  # IID shards
 

@@ -329,7 +329,13 @@ def test_subsample_test_keeps_every_clients_own_examples():
 
 
 def test_auto_choices_per_backend_and_model():
-    from fedjax_sim.engine import client_mesh_for, resolve_client_axis, resolve_unroll
+    from fedjax_sim.algorithm_configs import execution_for
+    from fedjax_sim.engine import (
+        client_mesh_for,
+        resolve_client_axis,
+        resolve_unroll,
+        steps_in_program,
+    )
     from fedjax_sim.models import registry as models
 
     cnn, lstm = models.get("cnn")(conv="loop_friendly"), models.get("lstm")(hidden=4)
@@ -347,6 +353,23 @@ def test_auto_choices_per_backend_and_model():
     assert resolve_unroll(cnn, "cpu", num_steps=17) == 1
     with pytest.raises(ValueError, match="client_axis"):
         resolve_client_axis("pmap", cnn)
+    # "sequential" writes C x J steps into the program: past 16 copies the clients loop
+    resnet = models.get("resnet20")()
+    assert resolve_client_axis("auto", resnet, "cpu", clients=4, steps_in_program=2) == "sequential"
+    assert resolve_client_axis("auto", resnet, "cpu", clients=10, steps_in_program=8) == "map"
+    assert resolve_client_axis("auto", resnet, "cpu", clients=17) == "map"
+    assert resolve_client_axis("sequential", resnet, "cpu", clients=10, steps_in_program=8) == (
+        "sequential"
+    )
+    assert resolve_client_axis("auto", lstm, "cpu", clients=100, steps_in_program=8) == "map"
+    assert [steps_in_program(u, 8) for u in (True, 1, 4, 16)] == [8, 1, 4, 8]
+    config = load_config(os.path.join(ROOT, "configs", "fedavg_digits.py"))
+    config.model.name = "resnet20"  # 10 clients a round, 8 unrolled steps: 80 copies
+    execution = execution_for(config, make_task("resnet20", 10), num_clients=20)
+    assert (execution.client_axis, execution.unroll) == ("map", True)
+    config.clients_per_round, config.client.local_steps = 4, 2
+    execution = execution_for(config, make_task("resnet20", 10), num_clients=20)
+    assert execution.client_axis == "sequential"
     assert client_mesh_for(0, clients_per_round=4) is None  # this process has one device
     with pytest.raises(ValueError, match="client_devices must divide clients_per_round=4"):
         client_mesh_for(2, clients_per_round=4)
