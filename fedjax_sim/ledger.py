@@ -23,7 +23,9 @@ FLOP/s; a round under a speed model (`fedjax_sim.algorithms.speeds`) reports
 ``clock_examples`` instead, the examples one nominal worker processes in the round's simulated
 time (a synchronous round waits for its slowest worker). The simulated clock is compute plus
 communication, no overlap. An asynchronous round reports ``syncs`` as its arrivals / K: each
-arrival is one worker's exchange with the server.
+arrival is one worker's exchange with the server. A FedSeq round reports ``syncs`` as the
+mean number of members of its superclients (the workers): each member receives the model and
+sends it on, one after another, so its hand-offs add their bytes and their time.
 """
 
 from __future__ import annotations

@@ -55,11 +55,13 @@ def test_sequential_pass_equals_members_by_hand():
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(got.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert int(metrics["train_examples"]) == 3 * 2 * 4  # 3 members x 2 steps x 4 examples
+    assert float(metrics["syncs"]) == 3.0  # the ledger counts each member's hand-off
 
 
 def test_superclients_are_averaged_by_their_examples():
     workers = linear_workers(3, 4, seed=3)
-    got, _ = _rounds(_fedseq([[0, 1], [2, -1]], 2), workers.clients, 1)
+    got, metrics = _rounds(_fedseq([[0, 1], [2, -1]], 2), workers.clients, 1)
+    assert float(metrics["syncs"]) == 1.5  # hand-offs a superclient: 2 and 1, not the padding
     first = PARAMS0
     for member in (0, 1):
         first = jax.tree.map(

@@ -138,9 +138,11 @@ def fedseq_round(
         outputs_S = update_S(inputs)
         weights_S = aggregation.client_weights(counts_SxM.sum(1), weighting)
         new_state = parts.server_update(state, outputs_S, weights_S)
-        return new_state.replace(round=state.round + 1), training_metrics(
-            sum_metrics(outputs_S.metrics)
-        )
+        metrics = training_metrics(sum_metrics(outputs_S.metrics))
+        # the ledger's synchronizations: every member receives the model and sends it on, one
+        # after another within a superclient (superclients of one client: FedAvg's one a round)
+        metrics["syncs"] = jnp.mean(valid_SxM.sum(1).astype(jnp.float32))
+        return new_state.replace(round=state.round + 1), metrics
 
     return round_fn
 
