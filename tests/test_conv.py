@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_sim.models.conv import LoopFriendlyConv, conv_valid
+from fedjax_sim.models.conv import LoopFriendlyConv, conv2d, conv_valid
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -78,4 +78,41 @@ def test_module_matches_flax_conv():
     assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == jax.tree.map(
         jnp.shape, params
     )
+    np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), **TOL)
+
+
+@pytest.mark.parametrize(
+    "k, strides, padding, size",
+    [(3, (1, 1), "SAME", 8), (3, (2, 2), "SAME", 8), (3, (2, 2), "SAME", 7),
+     (1, (2, 2), "VALID", 8), (3, (2, 1), "VALID", 9)],
+)  # fmt: skip
+def test_strided_and_same_equal_xla(k, strides, padding, size):
+    # ResNet's layers: values and both gradients equal lax.conv_general_dilated's.
+    rng = np.random.default_rng(k + size)
+    x = jnp.asarray(rng.normal(size=(2, size, size, 3)).astype(np.float32))
+    kernel = jnp.asarray(rng.normal(size=(k, k, 3, 4)).astype(np.float32))
+
+    def xla(x, kernel):
+        dims = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=dims)
+
+    y, vjp = jax.vjp(lambda x, w: conv2d(x, w, strides, padding), x, kernel)
+    want_y, want_vjp = jax.vjp(xla, x, kernel)
+    assert y.shape == want_y.shape
+    dy = jnp.asarray(rng.normal(size=y.shape).astype(np.float32))
+    np.testing.assert_allclose(y, want_y, **TOL)
+    for ours, theirs in zip(vjp(dy), want_vjp(dy), strict=True):
+        np.testing.assert_allclose(ours, theirs, **TOL)
+
+
+def test_bad_padding_names_the_choices():
+    with pytest.raises(ValueError, match=r"padding must be one of \['VALID', 'SAME'\]"):
+        conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), padding="FULL")
+
+
+def test_module_without_bias_matches_flax_conv():
+    x = jax.random.normal(jax.random.key(3), (2, 8, 8, 3))
+    flax_conv = nn.Conv(4, (3, 3), (2, 2), padding="SAME", use_bias=False)
+    params = flax_conv.init(jax.random.key(4), x)
+    ours = LoopFriendlyConv(4, (3, 3), (2, 2), padding="SAME", use_bias=False)
     np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), **TOL)

@@ -1,4 +1,5 @@
-"""A VALID, stride-1 2-D convolution whose three convolutions XLA:CPU runs fast inside loops.
+"""2-D convolutions whose three convolutions (forward, input and kernel gradients) XLA:CPU runs
+fast inside loops.
 
 Autodiff of `jax.lax.conv_general_dilated` expresses the kernel gradient as a convolution whose
 "batch" is the input channels and whose "features" are the examples, and the input gradient as
@@ -11,6 +12,12 @@ Here the backward pass transposes the operands itself, so all three convolutions
 NHWC x HWIO -> NHWC in every context, and local steps and clients can run in rolled loops at
 the speed of unrolled code. Values and gradients equal `lax.conv_general_dilated`'s (to float
 tolerance in tests/test_conv.py; bit for bit in the course CNN's layers, measured).
+
+Strides and SAME padding (the ResNets') are built around that VALID, stride-1 core: the input is
+padded as XLA pads it for SAME, and a stride-s convolution is the stride-1 one read at every s-th
+output (a 1x1 kernel reads every s-th input instead, at no extra cost). The strided 3x3 layers
+thus compute s^2 times their outputs, two layers of ResNet-20's nineteen; measured on the digits
+this still made its FedAvg round over 10x faster in rolled loops than `flax.linen.Conv`.
 """
 
 from __future__ import annotations
@@ -57,8 +64,26 @@ def _backward(residuals, dy_BxHoxWoxO):
 conv_valid.defvjp(_forward, _backward)
 
 
+def conv2d(x_BxHxWxC, kernel_HWIO, strides=(1, 1), padding="VALID"):
+    """``lax.conv_general_dilated`` (NHWC x HWIO), ``padding`` "VALID" or "SAME", by `conv_valid`.
+
+    Values equal XLA's (SAME pads as `jax.lax.padtype_to_pads` does); gradients are autodiff's of
+    the pad and the strided read around `conv_valid`'s hand-written VJP.
+    """
+    if padding not in ("VALID", "SAME"):
+        raise ValueError(f"padding must be one of ['VALID', 'SAME'], got {padding!r}")
+    kh, kw = kernel_HWIO.shape[:2]
+    sh, sw = strides
+    if padding == "SAME":
+        pads = jax.lax.padtype_to_pads(x_BxHxWxC.shape[1:3], (kh, kw), strides, "SAME")
+        x_BxHxWxC = jnp.pad(x_BxHxWxC, ((0, 0), *pads, (0, 0)))
+    if (kh, kw) == (1, 1):  # each output reads one input: subsample first
+        return conv_valid(x_BxHxWxC[:, ::sh, ::sw], kernel_HWIO)
+    return conv_valid(x_BxHxWxC, kernel_HWIO)[:, ::sh, ::sw]
+
+
 class LoopFriendlyConv(nn.Module):
-    """``nn.Conv(features, kernel_size, padding="VALID")`` computed by `conv_valid`.
+    """``nn.Conv(features, kernel_size, strides, padding, use_bias)`` computed by `conv2d`.
 
     Its parameters (``kernel`` HWIO, ``bias``) have the names, shapes and initializers of
     `flax.linen.Conv`, so the two are interchangeable.
@@ -66,6 +91,9 @@ class LoopFriendlyConv(nn.Module):
 
     features: int
     kernel_size: Sequence[int]
+    strides: Sequence[int] = (1, 1)
+    padding: str = "VALID"
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, x_BxHxWxC):
@@ -74,5 +102,7 @@ class LoopFriendlyConv(nn.Module):
             nn.initializers.lecun_normal(),
             (*self.kernel_size, x_BxHxWxC.shape[-1], self.features),
         )
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return conv_valid(x_BxHxWxC, kernel) + bias
+        y = conv2d(x_BxHxWxC, kernel, tuple(self.strides), self.padding)
+        if not self.use_bias:
+            return y
+        return y + self.param("bias", nn.initializers.zeros_init(), (self.features,))

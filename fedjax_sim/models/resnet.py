@@ -16,6 +16,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fedjax_sim.models.conv import LoopFriendlyConv
 from fedjax_sim.models.model import Model, from_linen
 
 NORMS = ("batch", "group", "layer", "none")
@@ -55,7 +56,7 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool, mask=None):
         bias = self.norm == "none"
-        conv = lambda f, k, s, name: nn.Conv(  # noqa: E731
+        conv = lambda f, k, s, name: LoopFriendlyConv(  # noqa: E731
             f, (k, k), (s, s), padding="SAME" if k == 3 else "VALID", use_bias=bias, name=name
         )
         norm = lambda name: Norm(self.norm, self.groups, name=name)  # noqa: E731
@@ -78,9 +79,13 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxHxWxC, *, train: bool = False, mask=None):
-        x = nn.Conv(self.stage_features[0], (3, 3), padding="SAME", use_bias=self.norm == "none")(
-            x_BxHxWxC
-        )
+        x = LoopFriendlyConv(
+            self.stage_features[0],
+            (3, 3),
+            padding="SAME",
+            use_bias=self.norm == "none",
+            name="Conv_0",
+        )(x_BxHxWxC)
         x = nn.relu(Norm(self.norm, self.groups, name="stem_norm")(x, train=train, mask=mask))
         for stage, features in enumerate(self.stage_features):
             for block in range(self.blocks_per_stage):
@@ -111,14 +116,14 @@ def make_resnet(
         raise ValueError(f"model.norm must be one of {list(NORMS)}, got {norm!r}")
     features, blocks = DEPTHS[depth]
     module = ResNet(features, blocks, num_classes, norm, groups)
-    # XLA:CPU runs the backward pass of its convolutions slowly inside loop bodies
-    # (jax-ml/jax#12868): clients and local steps are unrolled there.
+    # The convolutions are loop-friendly (conv.py), so clients and local steps run in rolled
+    # loops: ResNet-20 GroupNorm on the digits (10 clients x J=8, B=16), round 2.25 s in `map`
+    # rolled (12 s compile), 2.1 s unrolled (25 s compile), 4.5 s in vmap.
     return from_linen(
         module,
         jnp.zeros((1, *image_shape), jnp.float32),
         name=depth,
         stateful=True,
         inputs="images",
-        cpu_client_axis="sequential",
-        cpu_unroll=True,
+        cpu_client_axis="map",
     )
