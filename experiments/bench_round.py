@@ -22,7 +22,9 @@ Formulations, all measured in this one process, alternately, after their own war
   python_loop: a Python loop over the round's clients calling a jitted one-client update, then a
         jitted aggregation and server step;
   python_loop_sharded: the same loop placing client c on host device c mod 2, so that JAX's
-        asynchronous dispatch runs two clients at a time (the loop's own use of both devices).
+        asynchronous dispatch runs two clients at a time (the loop's own use of both devices);
+  pytorch_loop: with --torch-python PY (a virtualenv holding torch), PyTorch's plain per-client
+        loop of experiments/torch_peer.py in a worker process, its rounds alternated with ours.
 FLOPs per sample come from XLA's cost analysis of one optimizer step with every loop unrolled
 (cost analysis counts a loop body once); the matmul peak is a 2048^2 float32 matmul measured in the
 same run. Each record: workload, formulation, samples_per_s, gflops_per_s, pct_matmul_peak,
@@ -138,6 +140,7 @@ FORMULATIONS = (
     "sharded",
     "python_loop",
     "python_loop_sharded",
+    "pytorch_loop",
 )
 SLOW_CALL_S = 30.0  # a formulation whose warm-up call takes longer is timed once
 
@@ -251,7 +254,28 @@ def python_loop_round(task, client_tx, server_tx, spec, devices=None):
     return run, server_chain_init
 
 
-def bench_workload(name, spec, formulations, reps):
+def torch_peer_round(spec, torch_python):
+    """A function running one round of the PyTorch peer (a worker process kept for the run)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_peer.py")
+    keys = ("model", "classes", "clients", "examples", "C", "J", "B", "lr")
+    worker = subprocess.Popen(
+        [torch_python, script, "--spec", json.dumps({k: spec[k] for k in keys})],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ready = worker.stdout.readline()
+    if not ready.startswith("ready"):
+        raise RuntimeError(f"the PyTorch peer did not start (exit code {worker.wait()})")
+    print(f"  pytorch peer: {ready.strip()}", flush=True)
+
+    def run():
+        worker.stdin.write("round\n")
+        worker.stdin.flush()
+        return float(worker.stdout.readline())
+
+    return run
+
+
+def bench_workload(name, spec, formulations, reps, torch_python=None):
     data = synthetic_clients(spec, spec["clients"], spec["examples"])
     task = make_task(spec["model"], spec["classes"])
     reference_task = (
@@ -273,6 +297,9 @@ def bench_workload(name, spec, formulations, reps):
                 lambda s=state, f=step: f(s, data, jax.random.key(1)),
                 spec["B"],
             )
+        elif formulation == "pytorch_loop":
+            if torch_python:
+                runners[formulation] = (torch_peer_round(spec, torch_python), round_samples)
         elif formulation in ("python_loop", "python_loop_sharded"):
             devices = jax.devices() if formulation == "python_loop_sharded" else None
             run, server_init = python_loop_round(
@@ -319,7 +346,7 @@ def bench_workload(name, spec, formulations, reps):
     return {f: (compile_s[f], times[f], runners[f][1]) for f in runners}
 
 
-def measure(name, formulations, reps, quick):
+def measure(name, formulations, reps, quick, torch_python=None):
     """This process's records for workload ``name`` (under the XLA_FLAGS it was started with)."""
     spec = dict(WORKLOADS[name], **(QUICK[name] if quick else {}))
     formulations = [f for f in formulations if f not in spec.get("skip", ())]
@@ -327,7 +354,7 @@ def measure(name, formulations, reps, quick):
         formulations = [f for f in formulations if f not in ("sharded", "python_loop_sharded")]
     peak = matmul_peak_gflops()
     per_sample = flops_per_sample(spec)
-    results = bench_workload(name, spec, formulations, reps)
+    results = bench_workload(name, spec, formulations, reps, torch_python)
     records = []
     for formulation, (compile_s, times, samples) in results.items():
         median = statistics.median(times)
@@ -338,6 +365,7 @@ def measure(name, formulations, reps, quick):
                 formulation=formulation,
                 per_device=spec["sharded"] if formulation == "sharded" else None,
                 devices=jax.device_count() if formulation.endswith("sharded") else 1,
+                torch_threads=os.cpu_count() if formulation == "pytorch_loop" else None,
                 samples_per_s=samples / median,
                 gflops_per_s=gflops,
                 pct_matmul_peak=100 * gflops / peak,
@@ -394,6 +422,10 @@ def main():
     parser.add_argument(
         "--same-flags", action="store_true", help="keep this process's XLA_FLAGS for every workload"
     )
+    parser.add_argument(
+        "--torch-python", default=None,
+        help="a Python with torch installed: adds the pytorch_loop row (experiments/torch_peer.py)",
+    )  # fmt: skip
     parser.add_argument("--no-scaling", action="store_true", help="skip bench_scaling.py")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--render", metavar="JSON", help="only print the tables of a results JSON")
@@ -405,7 +437,7 @@ def main():
     reps = args.reps or (3 if args.quick else 5)
     formulations = args.formulations.split(",")
     if args.inner:
-        records = measure(args.workloads, formulations, reps, args.quick)
+        records = measure(args.workloads, formulations, reps, args.quick, args.torch_python)
         with open(args.json, "w") as f:
             json.dump(records, f)
         return
@@ -427,7 +459,7 @@ def main():
                 args.formulations,
                 "--reps",
                 str(reps),
-            ]
+            ] + (["--torch-python", args.torch_python] if args.torch_python else [])
             subprocess.run(command + (["--quick"] if args.quick else []), env=env, check=True)
             with open(out.name) as f:
                 records += json.load(f)
@@ -451,8 +483,8 @@ def main():
 def markdown_table(records):
     lines = [
         "| workload | formulation | samples/s | GFLOP/s | % matmul peak | round or step (s), "
-        "median [min, max] | vs centralized | vs python_loop | vs best loop |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "median [min, max] | vs centralized | vs python_loop | vs best loop | vs pytorch_loop |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def rate(workload, formulation):
@@ -473,6 +505,7 @@ def markdown_table(records):
         best_loop = r["samples_per_s"] / np.nanmax(
             [rate(r["workload"], "python_loop"), rate(r["workload"], "python_loop_sharded")]
         )
+        peer = r["samples_per_s"] / rate(r["workload"], "pytorch_loop")
         name = r["formulation"]
         if r.get("per_device"):
             name += f" ({r['per_device']} x {r['devices']} devices)"
@@ -482,7 +515,9 @@ def markdown_table(records):
             f"| {r['workload']} | {name} | {r['samples_per_s']:.0f} | "
             f"{r['gflops_per_s']:.1f} | {r['pct_matmul_peak']:.1f} | "
             f"{r['seconds_median']:.3f} [{r['seconds_min']:.3f}, {r['seconds_max']:.3f}]"
-            f" | {central:.2f}x | {loop:.2f}x | {best_loop:.2f}x |"
+            f" | {central:.2f}x | {loop:.2f}x | {best_loop:.2f}x | "
+            + ("-" if np.isnan(peer) else f"{peer:.2f}x")
+            + " |"
         )
     return "\n".join(lines)
 

@@ -91,11 +91,14 @@ def main(argv):
         initialize_from_environment()  # several processes: before any backend starts
         if config.sweep:  # a grid of runs, one workdir per cell (fedjax_sim.sweep)
             from fedjax_sim.sweep import run_sweep
+            from fedjax_sim.vector_sweep import run_vectorized_sweep
 
-            summary = run_sweep(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
+            run = run_vectorized_sweep if config.sweep_vectorized else run_sweep
+            summary = run(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
             if is_writer():
                 for cell in summary["cells"]:
-                    print(f"{cell['name']}: {_metrics_line(cell['last'])}")
+                    shown = _metrics_line(cell["last"]) if "last" in cell else cell["diverged"]
+                    print(f"{cell['name']}: {shown}")
             return
         _, history = run_experiment(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
     except ValueError as error:  # ConfigError, DataError, DivergenceError, CheckpointError, ...
@@ -107,8 +110,16 @@ def main(argv):
         sys.exit(130)
     if not is_writer():
         return
-    last = history[-1] if history else {}
-    print(f"round {last.get('round')}: {_metrics_line(last)}")
+    if history and isinstance(history[0], list):  # num_seeds runs: their mean +- std
+        from fedjax_sim.seed_runs import mean_and_std
+
+        last = mean_and_std(history)[-1]
+        shown = [k for k in last if f"{k}_std" in last and not k.startswith("ledger_")]
+        print(f"round {last['round']}, {last['seeds']} seeds, mean +- std: " + ", ".join(
+            f"{k}={last[k]:.4f} +- {last[f'{k}_std']:.4f}" for k in shown))  # fmt: skip
+    else:
+        last = history[-1] if history else {}
+        print(f"round {last.get('round')}: {_metrics_line(last)}")
     if "ledger_samples" in last:
         print(
             f"ledger: {last['ledger_epochs']:.2f} epochs, {last['ledger_flops']:.3g} FLOPs, "

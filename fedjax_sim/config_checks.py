@@ -147,6 +147,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _integer("eval_every", config.eval_every, 0)
     _integer("checkpoint_every", config.checkpoint_every, 0)
     _integer("seed", config.seed, 0)
+    _integer("num_seeds", config.num_seeds)
+    require(
+        config.num_seeds == 1 or config.algorithm != "fedseq",
+        "num_seeds > 1 is not available for algorithm=fedseq (its superclients depend on the "
+        "seed); run its seeds separately",
+    )
     _integer("eval_batch_size", config.eval_batch_size)
     _integer("eval_max_examples", config.eval_max_examples, 0)
     require(
@@ -179,6 +185,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     )
     _integer("rounds_per_call", config.rounds_per_call)
     require(isinstance(config.sweep, str), f"sweep must be a string, got {config.sweep!r}")
+    require(
+        isinstance(config.sweep_vectorized, bool),
+        f"sweep_vectorized must be True or False, got {config.sweep_vectorized!r}",
+    )
+    require(
+        not config.sweep_vectorized or config.sweep,
+        "sweep_vectorized needs a sweep, e.g. --config.sweep='client.learning_rate=0.3,1'",
+    )
     ledger = config.ledger
     _one_of("ledger.topology", ledger.topology, ("auto", *TOPOLOGIES))
     for name in ("worker_tflops", "bandwidth_gbps"):

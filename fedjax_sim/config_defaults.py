@@ -58,6 +58,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.algorithm = algorithm
     config.seed = 0  # model initialization and the rounds' sampling; the data has data.seed
+    # N > 1: seeds seed, ..., seed + N - 1 as one vectorized program (a leading run axis over
+    # the whole state), on the same data; outputs per seed in seed_<s>/ and their mean +- std.
+    config.num_seeds = 1
     config.rounds = 100  # rounds, or optimizer steps for centralized runs
     config.eval_every = 10
     config.checkpoint_every = 10
@@ -71,6 +74,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # A grid of runs from this config (fedjax_sim.sweep), e.g. "client.local_steps+rounds=
     # 4:300,8:150;data.alpha=0.1,1.0": each cell in WORKDIR/cells/<name>, resumable per cell.
     config.sweep = ""
+    # True: the sweep's cells (scalar hyper-parameters only: fedjax_sim.vector_sweep) and the
+    # num_seeds seeds run as ONE vectorized program instead of one run after another.
+    config.sweep_vectorized = False
     config.data = _data(dataset)
     # The ledger's simulated wall clock (fedjax_sim.ledger): each worker's sustained TFLOP/s,
     # each link's Gbit/s and each message's latency. Defaults: a data-center GPU and network

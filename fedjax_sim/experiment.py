@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fedjax_sim import attacks, ledger, multihost, outputs
+from fedjax_sim import attacks, ledger, multihost, outputs, seed_runs
 from fedjax_sim.algorithm_configs import (
     DISTRIBUTED_ALGORITHMS,
     build_algorithm,
@@ -48,7 +48,7 @@ from fedjax_sim.evaluation import (
 )
 from fedjax_sim.finetune import client_variables, make_finetuner
 from fedjax_sim.resume_checks import check_resumable
-from fedjax_sim.simulate import simulate
+from fedjax_sim.simulate import run_slice, simulate, stack_runs
 from fedjax_sim.superclients import build_superclients
 from fedjax_sim.tasks import Task, make_task
 
@@ -165,6 +165,9 @@ class Experiment:
     key: jax.Array
     evaluate: Any
     superclients: np.ndarray | None = None  # FedSeq's [G, M] groups (-1: padding)
+    # seed -> (initial state, data key, evaluate) of the same experiment under another
+    # training seed (``config.seed``'s equal the fields above): the runs of ``num_seeds``.
+    seeded: Callable[[int], tuple] | None = None
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
@@ -194,7 +197,6 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     x = dataset.train["x"]
     task = build_task(config, dataset.num_classes, x.shape[1:] if x.ndim == 4 else None)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
-    finetune_key = jax.random.fold_in(jax.random.key(config.seed), 0xF1E)  # apart from both
     initial_variables = task.model.init(init_key)
     groups = None
     if fedseq:
@@ -230,7 +232,10 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
         keep = np.sort(rng.choice(n, min(n, config.eval_batch_size), replace=False))
         recompute_from, recompute = dataset.train["x"][keep], make_statistics_recomputer(task)
 
-    def evaluate(state):
+    def evaluate_with(finetune_key):
+        return lambda state: evaluate(state, finetune_key)
+
+    def evaluate(state, finetune_key):
         state = multihost.local_copy(state)  # each process evaluates its own copy
         variables = {"params": state.params, "state": state.model_state}
         if recompute_from is not None and jax.tree.leaves(state.model_state):
@@ -247,7 +252,17 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
             metrics.update(prefixed(own, "finetuned"))
         return metrics
 
-    return Experiment(config, dataset, clients, task, algorithm, state, data_key, evaluate, groups)
+    def evaluate_of(seed: int):
+        return evaluate_with(jax.random.fold_in(jax.random.key(seed), 0xF1E))  # apart from both
+
+    def seeded(seed: int):
+        init_key, data_key = jax.random.split(jax.random.key(seed))
+        return algorithm.init(task.model.init(init_key)), data_key, evaluate_of(seed)
+
+    return Experiment(
+        config, dataset, clients, task, algorithm, state, data_key, evaluate_of(config.seed),
+        groups, seeded,
+    )  # fmt: skip
 
 
 def cost_model(experiment: Experiment) -> ledger.CostModel:
@@ -366,6 +381,9 @@ def run_experiment(
     costs = cost_model(experiment)
     syncs_per_round = 0.0 if config.algorithm == "centralized" else 1.0
 
+    if config.num_seeds > 1:
+        return _run_seeds(config, workdir, experiment, costs, syncs_per_round, progress)
+
     def on_record(history):
         ledger.annotate(history, costs, syncs_per_round)
         if writer:
@@ -395,3 +413,44 @@ def run_experiment(
         outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
         outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
     return state, history
+
+
+def _run_seeds(config, workdir, experiment, costs, syncs_per_round, progress):
+    """`run_experiment` for ``num_seeds > 1``: the seeds' runs as one vectorized `simulate`.
+
+    Returns ``(stacked state, [history of each seed])``."""
+    seeds = [config.seed + i for i in range(config.num_seeds)]
+    states, keys, evaluates = zip(*(experiment.seeded(seed) for seed in seeds), strict=True)
+    writer = multihost.is_writer()
+
+    def on_record(histories):
+        for history in histories:
+            ledger.annotate(history, costs, syncs_per_round)
+        if writer:
+            seed_runs.write_seed_metrics(workdir, seeds, histories)
+
+    state, histories = simulate(
+        experiment.algorithm.round_fn,
+        experiment.clients,
+        config.rounds,
+        state=stack_runs(states),
+        key=stack_runs(keys),
+        evaluate=evaluates,
+        eval_every=config.eval_every,
+        checkpoint_dir=os.path.join(workdir, "checkpoints"),
+        checkpoint_every=config.checkpoint_every,
+        on_record=on_record,
+        progress=progress,
+        allow_nan=config.allow_nan,
+        rounds_per_call=config.rounds_per_call,
+        runs=len(seeds),
+    )
+    for history in histories:
+        ledger.annotate(history, costs, syncs_per_round)
+    if writer:
+        params = multihost.local_copy(state.params)
+        seed_runs.write_seed_results(
+            workdir, seeds, histories, [run_slice(params, r) for r in range(len(seeds))],
+            title=f"{config.algorithm} on {config.data.name}",
+        )  # fmt: skip
+    return state, histories

@@ -123,7 +123,9 @@ def make_optimizer(
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"{field}.optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
-    if not learning_rate > 0:
+    # A traced learning rate (a vectorized grid's, `fedjax_sim.vector_sweep`) was checked as
+    # a number before tracing.
+    if not isinstance(learning_rate, jax.core.Tracer) and not learning_rate > 0:
         raise ValueError(f"{field}.learning_rate must be > 0, got {learning_rate}")
     if momentum is not None and not 0 <= momentum < 1:
         raise ValueError(f"{field}.momentum must be in [0, 1), got {momentum}")

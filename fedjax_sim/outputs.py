@@ -74,15 +74,24 @@ def dataset_summary(dataset: FederatedDataset) -> dict:
 
 
 def plot_curves(path: str, history: list[dict], title: str = "") -> None:
-    """Test accuracy and train/test loss against rounds, as a PNG."""
+    """Test accuracy and train/test loss against rounds, as a PNG; a metric whose records also
+    hold ``<metric>_std`` (means over seeds) gets a +-1 std band."""
     rounds = [r["round"] for r in history]
     fig, (ax_acc, ax_loss) = new_figure(1, 2, figsize=(10, 4))
+
+    def draw(ax, name):
+        if not any(name in r for r in history):
+            return
+        mean = np.array([r.get(name, np.nan) for r in history])
+        (line,) = ax.plot(rounds, mean, label=name)
+        if any(f"{name}_std" in r for r in history):
+            std = np.array([r.get(f"{name}_std", np.nan) for r in history])
+            ax.fill_between(rounds, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+
     for name in ("test_accuracy", "train_accuracy", "client_accuracy_p10"):
-        if any(name in r for r in history):
-            ax_acc.plot(rounds, [r.get(name, np.nan) for r in history], label=name)
+        draw(ax_acc, name)
     for name in ("test_loss", "train_loss"):
-        if any(name in r for r in history):
-            ax_loss.plot(rounds, [r.get(name, np.nan) for r in history], label=name)
+        draw(ax_loss, name)
     for ax, label in ((ax_acc, "accuracy"), (ax_loss, "loss")):
         ax.set_xlabel("round")
         ax.set_ylabel(label)

@@ -19,8 +19,28 @@ class DivergenceError(ValueError):
     """Training metrics or parameters became NaN or infinite; the message names the round."""
 
 
-def _to_host(metrics) -> dict:
-    return {name: float(value) for name, value in host_copy(metrics).items()}
+def _host_metrics(metrics, count: int, runs: int) -> list[list[dict]]:
+    """``[round][run] -> {name: float}`` of a call's metrics (stacked ``[count]`` when ``count >
+    1``, then ``[runs]`` when ``runs``)."""
+    host = {name: np.asarray(value) for name, value in host_copy(metrics).items()}
+    return [
+        [
+            {name: float(value[(i,) * (count > 1) + (r,) * (runs > 0)])
+             for name, value in host.items()}
+            for r in range(max(runs, 1))
+        ]
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def run_slice(stacked, run: int):
+    """Run ``run`` of a state (or any pytree) stacked along a leading run axis."""
+    return jax.tree.map(lambda x: x[run], stacked)
+
+
+def stack_runs(trees):
+    """The pytrees of independent runs stacked along a new leading run axis (PRNG keys too)."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 @jax.jit
@@ -35,10 +55,15 @@ def _own_copy(state):
     return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, state)
 
 
-def _stop_if_diverged(round_number: int, metrics: dict, state, checkpointer) -> None:
-    """Raises `DivergenceError` if the round's metrics or parameters (``state``; None: not
-    checked) are NaN or infinite."""
-    bad = [f"{name}={value}" for name, value in metrics.items() if not np.isfinite(value)]
+def _stop_if_diverged(round_number: int, runs: list[dict], state, checkpointer) -> None:
+    """Raises `DivergenceError` if the round's metrics (one dict per run) or parameters
+    (``state``; None: not checked) are NaN or infinite."""
+    bad = [
+        f"{name}={value}" if len(runs) == 1 else f"run {r}: {name}={value}"
+        for r, metrics in enumerate(runs)
+        for name, value in metrics.items()
+        if not np.isfinite(value)
+    ]
     if state is not None and not bool(host_copy(_all_finite(getattr(state, "params", state)))):
         bad.append("non-finite parameters")
     if not bad:
@@ -68,10 +93,18 @@ def multi_round(round_fn: Callable, num_rounds: int) -> Callable:
 
 
 @functools.lru_cache(maxsize=32)
-def _rounds_call(round_fn: Callable, count: int, jit: bool) -> Callable:
+def over_runs(round_fn: Callable) -> Callable:
+    """``round_fn`` over a leading run axis of the state and the key, the clients shared: N
+    independent runs as one vectorized program (cached, so its compilation is reused)."""
+    return jax.vmap(round_fn, in_axes=(0, None, 0))
+
+
+@functools.lru_cache(maxsize=32)
+def _rounds_call(round_fn: Callable, count: int, jit: bool, runs: bool = False) -> Callable:
     """The (jitted, state-donating) call running ``count`` rounds; cached, so that another
     `simulate` of the same ``round_fn`` reuses its compilation."""
-    fn = round_fn if count == 1 else multi_round(round_fn, count)
+    fn = over_runs(round_fn) if runs else round_fn
+    fn = fn if count == 1 else multi_round(fn, count)
     return jax.jit(fn, donate_argnums=0) if jit else fn
 
 
@@ -101,6 +134,7 @@ def simulate(
     jit: bool = True,
     allow_nan: bool = False,
     rounds_per_call: int = 1,
+    runs: int = 0,
 ):
     """Runs ``round_fn`` until ``state.round == rounds``.
 
@@ -125,11 +159,17 @@ def simulate(
         every evaluation and checkpoint round, so records and checkpoints are unchanged and the
         results equal ``rounds_per_call=1``'s bit for bit. With divergence the state is past
         the first bad round of its call, and nothing of that call is recorded.
+      runs: 0 for one run; N for N independent runs in one vectorized program (`over_runs`):
+        ``state`` and ``key`` then carry a leading axis of N (`stack_runs`), ``evaluate`` is
+        one function per run (a sequence of N) or one for all, called with that run's state
+        (`run_slice`), and every run's history is kept. Each run computes what it would alone,
+        up to the float rounding of batched kernels.
 
     Returns:
       ``(state, history)``: the final state and one record per evaluation, each with ``round``,
       ``train_loss`` / ``train_accuracy`` (means over the rounds since the previous record) and
-      what ``evaluate`` returned.
+      what ``evaluate`` returned. With ``runs``: ``(stacked state, [history of each run])``;
+      ``on_record`` then receives that list too.
 
     Raises:
       DivergenceError: a round's metrics or parameters are not finite (unless ``allow_nan``);
@@ -144,20 +184,27 @@ def simulate(
       ...                           state=algo.init(params), key=jax.random.key(0))
     """
     checkpointer = Checkpointer(checkpoint_dir, checkpoint_every) if checkpoint_dir else None
-    history: list[dict] = []
-    pending: list[dict] = []
+    count_runs = max(runs, 1)
+    histories: list[list[dict]] = [[] for _ in range(count_runs)]
+    pendings: list[list[dict]] = [[] for _ in range(count_runs)]
     restored = checkpointer.restore(state) if checkpointer is not None else None
     if restored is None:
         state = _own_copy(state)
-    else:
-        state, history, pending = restored
+    else:  # one run keeps the checkpoint format of before: its history, not a list of them
+        state, saved_history, saved_pending = restored
+        histories, pendings = (saved_history, saved_pending) if runs else (
+            [saved_history], [saved_pending])  # fmt: skip
     if rounds_per_call < 1:
         raise ValueError(f"rounds_per_call must be >= 1, got {rounds_per_call}")
+    evaluates = list(evaluate) if isinstance(evaluate, (list, tuple)) else [evaluate] * count_runs
 
     def step(count):  # at most two lengths per run: rounds_per_call and a remainder
-        return _rounds_call(round_fn, count, jit)
+        return _rounds_call(round_fn, count, jit, runs > 0)
 
-    start = int(state.round)
+    def saved(per_run):
+        return per_run if runs else per_run[0]
+
+    start = int(np.asarray(host_copy(state.round)).reshape(-1)[0])  # runs are in lockstep
     if start > rounds:
         checkpointer.close()
         raise ValueError(
@@ -177,45 +224,43 @@ def simulate(
         while done < rounds:
             stop = _next_boundary(done, rounds, rounds_per_call, eval_every, checkpoint_every)
             state, metrics = step(stop - done)(state, clients, key)
-            if stop - done == 1:
-                per_round = [_to_host(metrics)]
-            else:
-                stacked = host_copy(metrics)
-                per_round = [
-                    {name: float(value[i]) for name, value in stacked.items()}
-                    for i in range(stop - done)
-                ]
+            per_round = _host_metrics(metrics, stop - done, runs)
             if not allow_nan:
                 for offset, metrics_host in enumerate(per_round):
                     bad_round = done + offset + 1
                     last = offset == len(per_round) - 1
-                    if last or not all(np.isfinite(v) for v in metrics_host.values()):
+                    finite = all(np.isfinite(v) for m in metrics_host for v in m.values())
+                    if last or not finite:
                         _stop_if_diverged(bad_round, metrics_host, state if last else None,
                                           checkpointer)  # fmt: skip
-            pending.extend(per_round)
+            for r, pending in enumerate(pendings):
+                pending.extend(row[r] for row in per_round)
             done = stop
             is_last = done == rounds
             if is_last or (eval_every > 0 and done % eval_every == 0):
-                record = {"round": done}
-                for name in pending[0]:
-                    record[name] = float(np.mean([m[name] for m in pending]))
-                pending = []
-                if evaluate is not None:
-                    record.update(evaluate(state))
-                history.append(record)
+                for r, (history, pending) in enumerate(zip(histories, pendings, strict=True)):
+                    record = {"round": done}
+                    for name in pending[0]:
+                        record[name] = float(np.mean([m[name] for m in pending]))
+                    if evaluates[r] is not None:
+                        record.update(evaluates[r](run_slice(state, r) if runs else state))
+                    history.append(record)
+                pendings = [[] for _ in range(count_runs)]
                 if on_record is not None:
-                    on_record(history)
+                    on_record(saved(histories))
             if checkpointer is not None:
-                checkpointer.save(done, state, history, pending, force=is_last)
+                checkpointer.save(done, state, saved(histories), saved(pendings), force=is_last)
             latest = per_round[-1]
-            names = [n for n in ("train_loss", "train_accuracy") if n in latest] or list(latest)
-            shown = {name: f"{latest[name]:.3f}" for name in names[:2]}
-            if history and "test_accuracy" in history[-1]:
-                shown["test_acc"] = f"{history[-1]['test_accuracy']:.3f}"
+            names = [n for n in ("train_loss", "train_accuracy") if n in latest[0]] or list(
+                latest[0])  # fmt: skip
+            shown = {name: f"{np.nanmean([m[name] for m in latest]):.3f}" for name in names[:2]}
+            if histories[0] and "test_accuracy" in histories[0][-1]:
+                accuracy = np.nanmean([h[-1]["test_accuracy"] for h in histories])
+                shown["test_acc"] = f"{accuracy:.3f}"
             bar.set_postfix(shown, refresh=False)
             bar.update(len(per_round))
     finally:
         bar.close()
         if checkpointer is not None:
             checkpointer.close()
-    return state, history
+    return state, saved(histories)

@@ -121,7 +121,7 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, dict, obj
     cells = []
     for name, overrides in sweep_cells(dimensions):
         cell = copy.deepcopy(config)
-        cell.sweep = ""
+        cell.sweep, cell.sweep_vectorized = "", False
         with_overrides(cell, overrides)
         try:
             check_config(cell)
@@ -152,6 +152,17 @@ def finished_history(cell_dir: str, rounds: int) -> list[dict] | None:
     return history if history and history[-1].get("round") == rounds else None
 
 
+def sweep_summary(config: ml_collections.ConfigDict, dimensions) -> dict:
+    """sweep.json's head: the sweep string and its dimensions; ``cells`` still empty."""
+    return {
+        "sweep": config.sweep,
+        "dimensions": [
+            {"fields": list(f), "values": [list(r) for r in rows]} for f, rows in dimensions
+        ],  # fmt: skip
+        "cells": [],
+    }
+
+
 def run_sweep(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -167,14 +178,7 @@ def run_sweep(
     from fedjax_sim.experiment import run_experiment  # the experiment imports JAX models
 
     cells = cell_configs(config)
-    dimensions = parse_sweep(config.sweep, config)
-    summary = {
-        "sweep": config.sweep,
-        "dimensions": [
-            {"fields": list(f), "values": [list(r) for r in rows]} for f, rows in dimensions
-        ],  # fmt: skip
-        "cells": [],
-    }
+    summary = sweep_summary(config, parse_sweep(config.sweep, config))
     os.makedirs(workdir, exist_ok=True)
     for index, (name, overrides, cell) in enumerate(cells):
         cell_dir = os.path.join(workdir, "cells", name)

@@ -51,7 +51,7 @@ def feddyn_parts(
       alpha: the regularization coefficient (> 0).
       unroll: ``unroll`` of the local-step scan.
     """
-    if not alpha > 0:
+    if not isinstance(alpha, jax.core.Tracer) and not alpha > 0:  # traced: checked before
         raise ValueError(f"feddyn.alpha must be > 0, got {alpha}")
     run_local = make_local_steps(
         with_proximal_term(with_linear_term(objective), alpha), client_tx, unroll=unroll

@@ -7,6 +7,7 @@ less work, is the round's ``local_work`` option.)
 
 from __future__ import annotations
 
+import jax
 import optax
 
 from fedjax_sim.algorithms.fedavg import fedavg_parts
@@ -31,7 +32,7 @@ def fedprox_parts(
       mu: the proximal coefficient (>= 0).
       **options: other `fedavg_parts` options.
     """
-    if not mu >= 0:
+    if not isinstance(mu, jax.core.Tracer) and not mu >= 0:  # traced: checked before
         raise ValueError(f"fedprox.mu must be >= 0, got {mu}")
     return fedavg_parts(
         with_proximal_term(objective, mu),

@@ -188,14 +188,14 @@ def two_model_parts(
     the global model's deltas as in FedAvg.
     """
     if method == "ditto":
-        if not lam >= 0:
+        if not isinstance(lam, jax.core.Tracer) and not lam >= 0:  # traced: checked before
             raise ValueError(f"ditto.lam must be >= 0, got {lam}")
         pair_objective = ditto_objective(objective, lam)
 
         def personal_params(state, own):
             return own
     elif method == "apfl":
-        if not 0 <= alpha <= 1:
+        if not isinstance(alpha, jax.core.Tracer) and not 0 <= alpha <= 1:
             raise ValueError(f"apfl.alpha must be in [0, 1], got {alpha}")
         pair_objective = apfl_objective(objective, alpha)
 
