@@ -9,7 +9,7 @@ Sections, each workload in its own process with the XLA flags bench_round.py giv
       and FedDyn (alpha 0.01) with the CPU's client axis ("map"), alternately in one process;
       each with its per-client state's bytes (K x parameters for SCAFFOLD and FedDyn).
   resnet: ResNet-20 FedAvg rounds on CIFAR-shaped data (100 clients x 500, 4 per round, J=2,
-      B=32, clients unrolled as "auto" does on CPU) under norm batch, group, layer, none.
+      B=32, clients as "auto" runs them on CPU) under norm batch, group, layer, none.
   rounds_per_call: bench_round.py's mlp workload (1000 clients x 50 examples, J=5, B=10, vmap)
       with 100 and with 10 clients per round: rounds per second of `simulate` running 200
       rounds at rounds_per_call 1, 10 and 100.
