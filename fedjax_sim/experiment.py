@@ -48,7 +48,7 @@ from fedjax_sim.evaluation import (
 )
 from fedjax_sim.finetune import client_variables, make_finetuner
 from fedjax_sim.resume_checks import check_resumable
-from fedjax_sim.simulate import run_slice, simulate, stack_runs
+from fedjax_sim.simulate import simulate
 from fedjax_sim.superclients import build_superclients
 from fedjax_sim.tasks import Task, make_task
 
@@ -382,7 +382,7 @@ def run_experiment(
     syncs_per_round = 0.0 if config.algorithm == "centralized" else 1.0
 
     if config.num_seeds > 1:
-        return _run_seeds(config, workdir, experiment, costs, syncs_per_round, progress)
+        return seed_runs.run_seeds(config, workdir, experiment, costs, syncs_per_round, progress)
 
     def on_record(history):
         ledger.annotate(history, costs, syncs_per_round)
@@ -413,44 +413,3 @@ def run_experiment(
         outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
         outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
     return state, history
-
-
-def _run_seeds(config, workdir, experiment, costs, syncs_per_round, progress):
-    """`run_experiment` for ``num_seeds > 1``: the seeds' runs as one vectorized `simulate`.
-
-    Returns ``(stacked state, [history of each seed])``."""
-    seeds = [config.seed + i for i in range(config.num_seeds)]
-    states, keys, evaluates = zip(*(experiment.seeded(seed) for seed in seeds), strict=True)
-    writer = multihost.is_writer()
-
-    def on_record(histories):
-        for history in histories:
-            ledger.annotate(history, costs, syncs_per_round)
-        if writer:
-            seed_runs.write_seed_metrics(workdir, seeds, histories)
-
-    state, histories = simulate(
-        experiment.algorithm.round_fn,
-        experiment.clients,
-        config.rounds,
-        state=stack_runs(states),
-        key=stack_runs(keys),
-        evaluate=evaluates,
-        eval_every=config.eval_every,
-        checkpoint_dir=os.path.join(workdir, "checkpoints"),
-        checkpoint_every=config.checkpoint_every,
-        on_record=on_record,
-        progress=progress,
-        allow_nan=config.allow_nan,
-        rounds_per_call=config.rounds_per_call,
-        runs=len(seeds),
-    )
-    for history in histories:
-        ledger.annotate(history, costs, syncs_per_round)
-    if writer:
-        params = multihost.local_copy(state.params)
-        seed_runs.write_seed_results(
-            workdir, seeds, histories, [run_slice(params, r) for r in range(len(seeds))],
-            title=f"{config.algorithm} on {config.data.name}",
-        )  # fmt: skip
-    return state, histories

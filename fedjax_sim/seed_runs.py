@@ -1,8 +1,8 @@
-"""The outputs of ``num_seeds`` runs of one experiment: each seed's files, their mean and spread.
+"""``num_seeds`` runs of one experiment: trained together, each seed's files, their mean and spread.
 
-`run_experiment` trains the seeds together (`fedjax_sim.simulate.simulate` with ``runs``); this
-module writes what a researcher reports: every seed's own metrics, curves and parameters in
-``seed_<s>/`` (the files of a run alone), and in the workdir itself the records averaged over
+`run_seeds` trains the seeds as one vectorized program (`fedjax_sim.simulate.simulate` with
+``runs``) and writes what a researcher reports: every seed's own metrics, curves and parameters
+in ``seed_<s>/`` (the files of a run alone), and in the workdir itself the records averaged over
 seeds with their standard deviation (``<metric>_std``), drawn as mean curves with a band.
 """
 
@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from fedjax_sim import outputs
+from fedjax_sim import ledger, multihost, outputs
+from fedjax_sim.simulate import run_slice, simulate, stack_runs
 
 
 def seed_dir(workdir: str, seed: int) -> str:
@@ -66,3 +67,44 @@ def write_seed_results(
         os.path.join(workdir, "ledger.png"),
         {f"seed {s}": h for s, h in zip(seeds, histories, strict=True)},
     )
+
+
+def run_seeds(config, workdir, experiment, costs, syncs_per_round, progress):
+    """`fedjax_sim.experiment.run_experiment` for ``num_seeds > 1``: the seeds' runs as one
+    vectorized `simulate` of ``experiment`` (its `Experiment.seeded` parts), with the ledger's
+    ``costs``; writes every output file. Returns ``(stacked state, [history of each seed])``."""
+    seeds = [config.seed + i for i in range(config.num_seeds)]
+    states, keys, evaluates = zip(*(experiment.seeded(seed) for seed in seeds), strict=True)
+    writer = multihost.is_writer()
+
+    def on_record(histories):
+        for history in histories:
+            ledger.annotate(history, costs, syncs_per_round)
+        if writer:
+            write_seed_metrics(workdir, seeds, histories)
+
+    state, histories = simulate(
+        experiment.algorithm.round_fn,
+        experiment.clients,
+        config.rounds,
+        state=stack_runs(states),
+        key=stack_runs(keys),
+        evaluate=evaluates,
+        eval_every=config.eval_every,
+        checkpoint_dir=os.path.join(workdir, "checkpoints"),
+        checkpoint_every=config.checkpoint_every,
+        on_record=on_record,
+        progress=progress,
+        allow_nan=config.allow_nan,
+        rounds_per_call=config.rounds_per_call,
+        runs=len(seeds),
+    )
+    for history in histories:
+        ledger.annotate(history, costs, syncs_per_round)
+    if writer:
+        params = multihost.local_copy(state.params)
+        write_seed_results(
+            workdir, seeds, histories, [run_slice(params, r) for r in range(len(seeds))],
+            title=f"{config.algorithm} on {config.data.name}",
+        )  # fmt: skip
+    return state, histories

@@ -343,7 +343,8 @@ def test_auto_choices_per_backend_and_model():
     assert resolve_client_axis("auto", models.get("cnn")(conv="xla"), "cpu") == "sequential"
     assert resolve_client_axis("auto", lstm, backend="cpu") == "map"
     assert resolve_client_axis("auto", models.get("mlp")(), backend="cpu") == "vmap"
-    assert resolve_client_axis("auto", models.get("resnet20")(), "cpu") == "sequential"
+    assert resolve_client_axis("auto", models.get("resnet20")(), "cpu") == "map"  # loop-friendly
+    assert resolve_unroll(models.get("resnet20")(), "cpu") == 1
     assert resolve_client_axis("auto", cnn, backend="gpu") == "vmap"
     assert resolve_client_axis("chunked", cnn, backend="cpu") == "chunked"
     assert resolve_unroll(cnn, backend="cpu") is True and resolve_unroll(lstm, "cpu") == 1
@@ -354,21 +355,23 @@ def test_auto_choices_per_backend_and_model():
     with pytest.raises(ValueError, match="client_axis"):
         resolve_client_axis("pmap", cnn)
     # "sequential" writes C x J steps into the program: past 16 copies the clients loop
-    resnet = models.get("resnet20")()
-    assert resolve_client_axis("auto", resnet, "cpu", clients=4, steps_in_program=2) == "sequential"
-    assert resolve_client_axis("auto", resnet, "cpu", clients=10, steps_in_program=8) == "map"
-    assert resolve_client_axis("auto", resnet, "cpu", clients=17) == "map"
-    assert resolve_client_axis("sequential", resnet, "cpu", clients=10, steps_in_program=8) == (
+    xla_cnn = models.get("cnn")(conv="xla")
+    assert resolve_client_axis("auto", xla_cnn, "cpu", clients=4, steps_in_program=2) == (
+        "sequential"
+    )
+    assert resolve_client_axis("auto", xla_cnn, "cpu", clients=10, steps_in_program=8) == "map"
+    assert resolve_client_axis("auto", xla_cnn, "cpu", clients=17) == "map"
+    assert resolve_client_axis("sequential", xla_cnn, "cpu", clients=10, steps_in_program=8) == (
         "sequential"
     )
     assert resolve_client_axis("auto", lstm, "cpu", clients=100, steps_in_program=8) == "map"
     assert [steps_in_program(u, 8) for u in (True, 1, 4, 16)] == [8, 1, 4, 8]
     config = load_config(os.path.join(ROOT, "configs", "fedavg_digits.py"))
-    config.model.name = "resnet20"  # 10 clients a round, 8 unrolled steps: 80 copies
-    execution = execution_for(config, make_task("resnet20", 10), num_clients=20)
+    config.model.conv = "xla"  # 10 clients a round, 8 unrolled steps: 80 copies
+    execution = execution_for(config, make_task("cnn", 10, conv="xla"), num_clients=20)
     assert (execution.client_axis, execution.unroll) == ("map", True)
     config.clients_per_round, config.client.local_steps = 4, 2
-    execution = execution_for(config, make_task("resnet20", 10), num_clients=20)
+    execution = execution_for(config, make_task("cnn", 10, conv="xla"), num_clients=20)
     assert execution.client_axis == "sequential"
     assert client_mesh_for(0, clients_per_round=4) is None  # this process has one device
     with pytest.raises(ValueError, match="client_devices must divide clients_per_round=4"):

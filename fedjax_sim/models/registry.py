@@ -19,8 +19,14 @@ from fedjax_sim.models.resnet import make_resnet
 from fedjax_sim.models.vit import make_vit
 
 
-def _lstm(num_classes: int = 80, hidden: int = 256, seq_len: int = 80, num_layers: int = 2):
-    return make_lstm(vocab_size=num_classes, seq_len=seq_len, hidden=hidden, num_layers=num_layers)
+def _lstm(
+    num_classes: int = 80, hidden: int = 256, seq_len: int = 80, num_layers: int = 2,
+    unroll: int | bool = 1,
+):  # fmt: skip
+    return make_lstm(
+        vocab_size=num_classes, seq_len=seq_len, hidden=hidden, num_layers=num_layers,
+        unroll=unroll,
+    )  # fmt: skip
 
 
 MODELS: dict[str, Callable[..., Model]] = {
