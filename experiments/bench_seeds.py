@@ -34,7 +34,8 @@ COMMANDS = {  # workload -> (config, extra overrides)
 }
 
 
-def bench_rounds(reps: int) -> list[dict]:
+def bench_rounds(reps: int, keep) -> None:
+    """The rounds section; ``keep(record)`` takes each record as it is measured."""
     import jax
     import optax
     from bench_round import QUICK, WORKLOADS, synthetic_clients
@@ -48,7 +49,6 @@ def bench_rounds(reps: int) -> list[dict]:
         "lstm_smoke": dict(WORKLOADS["lstm"], C=QUICK["lstm"]["C"], J=QUICK["lstm"]["J"],
                            axis="map"),
     }  # fmt: skip
-    records = []
     for name, spec in specs.items():
         task = make_task(spec["model"], spec["classes"])
         clients = synthetic_clients(spec, spec["clients"], spec["examples"])
@@ -75,19 +75,18 @@ def bench_rounds(reps: int) -> list[dict]:
         one = 1 / statistics.median(times[1])
         for n in NS:
             median = statistics.median(times[n])
-            records.append(dict(
+            r = dict(
                 section="rounds", workload=name, runs=n, seconds_median=median,
                 seconds_min=min(times[n]), seconds_max=max(times[n]), compile_s=compile_s[n],
                 run_rounds_per_s=n / median, vs_one=(n / median) / one, reps=reps,
                 clients_per_round=spec["C"], local_steps=spec["J"], batch_size=spec["B"],
-            ))  # fmt: skip
-            r = records[-1]
+            )  # fmt: skip
+            keep(r)
             print(
                 f"{name:10s} N={n:2d} {median * 1e3:9.1f} ms/call, "
                 f"{r['run_rounds_per_s']:8.1f} run-rounds/s ({r['vs_one']:.2f}x N=1)",
                 flush=True,
             )
-    return records
 
 
 def _wall(command: list[str]) -> float:
@@ -96,8 +95,8 @@ def _wall(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def bench_processes(rounds: int) -> list[dict]:
-    records = []
+def bench_processes(rounds: int, keep) -> None:
+    """The processes section; ``keep(record)`` takes each record as it is measured."""
     for name, (config, extra) in COMMANDS.items():
         for n in NS:
             with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +106,7 @@ def bench_processes(rounds: int) -> list[dict]:
                 together = _wall(base + ["--workdir", f"{tmp}/all", f"--config.num_seeds={n}"])
                 apart = sum(_wall(base + ["--workdir", f"{tmp}/s{s}", f"--config.seed={s}"])
                             for s in range(n))  # fmt: skip
-            records.append(dict(
+            keep(dict(
                 section="processes", workload=name, runs=n, rounds=rounds,
                 one_process_s=together, separate_processes_s=apart,
                 runs_per_s_one_process=n / together, runs_per_s_separate=n / apart,
@@ -118,7 +117,6 @@ def bench_processes(rounds: int) -> list[dict]:
                 f"({apart / together:.2f}x)",
                 flush=True,
             )
-    return records
 
 
 def markdown(records) -> str:
@@ -150,6 +148,21 @@ def markdown(records) -> str:
     return "\n".join(lines).strip()
 
 
+def _merged(path: str, sections: list[str]) -> list[dict]:
+    """The records already in ``path`` that belong to sections not run now (kept as they are)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [r for r in json.load(f) if r["section"] not in sections]
+
+
+def _write(path: str, records: list[dict]) -> None:
+    """Writes ``records`` atomically (a killed bench leaves the previous file or the new one)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(records, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default="bench_seeds.json")
@@ -159,14 +172,20 @@ def main():
     parser.add_argument("--rounds", type=int, default=20, help="rounds of each command")
     args = parser.parse_args()
     sections = args.sections.split(",")
-    records = []
-    if "rounds" in sections:
-        records += bench_rounds(args.reps)
-    if "processes" in sections:
-        records += bench_processes(args.rounds)
+    if unknown := set(sections) - {"rounds", "processes"}:
+        parser.error(f"--sections: {sorted(unknown)} unknown; allowed: rounds, processes")
     stamp = dict(date=time.strftime("%Y-%m-%d"), cpus=os.cpu_count())
-    with open(args.json, "w") as f:
-        json.dump([{**r, **stamp} for r in records], f, indent=2)
+    # Records of the sections not run now stay; each new record is written as it comes.
+    records = _merged(args.json, sections)
+
+    def keep(record):
+        records.append({**record, **stamp})
+        _write(args.json, records)
+
+    if "rounds" in sections:
+        bench_rounds(args.reps, keep)
+    if "processes" in sections:
+        bench_processes(args.rounds, keep)
     table = markdown(records)
     print(table)
     if args.markdown:
