@@ -3,11 +3,12 @@
 Gate order is (i, f, g, o) and the forget-gate bias starts at 1, as TensorFlow's
 ``BasicLSTMCell(forget_bias=1.0)`` that LEAF uses.
 
-Why the recurrence has a hand-written VJP: the input projection ``x @ W_ih`` of all time steps is
-one large matmul outside the loop, and so are the weight gradients. Autodiff of `lax.scan`
-instead accumulates ``dW_hh += h_t^T dz_t`` inside the backward loop, a read-modify-write of the
-whole [H, 4H] matrix at every time step; here the backward loop only carries ``dh`` and ``dc``
-and ``dW_hh`` is one ``[T*B, H]^T @ [T*B, 4H]`` matmul afterwards (1.5-2x faster on CPU).
+Why a layer has a hand-written VJP: the input projection ``x @ W_ih`` of all time steps is one
+large matmul outside the loop, and so are the weight gradients. Autodiff of `lax.scan` instead
+accumulates ``dW_hh += h_t^T dz_t`` inside the backward loop, a read-modify-write of the whole
+[H, 4H] matrix at every time step; here the backward loop only carries ``dh`` and ``dc``, and
+both weight gradients are ONE ``[x_t, h_{t-1}]^T dz`` product over all T*B rows afterwards
+(separately, XLA:CPU transposed ``dz`` for ``dW_ih`` and ran that product off its fast path).
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ import jax.numpy as jnp
 from fedjax_sim.models.model import Model, from_linen
 
 
+def _is_g_column(hidden: int):
+    """[4H] bool: the columns of the g gate (tanh) among the (i, f, g, o) gates."""
+    column = jnp.arange(4 * hidden)
+    return (column >= 2 * hidden) & (column < 3 * hidden)
+
+
 def _gate_activations(z_Bx4H):
     """sigmoid on the i, f, o gates and tanh on g, as ONE elementwise pass over all four gates.
 
@@ -29,9 +36,7 @@ def _gate_activations(z_Bx4H):
     sigmoid(x) = (1 + tanh(x / 2)) / 2 because XLA:CPU's tanh is a fast rational approximation
     while its logistic is an exp and a divide (~1.5x faster loop; equal to float32 rounding).
     """
-    hidden = z_Bx4H.shape[-1] // 4
-    column = jnp.arange(4 * hidden)
-    is_g = (column >= 2 * hidden) & (column < 3 * hidden)
+    is_g = _is_g_column(z_Bx4H.shape[-1] // 4)
     tanh = jnp.tanh(z_Bx4H * jnp.where(is_g, 1.0, 0.5))
     return jnp.where(is_g, tanh, 0.5 * tanh + 0.5)
 
@@ -55,31 +60,34 @@ def _forward(gates_in_TxBx4H, w_hh, unroll):
     return h_TxBxH, c_TxBxH, act_TxBx4H
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def lstm_recurrence(gates_in_TxBx4H, w_hh, unroll=1):
-    """Hidden states ``h_TxBxH`` of an LSTM given the input part of its gates.
+@partial(jax.custom_vjp, nondiff_argnums=(4,))
+def lstm_layer(x_TxBxD, w_ih, bias, w_hh, unroll=1):
+    """Hidden states ``h_TxBxH`` of one LSTM layer over the inputs ``x_TxBxD``.
 
     Args:
-      gates_in_TxBx4H: ``x_t @ W_ih + b`` for every step, gates in (i, f, g, o) order.
+      x_TxBxD: the layer's inputs, time-major.
+      w_ih: input weights [D, 4H], gates in (i, f, g, o) order.
+      bias: [4H].
       w_hh: recurrent weights [H, 4H].
       unroll: `lax.scan` unroll of the time loop.
     """
-    return _forward(gates_in_TxBx4H, w_hh, unroll)[0]
+    return _forward(x_TxBxD @ w_ih + bias, w_hh, unroll)[0]
 
 
-def _recurrence_fwd(gates_in_TxBx4H, w_hh, unroll):
-    h, c, act = _forward(gates_in_TxBx4H, w_hh, unroll)
-    return h, (h, c, act, w_hh)
+def _layer_fwd(x_TxBxD, w_ih, bias, w_hh, unroll):
+    h, c, act = _forward(x_TxBxD @ w_ih + bias, w_hh, unroll)
+    return h, (x_TxBxD, h, c, act, w_ih, w_hh)
 
 
-def _recurrence_bwd(unroll, residuals, dh_TxBxH):
-    h, c, act, w_hh = residuals
+def _layer_bwd(unroll, residuals, dh_TxBxH):
+    x, h, c, act, w_ih, w_hh = residuals
     zero = jnp.zeros_like(h[:1])
     h_prev, c_prev = jnp.concatenate([zero, h[:-1]]), jnp.concatenate([zero, c[:-1]])
     # Everything that does not depend on the carry is computed for all steps at once, outside the
     # loop: tanh(c) and W_hh^T (a transposed operand inside the loop made each step's dot slower).
     tanh_c_TxBxH = jnp.tanh(c)
     w_hh_t = w_hh.T
+    is_g = _is_g_column(w_hh.shape[0])
 
     def step(carry, inputs):
         dh_next, dc_next = carry
@@ -87,15 +95,12 @@ def _recurrence_bwd(unroll, residuals, dh_TxBxH):
         i, f, g, o = jnp.split(act_t, 4, axis=-1)
         dh = dh_out + dh_next
         dc = dc_next + dh * o * (1 - tanh_c * tanh_c)
-        dz = jnp.concatenate(
-            [
-                dc * g * i * (1 - i),
-                dc * c_before * f * (1 - f),
-                dc * i * (1 - g * g),
-                dh * tanh_c * o * (1 - o),
-            ],
-            -1,
-        )
+        # dz of the four gates as ONE elementwise pass over [B, 4H] (one kernel, not five):
+        # d(gate pre-activation) = (upstream) x (partner value) x (activation's derivative).
+        upstream = jnp.concatenate([dc, dc, dc, dh], -1)
+        partner = jnp.concatenate([g, c_before, i, tanh_c], -1)
+        slope = jnp.where(is_g, 1 - act_t * act_t, act_t * (1 - act_t))
+        dz = upstream * partner * slope
         return (dz @ w_hh_t, dc * f), dz
 
     _, dz_TxBx4H = jax.lax.scan(
@@ -105,11 +110,15 @@ def _recurrence_bwd(unroll, residuals, dh_TxBxH):
         reverse=True,
         unroll=unroll,
     )
-    dw_hh = jnp.einsum("tbh,tbg->hg", h_prev, dz_TxBx4H)
-    return dz_TxBx4H, dw_hh
+    # Both weight gradients as ONE product over all T*B rows: [x_t, h_{t-1}]^T dz.
+    d_in = x.shape[-1]
+    inputs_TxBxDH = jnp.concatenate([x, h_prev], -1)
+    dw = jnp.einsum("tbk,tbg->kg", inputs_TxBxDH, dz_TxBx4H)
+    dx = dz_TxBx4H @ w_ih.T
+    return dx, dw[:d_in], dz_TxBx4H.sum((0, 1)), dw[d_in:]
 
 
-lstm_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+lstm_layer.defvjp(_layer_fwd, _layer_bwd)
 
 
 def _forget_bias_init(hidden: int):
@@ -130,7 +139,7 @@ class LSTMLayer(nn.Module):
         w_ih = self.param("w_ih", nn.initializers.lecun_normal(), (d_in, 4 * h))
         w_hh = self.param("w_hh", nn.initializers.orthogonal(), (h, 4 * h))
         bias = self.param("bias", _forget_bias_init(h), (4 * h,))
-        return lstm_recurrence(x_TxBxD @ w_ih + bias, w_hh, self.unroll)
+        return lstm_layer(x_TxBxD, w_ih, bias, w_hh, self.unroll)
 
 
 class ShakespeareLSTM(nn.Module):
