@@ -9,6 +9,9 @@ algorithm setting each, untuned (the values below); runs that exist are resumed 
 one is only read back). Writes OUT.md (final test accuracy, loss, per-client mean and 10th
 percentile, wall time) and OUT.png (test accuracy and the per-client 10th percentile against
 rounds). ``--smoke`` runs the smoke variants instead (seconds each), for testing the script.
+``--only FedAdam,SCAFFOLD`` reruns the rows whose names start with those; the other rows are
+read from their recorded metrics (``OUT/<run>.jsonl``) and wall times (``OUT/walls.json``),
+which every run refreshes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -42,7 +46,7 @@ RUNS = {
     "FedYogi (server lr 0.01, tau 1e-3)": ("fedadam_shakespeare", {"server.optimizer": "yogi"}),
     "FedAdagrad (server lr 0.01, tau 1e-3)": (
         "fedadam_shakespeare",
-        {"server.optimizer": "adagrad", "server.initial_accumulator": 0.0},
+        {"server.optimizer": "adagrad"},
     ),
 }
 
@@ -66,9 +70,34 @@ def run(runs: str, name: str, smoke: bool) -> float:
     return time.perf_counter() - start
 
 
-def read_metrics(workdir: str) -> list[dict]:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+def read_metrics(path: str) -> list[dict]:
+    with open(path) as f:
         return [json.loads(line) for line in f]
+
+
+def record(args, names, walls: dict) -> None:
+    """Copies each run's metrics into OUT/ and merges ``walls`` into OUT/walls.json."""
+    folder = args.out
+    os.makedirs(folder, exist_ok=True)
+    for name in names:
+        target = os.path.join(folder, os.path.basename(run_dir("", name)) + ".jsonl")
+        shutil.copyfile(os.path.join(run_dir(args.runs, name), "metrics.jsonl"), target)
+    path = os.path.join(folder, "walls.json")
+    recorded = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            recorded = json.load(f)
+    with open(path, "w") as f:
+        json.dump({**recorded, **walls}, f, indent=1)
+
+
+def recorded_run(args, name: str) -> tuple[list[dict], float] | None:
+    """The metrics and wall seconds of ``name`` as OUT/ recorded them (None: not recorded)."""
+    path = os.path.join(args.out, os.path.basename(run_dir("", name)) + ".jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(os.path.join(args.out, "walls.json")) as f:
+        return read_metrics(path), json.load(f)[name]
 
 
 def main():
@@ -76,23 +105,31 @@ def main():
     parser.add_argument("--runs", default="runs/algorithms")
     parser.add_argument("--out", default="experiments/results/shakespeare_algorithms")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated row-name prefixes to rerun")
     args = parser.parse_args()
+    prefixes = [p for p in args.only.split(",") if p]
+    chosen = [n for n in RUNS if not prefixes or any(n.startswith(p) for p in prefixes)]
+    if not chosen:
+        parser.error(f"--only {args.only!r} names no row; rows: {', '.join(RUNS)}")
     walls = {}
-    for name in RUNS:
+    for name in chosen:
         print(f"== {name}", flush=True)
         walls[name] = run(args.runs, name, args.smoke)
+    record(args, chosen, walls)
     rows = [
         "| algorithm | test accuracy | test loss | client accuracy mean / p10 | wall (s) |",
         "|---|---|---|---|---|",
     ]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name in RUNS:
-        metrics = read_metrics(run_dir(args.runs, name))
+        if (recorded := recorded_run(args, name)) is None:
+            continue  # never run into this OUT
+        metrics, wall = recorded
         last = metrics[-1]
         rows.append(
             f"| {name} | {last['test_accuracy']:.4f} | {last['test_loss']:.3f} | "
             f"{last['client_accuracy_mean']:.3f} / {last['client_accuracy_p10']:.3f} | "
-            f"{walls[name]:.0f} |"
+            f"{wall:.0f} |"
         )
         rounds = [m["round"] for m in metrics]
         style = "--" if "per call" in name else "-"

@@ -30,6 +30,7 @@ from fedjax_sim.data.dataset import DataError, FederatedDataset
 from fedjax_sim.data.shakespeare import build_shakespeare, iid_reshuffle, load_leaf_json
 from fedjax_sim.engine import Execution, map_clients
 from fedjax_sim.evaluation import make_evaluator
+from fedjax_sim.fedopt import server_optimizer
 from fedjax_sim.models import registry as models
 from fedjax_sim.optimizers import make_optimizer
 from fedjax_sim.robust_aggregation import coordinate_median, krum, norm_clipping, trimmed_mean
@@ -81,6 +82,7 @@ __all__ = [
     "norm_clipping",
     "pooled_client_data",
     "scaffold_parts",
+    "server_optimizer",
     "simulate",
     "train_client_data",
     "trimmed_mean",

@@ -44,7 +44,9 @@ from fedjax_sim.config_checks import (
     DISTRIBUTED_ALGORITHMS,
     FEDERATED_ALGORITHMS,
     ConfigError,
+    build_optimizer,
     optimizer_arguments,
+    resolved_weighting,
 )
 from fedjax_sim.engine import (
     Execution,
@@ -171,13 +173,7 @@ def _async_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
 
 def _optimizers(config):
     """The client (or inner) and the server (or outer) optimizers of ``config``."""
-    return tuple(
-        make_optimizer(name, learning_rate, **options)
-        for name, learning_rate, options in (
-            optimizer_arguments(config, "client"),
-            optimizer_arguments(config, "server"),
-        )
-    )
+    return build_optimizer(config, "client"), build_optimizer(config, "server")
 
 
 def client_optimizer(config):
@@ -314,7 +310,7 @@ def build_algorithm(
         batch_size=config.client.batch_size,
         local_epochs=config.client.local_epochs or None,
         local_work=config.client.local_work,
-        weighting=config.weighting,
+        weighting=resolved_weighting(config),
         execution=execution,
     )
     return Algorithm(init=parts.init, round_fn=round_fn, personal=parts.personal)
@@ -336,7 +332,7 @@ def _fedseq(config, task, num_clients, execution, superclients, count) -> Algori
         parts, groups=superclients, superclients_per_round=count,
         local_steps=config.client.local_steps, batch_size=config.client.batch_size,
         local_epochs=config.client.local_epochs or None, order=config.fedseq.order,
-        weighting=config.weighting, execution=execution,
+        weighting=resolved_weighting(config), execution=execution,
     )  # fmt: skip
 
 

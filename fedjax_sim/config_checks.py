@@ -7,6 +7,8 @@ run already in a workdir is `fedjax_sim.resume_checks.check_resumable`.
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
 
 from fedjax_sim.algorithms.async_sgd import STALENESS_SCALING
@@ -23,6 +25,7 @@ from fedjax_sim.attacks import ATTACKS, UPDATE_ATTACKS
 from fedjax_sim.data import cifar100, digits
 from fedjax_sim.data.digits import PARTITIONS as DIGITS_PARTITIONS
 from fedjax_sim.engine import CLIENT_AXIS_MODES
+from fedjax_sim.fedopt import SERVER_OPTIMIZERS, server_optimizer
 from fedjax_sim.ledger import TOPOLOGIES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 from fedjax_sim.models.resnet import NORMS
@@ -84,30 +87,20 @@ def _number(field: str, value, minimum: float = 0.0, *, strict: bool = False):
     require(ok, f"{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
 
 
-# Reddi et al. 2021's adaptivity tau, the default eps of an adaptive server optimizer (optax's
-# adam eps is 1e-8).
-ADAPTIVE_SERVER_OPTIMIZERS = ("adam", "yogi", "adagrad", "lamb")
-DEFAULT_SERVER_TAU = 1e-3
-
-
 def optimizer_arguments(config: ml_collections.ConfigDict, field: str) -> tuple[str, float, dict]:
-    """``(name, learning_rate, options)`` for `make_optimizer` from the config's optimizer
-    block ``field`` (``"optimizer"`` of a centralized run, ``"client"``, ``"server"``), so that
-    what `check_config` builds to check is what `fedjax_sim.algorithm_configs` builds to run.
+    """``(name, learning_rate, options)`` from the config's optimizer block ``field``:
+    ``"optimizer"`` (a centralized run) and ``"client"`` for `make_optimizer`, ``"server"`` for
+    `fedjax_sim.fedopt.server_optimizer` (`build_optimizer` calls the right one), so that what
+    `check_config` builds to check is what `fedjax_sim.algorithm_configs` builds to run.
 
     The centralized learning rate is the block's own, before ``optimizer.lr_scaling``
-    (`fedjax_sim.optimizers.scaled_learning_rate`, positive exactly when it is); an adaptive
-    server optimizer with ``server.eps`` unset gets `DEFAULT_SERVER_TAU`.
+    (`fedjax_sim.optimizers.scaled_learning_rate`, positive exactly when it is).
     """
     block = config[field]
-    options = {
-        "momentum": block.momentum,
-        "weight_decay": block.get("weight_decay", 0.0),
-        "eps": block.eps,
-        "field": field,
-    }
+    options = {"momentum": block.momentum, "eps": block.eps, "field": field}
     if field == "optimizer":
         options.update(
+            weight_decay=block.weight_decay,
             schedule=block.schedule,
             total_steps=block.schedule_steps or config.rounds,
             warmup_steps=block.warmup_steps,
@@ -116,8 +109,6 @@ def optimizer_arguments(config: ml_collections.ConfigDict, field: str) -> tuple[
         )
         return block.name, block.learning_rate, options
     if field == "server":
-        if block.eps is None and block.optimizer in ADAPTIVE_SERVER_OPTIMIZERS:
-            options["eps"] = DEFAULT_SERVER_TAU
         options.update(
             b1=block.b1,
             b2=block.b2,
@@ -127,15 +118,46 @@ def optimizer_arguments(config: ml_collections.ConfigDict, field: str) -> tuple[
             warmup_steps=block.warmup_steps,
             nesterov=block.nesterov,
         )
+    else:
+        options.update(weight_decay=block.weight_decay, b1=block.b1, b2=block.b2)
     return block.optimizer, block.learning_rate, options
 
 
-def _optimizer(config: ml_collections.ConfigDict, field: str):
-    """An optimizer block, checked by building it (`make_optimizer` names the bad field)."""
+# Their papers average the round's clients uniformly (SCAFFOLD: x += eta_g / |S| sum dy_i;
+# FedDyn: theta = mean of the clients' models - h / alpha); the rest weight by examples.
+UNIFORM_WEIGHTING_ALGORITHMS = ("scaffold", "feddyn")
+
+
+def resolved_weighting(config: ml_collections.ConfigDict) -> str:
+    """``config.weighting`` with ``"auto"`` resolved to the algorithm's paper's weighting."""
+    if config.weighting != "auto":
+        return config.weighting
+    return "uniform" if config.algorithm in UNIFORM_WEIGHTING_ALGORITHMS else "examples"
+
+
+def config_record(config: ml_collections.ConfigDict) -> dict:
+    """The config as its run's ``config.json`` records it: JSON values, ``weighting="auto"``
+    resolved (so the file says which weighting ran, and resuming compares what ran)."""
+    record = json.loads(config.to_json_best_effort())
+    if "weighting" in record:
+        record["weighting"] = resolved_weighting(config)
+    return record
+
+
+def build_optimizer(config: ml_collections.ConfigDict, field: str):
+    """The optax optimizer of block ``field`` (`optimizer_arguments`), unscaled learning rate."""
     name, learning_rate, options = optimizer_arguments(config, field)
-    _one_of(f"{field}.{'name' if field == 'optimizer' else 'optimizer'}", name, OPTIMIZERS)
+    build = server_optimizer if field == "server" else make_optimizer
+    return build(name, learning_rate, **options)
+
+
+def _optimizer(config: ml_collections.ConfigDict, field: str):
+    """An optimizer block, checked by building it (the builders name the bad field)."""
+    name = config[field]["name" if field == "optimizer" else "optimizer"]
+    allowed = SERVER_OPTIMIZERS if field == "server" else OPTIMIZERS
+    _one_of(f"{field}.{'name' if field == 'optimizer' else 'optimizer'}", name, allowed)
     try:
-        make_optimizer(name, learning_rate, **options)
+        build_optimizer(config, field)
     except ValueError as error:
         raise ConfigError(str(error)) from error
 
@@ -385,7 +407,7 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
         config.participation <= 1,
         f"participation must be in (0, 1], got {config.participation!r}",
     )
-    _one_of("weighting", config.weighting, ("examples", "uniform"))
+    _one_of("weighting", config.weighting, ("auto", "examples", "uniform"))
     _one_of("client_axis", config.client_axis, CLIENT_AXIS_MODES)
     _integer("chunk_size", config.chunk_size, 1 if config.client_axis == "chunked" else 0)
     _integer("unroll_local_steps", config.unroll_local_steps, 0)

@@ -143,7 +143,10 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
         return config
     config.clients_per_round = 10  # 0: use participation * num_clients
     config.participation = 0.1
-    config.weighting = "examples"
+    # The aggregation weights: "examples" (n_k, FedAvg's), "uniform" (each reporting client
+    # alike) or "auto": each algorithm's paper (uniform for scaffold and feddyn, else examples;
+    # config.json records the resolved one).
+    config.weighting = "auto"
     config.client = ml_collections.ConfigDict(
         {
             "optimizer": "sgd",
@@ -151,6 +154,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "momentum": 0.0,
             "weight_decay": 0.0,
             "eps": config_dict.placeholder(float),  # None: the optimizer's default
+            # moment decays of adam, yogi, lamb (None: the optimizer's default)
+            "b1": config_dict.placeholder(float),
+            "b2": config_dict.placeholder(float),
             "local_steps": 8,
             "local_epochs": 0,
             "batch_size": 64,
@@ -165,17 +171,20 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "warmup_steps": 0,
         }
     )
-    # The FedOpt family (Reddi et al. 2021): sgd (+momentum: FedAvgM), adam, yogi, adagrad on
-    # the negated mean delta. eps is their adaptivity tau (unset: the paper's 1e-3, not optax's);
-    # b1, b2 their moment decays; initial_accumulator their v_{-1} (unset: optax's).
+    # The server optimizer on the negated aggregated delta (fedjax_sim.fedopt.server_optimizer):
+    # sgd (lr 1: FedAvg; momentum: FedAvgM); adam, yogi, adagrad = FedAdam, FedYogi, FedAdagrad
+    # exactly as Reddi et al. 2021's Algorithm 2 (no bias correction; eps is their tau, unset
+    # 1e-3; b1, b2 unset 0.9, 0.99; initial_accumulator their v_{-1}, unset tau^2);
+    # optax_adam, optax_yogi, optax_adagrad = optax's own (not Algorithm 2); lars, lamb.
+    # A field the chosen optimizer does not read is refused.
     config.server = ml_collections.ConfigDict(
         {
             "optimizer": "sgd",
             "learning_rate": 1.0,
             "momentum": 0.0,
             "eps": config_dict.placeholder(float),
-            "b1": 0.9,
-            "b2": 0.99,
+            "b1": config_dict.placeholder(float),
+            "b2": config_dict.placeholder(float),
             "initial_accumulator": config_dict.placeholder(float),
             # over `rounds`: constant, cosine, warmup_cosine, poly, warmup_poly
             "schedule": "constant",

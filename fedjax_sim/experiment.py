@@ -28,7 +28,7 @@ from fedjax_sim.algorithm_configs import (
 )
 from fedjax_sim.algorithms.local import Algorithm
 from fedjax_sim.algorithms.round import per_client_state_bytes
-from fedjax_sim.config_checks import ConfigError, check_config
+from fedjax_sim.config_checks import ConfigError, check_config, config_record
 from fedjax_sim.data import cifar100, digits, shakespeare
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import (
@@ -349,8 +349,8 @@ def run_experiment(
       ConfigError, DataError: bad config values, workdir or data (one-line messages).
       DivergenceError: training metrics or parameters became NaN/inf (unless ``allow_nan``).
     """
-    resolved = json.loads(config.to_json_best_effort())
     check_config(config)
+    resolved = config_record(config)
     _check_workdir(workdir, resolved)
     experiment = build_experiment(config)
     summary = outputs.dataset_summary(experiment.dataset)

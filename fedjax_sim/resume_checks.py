@@ -24,6 +24,39 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _hints(old: dict, new: dict) -> str:
+    """What to pass to resume a run whose default or meaning has changed since it was written."""
+    hints = []
+    if old.get("server.optimizer") == "optax_" + str(new.get("server.optimizer")):
+        hints.append(
+            f"server.optimizer={new['server.optimizer']} follows Reddi et al.'s Algorithm 2 "
+            f"since this run was written; pass --config.server.optimizer="
+            f"{old['server.optimizer']} (optax's, as it ran) to resume it"
+        )
+    if old.get("weighting") == "examples" and new.get("weighting") == "uniform":
+        hints.append(
+            "weighting 'auto' (the default) is now the paper's uniform mean for scaffold and "
+            "feddyn; pass --config.weighting=examples to resume this run"
+        )
+    return "".join(f" ({hint})" for hint in hints)
+
+
+def upgraded(previous: dict) -> dict:
+    """A flattened ``config.json`` written before Algorithm 2's FedOpt (without
+    ``client.b1``), in today's terms: its server adam/yogi/adagrad were optax's (now
+    ``optax_*``), and ``server.b1 = 0.9``, ``server.b2 = 0.99`` were the defaults that an
+    unset field now means."""
+    if "server.b1" not in previous or "client.b1" in previous:
+        return previous
+    old = dict(previous, **{"client.b1": None, "client.b2": None})
+    if old["server.optimizer"] in ("adam", "yogi", "adagrad"):
+        old["server.optimizer"] = "optax_" + old["server.optimizer"]
+    for name, former_default in (("server.b1", 0.9), ("server.b2", 0.99)):
+        if old[name] == former_default:
+            old[name] = None
+    return old
+
+
 def check_resumable(previous: dict, current: dict, workdir: str) -> None:
     """Raises `ConfigError` unless ``current`` may continue the run of config ``previous``.
 
@@ -38,7 +71,7 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
     new decay. A centralized run's horizon can be kept with ``optimizer.schedule_steps`` set to
     the old one, which is what the error says.
     """
-    old, new = _flatten(previous), _flatten(current)
+    old, new = upgraded(_flatten(previous)), _flatten(current)
     horizon_field = "optimizer.schedule_steps"
     changed = sorted(
         name
@@ -50,7 +83,7 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
     require(
         not changed,
         f"workdir {workdir} holds a run whose config differs in {', '.join(changed)}; "
-        "use a new --workdir",
+        f"use a new --workdir{_hints(old, new)}",
     )
     for block in ("server", "client"):
         schedule = new.get(f"{block}.schedule")

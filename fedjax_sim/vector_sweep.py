@@ -19,7 +19,6 @@ the first evaluation showing it) while the others run on.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 
@@ -28,7 +27,7 @@ import ml_collections
 import numpy as np
 
 from fedjax_sim import ledger, multihost, outputs, seed_runs
-from fedjax_sim.config_checks import ConfigError
+from fedjax_sim.config_checks import ConfigError, config_record
 
 # Numbers that only scale the round's arithmetic (each traced in tests/test_vector_sweep.py).
 VECTORIZABLE = (
@@ -108,7 +107,7 @@ def run_vectorized_sweep(config, workdir: str, *, progress=True, log=print) -> d
     check_vectorizable(config, cells)
     base = cells[0][2]
     home = os.path.join(workdir, "vectorized")
-    _check_workdir(home, json.loads(config.to_json_best_effort()))
+    _check_workdir(home, config_record(config))
     experiment = build_experiment(base)
     if experiment.superclients is not None:
         raise ConfigError("sweep_vectorized is not available for algorithm=fedseq")
@@ -123,8 +122,7 @@ def run_vectorized_sweep(config, workdir: str, *, progress=True, log=print) -> d
     log(f"sweep_vectorized: {len(cells)} cells x {len(seeds)} seeds = {len(runs)} runs in one "
         "program")  # fmt: skip
     if writer:
-        outputs.write_json_atomic(os.path.join(home, "config.json"),
-                                  json.loads(config.to_json_best_effort()))  # fmt: skip
+        outputs.write_json_atomic(os.path.join(home, "config.json"), config_record(config))
 
     def cell_histories(histories, cell):
         return [histories[r] for r, (c, _) in enumerate(runs) if c == cell]
@@ -145,7 +143,7 @@ def run_vectorized_sweep(config, workdir: str, *, progress=True, log=print) -> d
                     outputs.write_metrics(folder, own[0])
                 continue
             outputs.write_json_atomic(os.path.join(folder, "config.json"),
-                                      json.loads(cell_config.to_json_best_effort()))  # fmt: skip
+                                      config_record(cell_config))  # fmt: skip
             params = [run_slice(final_state.params, r)
                       for r, (rc, _) in enumerate(runs) if rc == c]  # fmt: skip
             if len(seeds) > 1:

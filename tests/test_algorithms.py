@@ -20,6 +20,8 @@ from fedjax_sim.algorithms.fedprox import fedprox_parts
 from fedjax_sim.algorithms.round import ClientOutput, federated_algorithm
 from fedjax_sim.algorithms.scaffold import scaffold_parts
 from fedjax_sim.algorithms.selection import uniform
+from fedjax_sim.config_checks import config_record, resolved_weighting
+from fedjax_sim.config_files import load_config
 from fedjax_sim.data.client_data import client_data_from_indices
 from fedjax_sim.models.model import variables
 from fedjax_sim.optimizers import make_optimizer
@@ -128,6 +130,12 @@ def _scaffold_reference(option, eta_g):
     return x, c, c_k
 
 
+def paper_weighting(algorithm):
+    """The weighting the shipped config of ``algorithm`` runs (unequal client sizes here, so
+    only the papers' uniform mean passes the references below)."""
+    return resolved_weighting(load_config(f"configs/{algorithm}_shakespeare.py:smoke"))
+
+
 @pytest.mark.parametrize("option", ["I", "II"])
 def test_scaffold_equals_the_papers_updates(clients, option):
     eta_g = 0.8
@@ -139,7 +147,7 @@ def test_scaffold_equals_the_papers_updates(clients, option):
         client_learning_rate=LR,
         option=option,
     )
-    state = run(parts, clients, weighting="uniform")
+    state = run(parts, clients, weighting=paper_weighting("scaffold"))
     x, c, c_k = _scaffold_reference(option, eta_g)
     np.testing.assert_allclose(state.params["w"], x, **TOL)
     np.testing.assert_allclose(state.extra["control"]["w"], c, **TOL)
@@ -169,7 +177,7 @@ def test_feddyn_equals_the_papers_updates(clients):
     state = run(
         feddyn_parts(quadratic, optax.sgd(LR), num_clients=2, alpha=alpha),
         clients,
-        weighting="uniform",
+        weighting=paper_weighting("feddyn"),
     )
     theta, h = W0.copy(), np.zeros(3)
     g = [np.zeros(3), np.zeros(3)]
@@ -268,3 +276,19 @@ def test_kept_client_optimizer_state_persists(mlp_task, mlp_params, tiny_clients
     # Every non-empty client has a nonzero momentum trace after its round; the empty one none.
     norms = np.stack([np.abs(np.asarray(t)).reshape(6, -1).sum(1) for t in traces]).sum(0)
     assert np.all(norms[:5] > 0) and norms[5] == 0
+
+
+@pytest.mark.parametrize("algorithm", ["scaffold", "feddyn"])
+def test_uniform_is_what_runs_and_is_recorded_and_examples_stays_a_choice(clients, algorithm):
+    config = load_config(f"configs/{algorithm}_shakespeare.py:smoke")
+    assert config.weighting == "auto" and config_record(config)["weighting"] == "uniform"
+    config.weighting = "examples"
+    assert resolved_weighting(config) == "examples" == config_record(config)["weighting"]
+    config.algorithm = "fedavg"
+    config.weighting = "auto"
+    assert config_record(config)["weighting"] == "examples"
+    # with these unequal sizes the example-weighted SCAFFOLD is not the paper's
+    parts = scaffold_parts(quadratic, optax.sgd(LR), optax.sgd(0.8), num_clients=2,
+                           client_learning_rate=LR, option="II")  # fmt: skip
+    state = run(parts, clients, weighting="examples")
+    assert not np.allclose(state.params["w"], _scaffold_reference("II", 0.8)[0], **TOL)

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from fedjax_sim import algorithm_configs
+from fedjax_sim import algorithm_configs, config_checks
 from fedjax_sim import experiment as experiment_lib
 from fedjax_sim.config_checks import ConfigError, check_config
 from fedjax_sim.config_files import load_config, with_overrides
@@ -229,6 +229,9 @@ def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_ca
             "server.momentum",
         ),
         ("fedavg_cifar100", {"server.eps": 1e-3}, "server.eps"),  # sgd has no eps
+        ("fedavg_cifar100", {"server.b1": 0.9}, "server.b1"),  # nor moment decays
+        ("fedavg_cifar100", {"server.optimizer": "adagrad", "server.b2": 0.9}, "server.b2"),
+        ("fedavg_cifar100", {"weighting": "mean"}, "weighting"),
         ("fedavg_shakespeare", {"clients_per_round": 13}, "data.num_clients=12"),
         ("fedavg_shakespeare", {"model.hidden": 0}, "model.hidden"),
         ("fedavg_shakespeare", {"data.leaf_train_dir": "somewhere"}, "data.leaf_test_dir"),
@@ -380,28 +383,66 @@ def test_auto_choices_per_backend_and_model():
 
 def test_optimizer_fields_reach_the_optimizers(shakespeare_cache, monkeypatch):
     calls = {}
-    build = algorithm_configs.make_optimizer
 
-    def spy(name, learning_rate, **kwargs):
-        calls[kwargs["field"]] = dict(kwargs, name=name, learning_rate=learning_rate)
-        return build(name, learning_rate, **kwargs)
+    def spy_on(module, name):
+        build = getattr(module, name)
 
-    monkeypatch.setattr(algorithm_configs, "make_optimizer", spy)
+        def spy(optimizer, learning_rate, **kwargs):
+            calls[kwargs["field"]] = dict(kwargs, name=optimizer, learning_rate=learning_rate)
+            return build(optimizer, learning_rate, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+
+    spy_on(config_checks, "make_optimizer")
+    spy_on(config_checks, "server_optimizer")
+    spy_on(algorithm_configs, "make_optimizer")
     task = make_task("lstm", 80, hidden=8)
-    federated = {"server.optimizer": "adam", "server.eps": 1e-3, "client.optimizer": "lars"}
+    federated = {"server.optimizer": "adam", "server.eps": 1e-3, "client.optimizer": "adam",
+                 "client.b1": 0.8, "client.b2": 0.95}  # fmt: skip
     config = smoke_config("fedavg_shakespeare", shakespeare_cache, **federated)
     algorithm_configs.build_algorithm(config, task, num_clients=12)
     assert calls["server"]["name"] == "adam" and calls["server"]["eps"] == 1e-3
-    assert calls["client"]["name"] == "lars" and calls["client"]["momentum"] == 0.0
-    for server, want in (("adam", 1e-3), ("yogi", 1e-3), ("sgd", None)):  # unset: the paper's tau
+    assert calls["client"]["name"] == "adam" and calls["client"]["momentum"] == 0.0
+    assert (calls["client"]["b1"], calls["client"]["b2"]) == (0.8, 0.95)
+    for server in ("adam", "yogi", "sgd"):  # unset: server_optimizer's own default
         config = smoke_config(
             "fedavg_shakespeare", shakespeare_cache, **{"server.optimizer": server}
         )
         algorithm_configs.build_algorithm(config, task, num_clients=12)
-        assert calls["server"]["eps"] == want, server
+        assert calls["server"]["eps"] is None and calls["server"]["b1"] is None, server
     centralized = {"optimizer.schedule": "warmup_cosine", "optimizer.schedule_steps": 50}
     config = smoke_config(
         "centralized_shakespeare", shakespeare_cache, **centralized, **{"optimizer.warmup_steps": 5}
     )
     algorithm_configs.build_algorithm(config, task, num_clients=1)
     assert calls["optimizer"]["total_steps"] == 50 and calls["optimizer"]["warmup_steps"] == 5
+
+
+def _before_fedopt(name: str) -> dict:
+    """``config.json`` of ``configs/NAME.py:smoke`` as written before FedOpt followed Reddi et
+    al.'s Algorithm 2 (a fixture made by that code), with this machine's data paths."""
+    with open(os.path.join(os.path.dirname(__file__), "fixtures",
+                           f"config_before_fedopt_{name}.json")) as f:  # fmt: skip
+        old = json.load(f)
+    old["data"] = config_checks.config_record(load_config(f"configs/{name}.py:smoke"))["data"]
+    return old
+
+
+def test_workdirs_written_before_algorithm2_resume_as_they_ran():
+    from fedjax_sim.resume_checks import check_resumable
+
+    def now(name, **overrides):
+        config = load_config(f"configs/{name}.py:smoke")
+        config = with_overrides(config, overrides)
+        return config_checks.config_record(config)
+
+    check_resumable(_before_fedopt("fedavg_shakespeare"), now("fedavg_shakespeare"), "w")
+    fedadam = _before_fedopt("fedadam_shakespeare")
+    with pytest.raises(ConfigError, match="server.optimizer=optax_adam .*to resume it"):
+        check_resumable(fedadam, now("fedadam_shakespeare"), "w")
+    resumed = now("fedadam_shakespeare", **{"server.optimizer": "optax_adam"})
+    check_resumable(fedadam, resumed, "w")  # the optimizer it ran, under its new name
+    scaffold = _before_fedopt("scaffold_shakespeare")
+    with pytest.raises(ConfigError, match="weighting=examples to resume"):
+        check_resumable(scaffold, now("scaffold_shakespeare"), "w")
+    check_resumable(scaffold, now("scaffold_shakespeare", weighting="examples"), "w")

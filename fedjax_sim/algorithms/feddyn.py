@@ -10,8 +10,9 @@ for J steps, then ``g_k <- g_k - alpha (theta_k^t - theta^{t-1})``. The server k
     h^t = h^{t-1} - alpha (1/m) sum_{k in P_t} (theta_k^t - theta^{t-1})
     theta^t = mean_{k in P_t} theta_k^t - h^t / alpha
 
-with m = K the population. The mean uses the round's aggregation weights (the paper's is
-uniform: ``weighting="uniform"``). The paper's server step replaces a server optimizer.
+with m = K the population. The mean uses the round's aggregation weights: the paper's is
+uniform, ``weighting="uniform"``, the config's default for feddyn (``"examples"`` weights
+each client by n_k instead). The paper's server step replaces a server optimizer.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ steps on the corrected gradient ``g_i(y) - c_i + c`` (here the objective's linea
     client learning rate (exact for client SGD without momentum).
 
 It reports ``Delta y_i = y_i - x`` and ``Delta c_i = c_i+ - c_i``. The server applies its
-optimizer to the weighted mean of ``Delta y`` (server SGD at learning rate eta_g is the
-paper's ``x + eta_g mean Delta y``) and sets ``c <- c + (1/N) sum_i Delta c_i`` over the
+optimizer to the mean of ``Delta y`` under the round's weights (server SGD at learning rate
+eta_g with uniform weights, the config's default for scaffold, is the paper's
+``x + eta_g / |S| sum_i Delta y_i``) and sets ``c <- c + (1/N) sum_i Delta c_i`` over the
 clients that reported. With zero control variates the first round is FedAvg's.
 """
 
