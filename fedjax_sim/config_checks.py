@@ -370,6 +370,11 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
             f"model.name must be one of ['resnet20', 'resnet18'] for fedbn (a model with "
             f"normalization layers), got {config.model.name!r}"
         )
+    require(
+        config.algorithm != "fedbn" or config.model.norm == "batch",
+        f"model.norm must be 'batch' for fedbn, got {config.model.norm!r}: FedBN keeps the "
+        f"BatchNorm layers local (algorithm=fedavg for the other norms)",
+    )
     _integer("client.local_steps", client.local_steps)
     _integer("client.batch_size", client.batch_size)
     _integer("client.local_epochs", client.local_epochs, 0)
