@@ -17,6 +17,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAKESPEARE_SMOKE = "configs/fedavg_shakespeare.py:smoke"
+DIGITS_SMOKE = "configs/fedavg_digits.py:smoke"
 LEAF_FIXTURES = os.path.join(ROOT, "tests", "fixtures", "shakespeare", "leaf")
 
 
@@ -79,6 +80,40 @@ def broken_configs(tmp_path_factory):
             ["--config.xla_flags=--xla_no_such_flag=1"],
             r"xla_flags '--xla_no_such_flag=1': XLA refuses them: .*xla_no_such_flag.*",
         ),
+        (
+            ["--config", DIGITS_SMOKE, "--config.robust.aggregator=trimmed_mean"],
+            r"robust.trim_fraction=0.1 trims floor\(0.1 x 3\) = 0 of the 3 clients a round: "
+            r"the plain mean; trimming one from each end needs trim_fraction >= 1/3 = .*",
+        ),
+        (
+            ["--config", DIGITS_SMOKE, "--config.robust.aggregator=krum",
+             "--config.robust.krum_selected=4"],
+            r"robust.krum_selected=4 exceeds the 3 clients a round; at most 3",
+        ),
+        (
+            ["--config", DIGITS_SMOKE, "--config.robust.aggregator=krum",
+             "--config.robust.byzantine=1"],
+            r"robust.byzantine=1 is more than Krum tolerates with 3 clients a round \(it needs "
+            r"clients > 2 x byzantine \+ 2\): at most 0",
+        ),
+        (
+            ["--config", "configs/fedbn_cifar100.py:smoke", "--config.model.norm=group"],
+            r"model.norm must be 'batch' for fedbn, got 'group': FedBN keeps the BatchNorm "
+            r"layers local \(algorithm=fedavg for the other norms\)",
+        ),
+        (
+            ["--config", DIGITS_SMOKE, "--config.sweep=client.learning_rate=0.1,0.10"],
+            r"sweep: client.learning_rate lists the same value twice: '0.1' and '0.10' are "
+            r"both 0.1",
+        ),
+        (
+            ["--config", DIGITS_SMOKE, "--config", "/nonexistent.py"],
+            r"--config: no config file '/nonexistent.py'",
+        ),
+        (
+            ["--config", "/nonexistent.py", "--config", DIGITS_SMOKE],
+            r"--config: no config file '/nonexistent.py'",
+        ),
     ],
     ids=[
         "missing-config",
@@ -92,14 +127,33 @@ def broken_configs(tmp_path_factory):
         "zero-model-size",
         "negative-learning-rate",
         "unknown-xla-flag",
+        "trimmed-mean-trimming-none",
+        "krum-selecting-more-than-a-round",
+        "krum-with-too-many-byzantine",
+        "fedbn-without-batchnorm",
+        "sweep-values-of-one-cell",
+        "second-config-missing",
+        "first-config-missing",
     ],
-)
+)  # fmt: skip
 def test_bad_command_line(args, pattern, tmp_path):
     if args[0] != "--config":
         args = ["--config", SHAKESPEARE_SMOKE, *args]
     result = cli(*args, "--workdir", str(tmp_path / "run"))
     assert_one_line_error(result, pattern)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_krum_checked_against_the_clients_a_round_once_the_data_gives_them(tmp_path):
+    # participation x K: the clients a round are known once the data is loaded (0.5 x 6)
+    result = cli(
+        "--config", DIGITS_SMOKE, "--workdir", str(tmp_path / "run"),
+        "--config.clients_per_round=0", "--config.participation=0.5",
+        "--config.robust.aggregator=krum", "--config.robust.byzantine=1",
+    )  # fmt: skip
+    assert_one_line_error(
+        result, r"robust.byzantine=1 is more than Krum tolerates with 3 clients a round .*"
+    )
 
 
 @pytest.mark.parametrize(
@@ -243,3 +297,4 @@ def test_no_readable_checkpoint_is_a_one_line_error(finished_run, tmp_path):
         + r" is damaged \(.*\) and no earlier checkpoint is readable; .*",
     )
     assert np.all([(workdir / "checkpoints" / str(step)).is_dir() for step in (2, 4)])
+
