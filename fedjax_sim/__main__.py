@@ -104,7 +104,7 @@ def main(argv):
                     print(f"{cell['name']}: {shown}")
             return
         _, history = run_experiment(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
-    except ValueError as error:  # ConfigError, DataError, DivergenceError, CheckpointError, ...
+    except (ValueError, OSError) as error:  # ConfigError, DataError, CheckpointError, a full disk
         _fail(error)
     except KeyboardInterrupt:
         print(

@@ -298,3 +298,40 @@ def test_no_readable_checkpoint_is_a_one_line_error(finished_run, tmp_path):
     )
     assert np.all([(workdir / "checkpoints" / str(step)).is_dir() for step in (2, 4)])
 
+
+# The CLI on a disk that fills after the first checkpoint: files above 2 KB can no longer be
+# written (RLIMIT_FSIZE), so orbax's background writes fail as on a full disk.
+FULL_DISK_CLI = """
+import resource, signal, sys
+from fedjax_sim import __main__ as cli, checkpoints
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+save = checkpoints.Checkpointer.save
+def save_on_a_full_disk(self, *args, **kwargs):
+    if self.manager.latest_step() is not None:
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, hard))
+    return save(self, *args, **kwargs)
+checkpoints.Checkpointer.save = save_on_a_full_disk
+sys.argv = ["fedjax_sim", *sys.argv[1:]]
+cli.run()
+"""
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_earlier_checkpoints(tmp_path):
+    workdir = tmp_path / "run"
+    args = ["--quiet", "--config", DIGITS_SMOKE, "--workdir", str(workdir)]
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CLI, *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "FEDJAX_SIM_DEBUG": ""},
+    )  # fmt: skip
+    checkpoints = workdir / "checkpoints"
+    assert_one_line_error(
+        result,
+        f"cannot write the checkpoint of round 4 in {re.escape(str(checkpoints))} "
+        r"\(File too large\); the checkpoint of round 2 is kept: free space \(or fix the "
+        r"cause\) and run the same command to resume",
+    )
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["2", "manifests"]  # no partial 4
+    resumed = cli("--config", DIGITS_SMOKE, "--workdir", str(workdir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert (checkpoints / "4").is_dir() and (workdir / "params.msgpack").exists()
