@@ -104,8 +104,8 @@ def alternating_updates(
     Each part is trained by ``inner`` with a state of its own, which sees only that part's
     gradients and steps only in that part's phase (a momentum buffer neither collects the
     gradients of a part while it is fixed nor decays then). The states live as long as the
-    optimizer state: fresh every round by default (as FedRep's reference code builds its
-    optimizer for each local update), kept across a client's rounds with
+    optimizer state: fresh every round by default (Algorithm 1 has plain gradient steps; a
+    momentum buffer then starts at zero in each phase), kept across a client's rounds with
     ``client.optimizer_state="keep"``, each part's buffer then resuming in its next phase.
     ``count`` restarts every round (`restart_phases`).
     """
