@@ -5,9 +5,10 @@ client's own.
   python -m fedjax_sim --config configs/fedbn_cifar100.py --workdir runs/fedbn_cifar100
 
 FedAvg with the same model: `--config.algorithm=fedavg` (statistics averaged;
-`--config.model_state=local` keeps them local, parameters averaged). `--config.model.norm=group`
-(or layer, none) for the normalization study. Needs the CIFAR-100 archive (see
-configs/fedavg_cifar100.py). Expected: not yet measured (no CIFAR-100 on this project's machines).
+`--config.model_state=local` keeps them local, parameters averaged); with it,
+`--config.model.norm=group` (or layer, none) for the normalization study (fedbn needs batch).
+Needs the CIFAR-100 archive (see configs/fedavg_cifar100.py). Expected: not yet measured (no
+CIFAR-100 on this project's machines).
 Smoke (synthetic CIFAR-shaped data, seconds): --config configs/fedbn_cifar100.py:smoke
 """
 

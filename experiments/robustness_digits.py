@@ -8,8 +8,9 @@ SGD steps of B = 16, 40 rounds) as one sweep (fedjax_sim.sweep, resumable per ce
 aggregator (mean, median, trimmed mean, norm clipping, Krum, FedGW-style noise-aware) x attack
 (label flipping, sign-flipped updates, broken sensors) x bad fraction (0, 0.2, 0.4 of the
 clients, drawn from the data seed). The aggregators that take the number of bad clients are
-told it: Krum's f and the trimmed mean's trim fraction follow the bad fraction (f = 0, 2, 4 of
-the 10 per round; trim 0.1, 0.2, 0.4), an oracle setting. Norm clipping's bound is 1.0.
+told it: Krum's f and the trimmed mean's trim fraction follow the bad fraction (f = 0, 2, 3 of
+the 10 per round, 3 being the most Krum's n > 2f + 2 allows for the 4 bad clients of 40%;
+trim 0.1, 0.2, 0.4), an oracle setting. Norm clipping's bound is 1.0.
 Writes OUT.md (every cell, and aggregator x bad fraction per attack) and OUT.png.
 """
 
@@ -29,7 +30,7 @@ from fedjax_sim import config_files  # noqa: E402
 
 AGGREGATORS = "mean,median,trimmed_mean,norm_clipping,krum,noise_aware"
 ATTACKS = "label_flip,sign_flip,broken_sensor"
-FRACTIONS = "0:0:0.1,0.2:2:0.2,0.4:4:0.4"  # bad_fraction : Krum's f : trim fraction
+FRACTIONS = "0:0:0.1,0.2:2:0.2,0.4:3:0.4"  # bad_fraction : Krum's f : trim fraction
 
 
 def sweep_config(smoke: bool):

@@ -34,26 +34,29 @@ def _fail(error: BaseException) -> None:
     sys.exit(2)
 
 
-def _flag_value(args: list[str], name: str) -> str | None:
+def _flag_values(args: list[str], name: str) -> list[str]:
+    """Every value of flag ``--name`` in ``args``, in order (absl keeps the last)."""
+    values = []
     for i, arg in enumerate(args):
         if arg == f"--{name}":
-            return args[i + 1] if i + 1 < len(args) else ""
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-    return None
+            values.append(args[i + 1] if i + 1 < len(args) else "")
+        elif arg.startswith(f"--{name}="):
+            values.append(arg.split("=", 1)[1])
+    return values
 
 
 def check_command_line(args: list[str]) -> None:
-    """Checks what ml_collections would report as a traceback: the config file and the field
-    names of the ``--config.<field>`` overrides (absl checks the rest, in one line).
+    """Checks what ml_collections would report as a traceback: the config files (each one of
+    a ``--config`` given twice) and the field names of the ``--config.<field>`` overrides of
+    the last (absl checks the rest, in one line).
 
     Raises:
       ConfigError: one line naming the file or field.
     """
-    spec = _flag_value(args, "config")
-    if spec is None or any(arg in _HELP for arg in args):
+    specs = _flag_values(args, "config")
+    if not specs or any(arg in _HELP for arg in args):
         return
-    config = load_config(spec)
+    config = [load_config(spec) for spec in specs][-1]
     for arg in args:
         override = re.match(r"--(?:no)?config\.([^=]+)", arg)
         if override:
@@ -101,7 +104,7 @@ def main(argv):
                     print(f"{cell['name']}: {shown}")
             return
         _, history = run_experiment(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
-    except ValueError as error:  # ConfigError, DataError, DivergenceError, CheckpointError, ...
+    except (ValueError, OSError) as error:  # ConfigError, DataError, CheckpointError, a full disk
         _fail(error)
     except KeyboardInterrupt:
         print(

@@ -187,10 +187,14 @@ def _parts(config, task: Task, num_clients: int, unroll):
     name = config.algorithm
     common = {"unroll": unroll}
     robust = config.robust
-    aggregator = make_aggregator(
-        robust.aggregator, trim_fraction=robust.trim_fraction, max_norm=robust.max_norm,
-        byzantine=robust.byzantine, krum_selected=robust.krum_selected,
-    )  # fmt: skip
+    try:  # checked against the clients a round, known once the data is
+        aggregator = make_aggregator(
+            robust.aggregator, trim_fraction=robust.trim_fraction, max_norm=robust.max_norm,
+            byzantine=robust.byzantine, krum_selected=robust.krum_selected,
+            clients_per_round=clients_per_round(config, num_clients),
+        )  # fmt: skip
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
     fedavg_options = {
         "num_clients": num_clients,
         "model_state": config.model_state,

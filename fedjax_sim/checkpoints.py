@@ -6,16 +6,22 @@ SHA-256 digests goes beside it, in ``manifests/``. A restore checks the newest c
 against its manifest first; a damaged one (files truncated, changed or missing, or unreadable by
 orbax) is moved to ``damaged/`` with a warning and the previous checkpoint is used, so the run
 resumes to the same final result. When no checkpoint is readable the restore stops with one line
-naming the damaged one.
+naming the damaged one. A save that fails (a full disk) stops with one line too, its partial
+folder removed and the earlier checkpoints kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import glob
 import hashlib
 import json
+import logging as py_logging
 import os
+import re
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -29,7 +35,7 @@ from fedjax_sim.outputs import write_json_atomic
 
 
 class CheckpointError(ValueError):
-    """No checkpoint of a run can be read; the message names the damaged one."""
+    """No checkpoint of a run can be read, or one cannot be written; the message names it."""
 
 
 def _is_key(x) -> bool:
@@ -71,6 +77,45 @@ def _orbax_errors_unlogged():
         yield
     finally:
         logging.set_verbosity(verbosity)
+
+
+def _os_reason(error: Exception) -> str | None:
+    """The operating system's words for a failed write (``No space left on device``), from an
+    `OSError` or tensorstore's ``[os_error_code='28']``; None for other errors."""
+    if isinstance(error, OSError) and error.errno:
+        return os.strerror(error.errno)
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    return os.strerror(int(code[1])) if code else None
+
+
+def _drop(record) -> bool:
+    return False
+
+
+@contextlib.contextmanager
+def _background_errors_held():
+    """While a save runs, holds back what orbax's and tensorstore's background threads report
+    of a failing write, each with its traceback: absl and asyncio log records and exceptions
+    raised into an event loop already closed (`sys.unraisablehook`). A failing save raises its
+    own error, which says it in one line; a save that succeeds hands on what was held."""
+    held, hook = [], sys.unraisablehook
+    asyncio_logger = py_logging.getLogger("asyncio")
+    asyncio_logger.addFilter(_drop)
+    sys.unraisablehook = held.append
+    try:
+        with _orbax_errors_unlogged():
+            try:
+                yield
+            except BaseException:
+                held.clear()
+                gc.collect()  # the failed write's tasks report "never retrieved" as they go
+                held.clear()
+                raise
+    finally:
+        sys.unraisablehook = hook
+        asyncio_logger.removeFilter(_drop)
+    for unraisable in held:
+        hook(unraisable)
 
 
 class Checkpointer:
@@ -204,14 +249,18 @@ class Checkpointer:
             return
         if self.manager.latest_step() == round_number:
             return
-        self.manager.save(
-            round_number,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_keys_as_data(state)),
-                history=ocp.args.JsonSave({"records": history, "pending": pending}),
-            ),
-            force=True,
-        )
+        try:
+            with _background_errors_held():
+                self.manager.save(
+                    round_number,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(_keys_as_data(state)),
+                        history=ocp.args.JsonSave({"records": history, "pending": pending}),
+                    ),
+                    force=True,
+                )
+        except Exception as error:  # orbax and tensorstore raise assorted types
+            raise self._save_failed(round_number, error) from error
         if is_writer():  # every process wrote its shards; one writes the manifest
             digests = _file_digests(os.path.join(self.directory, str(round_number)))
             write_json_atomic(self._manifest_path(round_number), digests)
@@ -220,6 +269,20 @@ class Checkpointer:
             for name in set(os.listdir(manifests)) - steps:  # orbax deleted them (max_to_keep)
                 os.remove(os.path.join(manifests, name))
         sync(f"checkpoint manifest {round_number}")
+
+    def _save_failed(self, round_number: int, error: Exception) -> CheckpointError:
+        """Removes the partial checkpoint of ``round_number``; the error to raise."""
+        for partial in glob.glob(os.path.join(self.directory, f"{round_number}.orbax-*")):
+            shutil.rmtree(partial, ignore_errors=True)
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        reason = _os_reason(error) or lines[0]
+        kept = self.manager.latest_step()
+        return CheckpointError(
+            f"cannot write the checkpoint of round {round_number} in {self.directory} "
+            f"({reason}); "
+            + (f"the checkpoint of round {kept} is kept" if kept is not None else "none kept")
+            + ": free space (or fix the cause) and run the same command to resume"
+        )
 
     def close(self):
         self.manager.wait_until_finished()

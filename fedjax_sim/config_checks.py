@@ -30,7 +30,7 @@ from fedjax_sim.ledger import TOPOLOGIES
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 from fedjax_sim.models.resnet import NORMS
 from fedjax_sim.optimizers import LR_SCALING, OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
-from fedjax_sim.robust_aggregation import AGGREGATORS
+from fedjax_sim.robust_aggregation import AGGREGATORS, check_round_size
 from fedjax_sim.superclients import ESTIMATES, GROUPERS
 
 
@@ -357,6 +357,14 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     _number("robust.max_norm", robust.max_norm, strict=True)
     _integer("robust.byzantine", robust.byzantine, 0)
     _integer("robust.krum_selected", robust.krum_selected)
+    if config.clients_per_round > 0:  # else participation x K, checked once K is known
+        try:
+            check_round_size(
+                robust.aggregator, config.clients_per_round, trim_fraction=robust.trim_fraction,
+                byzantine=robust.byzantine, krum_selected=robust.krum_selected,
+            )  # fmt: skip
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
     require(
         robust.aggregator == "mean" or config.algorithm in ROBUST_ALGORITHMS,
         f"robust.aggregator={robust.aggregator!r} is for {', '.join(ROBUST_ALGORITHMS)}; "
@@ -392,6 +400,11 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
             f"model.name must be one of ['resnet20', 'resnet18'] for fedbn (a model with "
             f"normalization layers), got {config.model.name!r}"
         )
+    require(
+        config.algorithm != "fedbn" or config.model.norm == "batch",
+        f"model.norm must be 'batch' for fedbn, got {config.model.norm!r}: FedBN keeps the "
+        f"BatchNorm layers local (algorithm=fedavg for the other norms)",
+    )
     _integer("client.local_steps", client.local_steps)
     _integer("client.batch_size", client.batch_size)
     _integer("client.local_epochs", client.local_epochs, 0)

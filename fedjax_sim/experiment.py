@@ -298,6 +298,13 @@ def cost_model(experiment: Experiment) -> ledger.CostModel:
     )
 
 
+def local_parameters(state) -> list[str]:
+    """The "/"-joined paths of the parameters each client keeps and the server never averages
+    (FedBN's BatchNorm layers, FedPer's head, ...); empty when there are none."""
+    clients = getattr(state, "clients", None)
+    return list(clients.get("params", {})) if isinstance(clients, dict) else []
+
+
 def _check_workdir(workdir: str, resolved: dict) -> None:
     """Refuses a workdir that is not a writable directory, or that holds another run."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -329,11 +336,11 @@ def run_experiment(
 ):
     """Runs (or resumes) the experiment of ``config`` in ``workdir``.
 
-    Writes ``config.json``, ``dataset.json`` (statistics), ``metrics.jsonl``, ``metrics.csv``
-    (with the cumulative `fedjax_sim.ledger` counters), ``curves.png``, ``ledger.png``
-    (accuracy against epochs, bytes and simulated time), ``params.msgpack`` (final
-    parameters) and orbax checkpoints under
-    ``checkpoints/``; running again on the same ``workdir`` resumes from the last checkpoint
+    Writes ``config.json``, ``dataset.json`` (statistics, and the `local_parameters` of
+    algorithms that keep some), ``metrics.jsonl``, ``metrics.csv`` (with the cumulative
+    `fedjax_sim.ledger` counters), ``curves.png``, ``ledger.png`` (accuracy against epochs,
+    bytes and simulated time), ``params.msgpack`` (final parameters) and orbax checkpoints
+    under ``checkpoints/``; running again on the same ``workdir`` resumes from the last checkpoint
     (`fedjax_sim.resume_checks.check_resumable` says which config changes it accepts).
 
     Args:
@@ -368,11 +375,15 @@ def run_experiment(
         summary["superclients"] = [
             [int(k) for k in group if k >= 0] for group in experiment.superclients
         ]
+    local = local_parameters(experiment.initial_state)
+    if local:
+        summary["local_parameters"] = local
     writer = multihost.is_writer()
     (log if log and writer else logging.info)(
         f"{summary['name']}: {summary['clients']} clients, {summary['train_examples']:,} "
         f"training examples; evaluating on {summary['test_examples']:,} test examples"
         + (f"; per-client state {state_bytes / 1e6:,.1f} MB" if state_bytes else "")
+        + (f"; {len(local)} parameter leaves stay local (dataset.json)" if local else "")
     )
     if writer:
         outputs.write_json_atomic(os.path.join(workdir, "config.json"), resolved)

@@ -9,11 +9,13 @@ rules of the literature treat clients alike.
 
   * `coordinate_median`: the median of each coordinate (Yin et al. 2018).
   * `trimmed_mean`: each coordinate's mean after dropping its ``beta`` fraction of largest and
-    of smallest values (Yin et al. 2018).
+    of smallest values (Yin et al. 2018); a ``beta`` that trims none of the clients a round is
+    refused (`check_round_size`) rather than run as the plain mean.
   * `norm_clipping`: every delta scaled to norm at most ``max_norm``, then the weighted mean
     (Sun et al. 2019's defence against scaled updates).
   * `krum`: the delta whose summed squared distance to its ``n - f - 2`` nearest others is
-    smallest; multi-Krum averages the ``m`` best by that score (Blanchard et al. 2017).
+    smallest; multi-Krum averages the ``m`` best by that score (Blanchard et al. 2017). It
+    needs ``n > 2f + 2`` and ``m <= n`` (`check_round_size`).
   * `noise_aware`: the course's FedGW idea (disregard clients whose updates look like noise)
     as a stated rule: each client's trust is the positive part of its delta's cosine with the
     coordinate-wise median delta, every delta is rescaled to the median of the clients' norms,
@@ -27,6 +29,8 @@ rules of the literature treat clients alike.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -179,12 +183,58 @@ def noise_aware() -> optax.GradientTransformationExtraArgs:
     return _transformation(aggregate)
 
 
+def check_round_size(
+    name: str, clients: int, *, trim_fraction: float = 0.1, byzantine: int = 0,
+    krum_selected: int = 1,
+) -> None:  # fmt: skip
+    """Refuses an aggregator that cannot work as its paper states on ``clients`` per round:
+    a trimmed mean asked to trim (``trim_fraction > 0``) that trims ``floor(trim_fraction x
+    clients) = 0``, Krum with ``clients <= 2 byzantine + 2`` (Blanchard et al. 2017 need
+    ``n > 2f + 2``) or with ``krum_selected > clients``.
+
+    A round in which clients drop out runs the rule on the clients that reported (the trimmed
+    mean trims ``floor(trim_fraction n)`` of those n; Krum counts at least one neighbour).
+
+    Raises:
+      ValueError: one line naming the ``robust.*`` field, the clients a round and what works.
+    """
+    if name == "trimmed_mean" and trim_fraction > 0 and math.floor(trim_fraction * clients) < 1:
+        raise ValueError(
+            f"robust.trim_fraction={trim_fraction} trims floor({trim_fraction} x {clients}) = 0 "
+            f"of the {clients} clients a round: the plain mean; trimming one from each end "
+            f"needs trim_fraction >= 1/{clients} = {1 / clients:.4g} (below 0.5), or "
+            f"robust.aggregator='mean'"
+        )
+    if name != "krum":
+        return
+    if clients <= 2 * byzantine + 2:
+        most = f"at most {(clients - 3) // 2}" if clients >= 3 else "none: Krum needs 3 clients"
+        raise ValueError(
+            f"robust.byzantine={byzantine} is more than Krum tolerates with {clients} clients "
+            f"a round (it needs clients > 2 x byzantine + 2): {most}"
+        )
+    if krum_selected > clients:
+        raise ValueError(
+            f"robust.krum_selected={krum_selected} exceeds the {clients} clients a round; "
+            f"at most {clients}"
+        )
+
+
 def make_aggregator(
     name: str, *, trim_fraction: float = 0.1, max_norm: float = 1.0, byzantine: int = 0,
-    krum_selected: int = 1,
+    krum_selected: int = 1, clients_per_round: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:  # fmt: skip
     """The aggregator of ``robust.aggregator`` (one of `AGGREGATORS`; ``"mean"``: FedAvg's
-    weighted mean)."""
+    weighted mean), checked against ``clients_per_round`` when given (`check_round_size`).
+
+    Raises:
+      ValueError: a value outside its range, or one that `check_round_size` refuses.
+    """
+    if clients_per_round is not None:
+        check_round_size(
+            name, clients_per_round, trim_fraction=trim_fraction, byzantine=byzantine,
+            krum_selected=krum_selected,
+        )  # fmt: skip
     if name == "mean":
         return weighted_mean()
     if name == "median":

@@ -68,10 +68,11 @@ def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[tuple[tupl
     """The dimensions of ``spec``: ``[(fields, [values_tuple, ...]), ...]``.
 
     Raises:
-      ConfigError: a malformed dimension, an unknown field, a value of the wrong type or
-        arity; one line naming it.
+      ConfigError: a malformed dimension, an unknown field or one in two dimensions, a value
+        of the wrong type or arity, or two values that parse to the same cell (``0.1,0.10``);
+        one line naming it.
     """
-    dimensions = []
+    dimensions, seen = [], set()
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         names, sep, values = part.partition("=")
         if not sep or not values.strip():
@@ -83,7 +84,10 @@ def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[tuple[tupl
             if field == "sweep":
                 raise ConfigError("sweep: a sweep cannot set sweep")
             check_field_name(config, field)
-        rows = []
+            if field in seen:
+                raise ConfigError(f"sweep: {field} is in two dimensions; give its values once")
+            seen.add(field)
+        rows, texts = [], []
         for value in values.split(","):
             items = value.split(":")
             if len(items) != len(fields):
@@ -91,10 +95,18 @@ def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[tuple[tupl
                     f"sweep: {'+'.join(fields)} takes {len(fields)} ':'-joined values per "
                     f"cell, got {value.strip()!r}"
                 )
-            rows.append(tuple(
+            row = tuple(
                 _parse_value(item, _field_value(config, f), f)
                 for item, f in zip(items, fields, strict=True)
-            ))  # fmt: skip
+            )
+            if row in rows:
+                raise ConfigError(
+                    f"sweep: {'+'.join(fields)} lists the same value twice: "
+                    f"{texts[rows.index(row)]!r} and {value.strip()!r} are both "
+                    f"{':'.join(map(repr, row))}"
+                )
+            rows.append(row)
+            texts.append(value.strip())
         dimensions.append((fields, rows))
     if not dimensions:
         raise ConfigError("sweep: empty; e.g. --config.sweep='client.local_steps=4,8,16'")
@@ -103,13 +115,19 @@ def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[tuple[tupl
 
 def sweep_cells(dimensions) -> list[tuple[str, dict]]:
     """``[(cell name, overrides), ...]``: the grid's cells in order; a cell's name is its
-    ``field=value`` pairs joined by ``__`` (the directory it runs in)."""
+    ``field=value`` pairs joined by ``__`` (the directory it runs in).
+
+    Raises:
+      ConfigError: two cells with the same name (values that differ only by ``/`` and ``_``).
+    """
     cells = []
     for combination in itertools.product(*(rows for _, rows in dimensions)):
         overrides = {}
         for (fields, _), row in zip(dimensions, combination, strict=True):
             overrides.update(zip(fields, row, strict=True))
         name = "__".join(f"{k}={v}" for k, v in overrides.items()).replace("/", "_")
+        if any(name == other for other, _ in cells):
+            raise ConfigError(f"sweep: two cells would both run in cells/{name}")
         cells.append((name, overrides))
     return cells
 

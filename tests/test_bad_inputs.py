@@ -17,6 +17,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAKESPEARE_SMOKE = "configs/fedavg_shakespeare.py:smoke"
+DIGITS_SMOKE = "configs/fedavg_digits.py:smoke"
 LEAF_FIXTURES = os.path.join(ROOT, "tests", "fixtures", "shakespeare", "leaf")
 
 
@@ -79,6 +80,40 @@ def broken_configs(tmp_path_factory):
             ["--config.xla_flags=--xla_no_such_flag=1"],
             r"xla_flags '--xla_no_such_flag=1': XLA refuses them: .*xla_no_such_flag.*",
         ),
+        (
+            ["--config", DIGITS_SMOKE, "--config.robust.aggregator=trimmed_mean"],
+            r"robust.trim_fraction=0.1 trims floor\(0.1 x 3\) = 0 of the 3 clients a round: "
+            r"the plain mean; trimming one from each end needs trim_fraction >= 1/3 = .*",
+        ),
+        (
+            ["--config", DIGITS_SMOKE, "--config.robust.aggregator=krum",
+             "--config.robust.krum_selected=4"],
+            r"robust.krum_selected=4 exceeds the 3 clients a round; at most 3",
+        ),
+        (
+            ["--config", DIGITS_SMOKE, "--config.robust.aggregator=krum",
+             "--config.robust.byzantine=1"],
+            r"robust.byzantine=1 is more than Krum tolerates with 3 clients a round \(it needs "
+            r"clients > 2 x byzantine \+ 2\): at most 0",
+        ),
+        (
+            ["--config", "configs/fedbn_cifar100.py:smoke", "--config.model.norm=group"],
+            r"model.norm must be 'batch' for fedbn, got 'group': FedBN keeps the BatchNorm "
+            r"layers local \(algorithm=fedavg for the other norms\)",
+        ),
+        (
+            ["--config", DIGITS_SMOKE, "--config.sweep=client.learning_rate=0.1,0.10"],
+            r"sweep: client.learning_rate lists the same value twice: '0.1' and '0.10' are "
+            r"both 0.1",
+        ),
+        (
+            ["--config", DIGITS_SMOKE, "--config", "/nonexistent.py"],
+            r"--config: no config file '/nonexistent.py'",
+        ),
+        (
+            ["--config", "/nonexistent.py", "--config", DIGITS_SMOKE],
+            r"--config: no config file '/nonexistent.py'",
+        ),
     ],
     ids=[
         "missing-config",
@@ -92,14 +127,33 @@ def broken_configs(tmp_path_factory):
         "zero-model-size",
         "negative-learning-rate",
         "unknown-xla-flag",
+        "trimmed-mean-trimming-none",
+        "krum-selecting-more-than-a-round",
+        "krum-with-too-many-byzantine",
+        "fedbn-without-batchnorm",
+        "sweep-values-of-one-cell",
+        "second-config-missing",
+        "first-config-missing",
     ],
-)
+)  # fmt: skip
 def test_bad_command_line(args, pattern, tmp_path):
     if args[0] != "--config":
         args = ["--config", SHAKESPEARE_SMOKE, *args]
     result = cli(*args, "--workdir", str(tmp_path / "run"))
     assert_one_line_error(result, pattern)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_krum_checked_against_the_clients_a_round_once_the_data_gives_them(tmp_path):
+    # participation x K: the clients a round are known once the data is loaded (0.5 x 6)
+    result = cli(
+        "--config", DIGITS_SMOKE, "--workdir", str(tmp_path / "run"),
+        "--config.clients_per_round=0", "--config.participation=0.5",
+        "--config.robust.aggregator=krum", "--config.robust.byzantine=1",
+    )  # fmt: skip
+    assert_one_line_error(
+        result, r"robust.byzantine=1 is more than Krum tolerates with 3 clients a round .*"
+    )
 
 
 @pytest.mark.parametrize(
@@ -243,3 +297,41 @@ def test_no_readable_checkpoint_is_a_one_line_error(finished_run, tmp_path):
         + r" is damaged \(.*\) and no earlier checkpoint is readable; .*",
     )
     assert np.all([(workdir / "checkpoints" / str(step)).is_dir() for step in (2, 4)])
+
+
+# The CLI on a disk that fills after the first checkpoint: files above 2 KB can no longer be
+# written (RLIMIT_FSIZE), so orbax's background writes fail as on a full disk.
+FULL_DISK_CLI = """
+import resource, signal, sys
+from fedjax_sim import __main__ as cli, checkpoints
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+save = checkpoints.Checkpointer.save
+def save_on_a_full_disk(self, *args, **kwargs):
+    if self.manager.latest_step() is not None:
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, hard))
+    return save(self, *args, **kwargs)
+checkpoints.Checkpointer.save = save_on_a_full_disk
+sys.argv = ["fedjax_sim", *sys.argv[1:]]
+cli.run()
+"""
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_earlier_checkpoints(tmp_path):
+    workdir = tmp_path / "run"
+    args = ["--quiet", "--config", DIGITS_SMOKE, "--workdir", str(workdir)]
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CLI, *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "FEDJAX_SIM_DEBUG": ""},
+    )  # fmt: skip
+    checkpoints = workdir / "checkpoints"
+    assert_one_line_error(
+        result,
+        f"cannot write the checkpoint of round 4 in {re.escape(str(checkpoints))} "
+        r"\(File too large\); the checkpoint of round 2 is kept: free space \(or fix the "
+        r"cause\) and run the same command to resume",
+    )
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["2", "manifests"]  # no partial 4
+    resumed = cli("--config", DIGITS_SMOKE, "--workdir", str(workdir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert (checkpoints / "4").is_dir() and (workdir / "params.msgpack").exists()

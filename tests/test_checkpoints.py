@@ -1,5 +1,6 @@
 """Checkpoints: typed keys, manifests, and the fall-back past a damaged newest checkpoint."""
 
+import errno
 import json
 import logging
 import os
@@ -104,3 +105,24 @@ def test_no_readable_checkpoint_names_the_newest(saved):
 
 def test_no_checkpoint_restores_nothing(tmp_path):
     assert restore(str(tmp_path / "empty")) is None
+
+
+def test_a_failed_save_is_one_error_and_keeps_the_earlier_checkpoints(saved, monkeypatch):
+    checkpointer = Checkpointer(saved, every=1)
+
+    def full_disk(step, *args, **kwargs):  # orbax writes part of the checkpoint, then fails
+        os.makedirs(os.path.join(saved, f"{step}.orbax-checkpoint-tmp", "state"))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpointer.manager, "save", full_disk)
+    message = (
+        f"cannot write the checkpoint of round 4 in {saved} (No space left on device); the "
+        "checkpoint of round 3 is kept: free space (or fix the cause) and run the same command "
+        "to resume"
+    )
+    with pytest.raises(CheckpointError) as error:
+        checkpointer.save(4, state_at(4), [{"round": 4}], [])
+    assert str(error.value) == message
+    checkpointer.close()
+    assert sorted(os.listdir(saved)) == ["2", "3", "manifests"]  # the partial one removed
+    assert int(restore(saved)[0]["step"]) == 3

@@ -73,6 +73,18 @@ def test_smoke_config_runs_end_to_end(name, shakespeare_cache, tmp_path):
     assert params  # a non-empty parameter tree came back
 
 
+def test_dataset_json_lists_the_parameters_that_stay_local(shakespeare_cache, tmp_path):
+    config = smoke_config("personalized_digits", shakespeare_cache, algorithm="fedper",
+                          rounds=2, **{"finetune.steps": 0})  # fmt: skip
+    lines = []
+    experiment_lib.run_experiment(config, str(tmp_path), progress=False, log=lines.append)
+    local = json.loads((tmp_path / "dataset.json").read_text())["local_parameters"]
+    params = flax.serialization.msgpack_restore(read_params(tmp_path))
+    head = list(params)[-1]  # FedPer's head: the output layer
+    assert sorted(local) == sorted(f"{head}/{leaf}" for leaf in params[head])
+    assert f"{len(local)} parameter leaves stay local (dataset.json)" in lines[0]
+
+
 # one per family: federated, LocalSGD, post-local SGD (crosses its switch at round 2: the
 # crash is after round 3), DiLoCo (per-worker Adam state), large batch (accumulation, LARS),
 # asynchronous SGD (pulled models, clocks), adaptive H with the noise-scale batch (their

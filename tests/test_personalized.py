@@ -122,6 +122,74 @@ def test_fedrep_trains_the_head_first_then_the_body():
             _close(state.params["body"], _mean(bodies[0], step2["body"]))
 
 
+def _linear_init(rng):
+    k1, k2 = jax.random.split(rng)
+    return {"body": {"w": 0.5 * jax.random.normal(k1, (3, HIDDEN))},
+            "head": {"w": 0.5 * jax.random.normal(k2, (HIDDEN, 2))}}  # fmt: skip
+
+
+LINEAR_TASK = Task(
+    stateless(_linear_init, lambda p, x: x @ p["body"]["w"] @ p["head"]["w"], (3,), "linear2"),
+    lambda x, rng: x,
+    2,
+)
+
+
+def _numpy_gradients(body, head, x, y):
+    """The mean softmax cross-entropy's gradients for ``logits = x body head``, by hand."""
+    logits = x @ body @ head
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1.0
+    d_logits = p / len(y)
+    return x.T @ (d_logits @ head.T), (x @ body).T @ d_logits
+
+
+def _fedrep_client(body, head, buffers, x, y, *, tau_h, tau, lr, beta):
+    """Collins et al. 2021, Algorithm 1's client update with heavy-ball SGD (m = beta m + g,
+    w -= lr m): tau_h steps on the head with the body fixed, then tau - tau_h steps on the body
+    with the head fixed; ``buffers = (m_head, m_body)``, each part's own."""
+    m_head, m_body = buffers
+    for _ in range(tau_h):
+        m_head = beta * m_head + _numpy_gradients(body, head, x, y)[1]
+        head = head - lr * m_head
+    for _ in range(tau - tau_h):
+        m_body = beta * m_body + _numpy_gradients(body, head, x, y)[0]
+        body = body - lr * m_body
+    return body, head, (m_head, m_body)
+
+
+@pytest.mark.parametrize("optimizer_state", ["reset", "keep"])
+def test_fedrep_with_momentum_follows_the_papers_alternating_schedule(optimizer_state):
+    lr, beta, tau, tau_h = 0.1, 0.9, 4, 2
+    params0 = _linear_init(jax.random.key(5))
+    parts = personalized.split_parts(
+        "fedrep", cross_entropy(LINEAR_TASK), optax.sgd(lr, momentum=beta), optax.sgd(1.0),
+        head=HEAD, head_steps=tau_h, num_clients=2, client_optimizer_state=optimizer_state,
+    )  # fmt: skip
+    round_fn = jax.jit(federated_round(parts, sampler=uniform(2), local_steps=tau, batch_size=4,
+                                       weighting="uniform"))  # fmt: skip
+    state = parts.init(variables(params0))
+    body = np.asarray(params0["body"]["w"], np.float64)
+    heads = [np.asarray(params0["head"]["w"], np.float64)] * 2
+    zero = (np.zeros_like(heads[0]), np.zeros_like(body))
+    buffers = [zero, zero]
+    for r in range(3):
+        state, _ = round_fn(state, WORKERS.clients, jax.random.key(r))
+        bodies = []
+        for k, shard in enumerate(WORKERS.shards):
+            x = WORKERS.data["x"][shard].astype(np.float64)
+            start = buffers[k] if optimizer_state == "keep" else zero
+            b, heads[k], buffers[k] = _fedrep_client(body, heads[k], start, x,
+                                                     WORKERS.data["y"][shard], tau_h=tau_h,
+                                                     tau=tau, lr=lr, beta=beta)  # fmt: skip
+            bodies.append(b)
+            own = parts.personal(state, k)["params"]["head"]["w"]
+            np.testing.assert_allclose(own, heads[k], rtol=1e-4, atol=1e-6)
+        body = np.mean(bodies, axis=0)
+        np.testing.assert_allclose(state.params["body"]["w"], body, rtol=1e-4, atol=1e-6)
+
+
 def test_fedbabu_freezes_the_head_and_fine_tunes_at_evaluation():
     parts = _split("fedbabu")
     assert parts.personal is None  # its personal models are the fine-tuned ones

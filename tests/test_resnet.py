@@ -1,5 +1,7 @@
 """ResNets: parameter counts by hand, BatchNorm that ignores padded rows, every norm, FedBN."""
 
+import logging
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -127,6 +129,46 @@ def test_fedbn_never_averages_normalization(bn_task, tiny_clients):
     np.testing.assert_array_equal(own["params"]["norm"]["BatchNorm_0"]["scale"], scales[trained[0]])
     np.testing.assert_array_equal(own["params"]["Dense_0"]["kernel"],
                                   state.params["Dense_0"]["kernel"])  # fmt: skip
+
+
+class MisleadingNames(nn.Module):
+    """A BatchNorm named ``bn1`` beside a Dense and a LayerNorm whose names say "norm"."""
+
+    @nn.compact
+    def __call__(self, x, *, train=False, mask=None):
+        x = nn.LayerNorm(name="layer_norm")(nn.Dense(5, name="normalizer_dense")(x))
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, name="bn1")(x))
+        return nn.Dense(3, name="out")(x)
+
+
+def test_fedbn_keeps_local_the_batchnorm_layers_whatever_their_names(tiny_clients, caplog):
+    task = make_task(from_linen(MisleadingNames(), jnp.zeros((1, 6)), "misleading",
+                                stateful=True), 3)  # fmt: skip
+    algo = fed_avg(
+        task, optax.sgd(0.1), optax.sgd(1.0), clients_per_round=6, local_steps=2,
+        batch_size=4, num_clients=6, personal="norm",
+    )  # fmt: skip
+    init = jax.jit(task.model.init)(jax.random.key(0))
+    with caplog.at_level(logging.INFO, logger="absl"):
+        state = algo.init(init)
+    assert sorted(state.clients["params"]) == ["bn1/bias", "bn1/scale"]
+    assert "never averaged: bn1/bias, bn1/scale" in caplog.text
+    state, _ = jax.jit(algo.round_fn)(state, tiny_clients, jax.random.key(1))
+    params = state.params
+    np.testing.assert_array_equal(params["bn1"]["scale"], init["params"]["bn1"]["scale"])
+    for averaged in ("normalizer_dense", "layer_norm", "out"):
+        first = jax.tree.leaves(params[averaged])[0]
+        assert not np.allclose(first, jax.tree.leaves(init["params"][averaged])[0]), averaged
+    assert "layer_norm/scale" not in state.clients["params"]
+
+
+def test_fedbn_refuses_a_model_without_batchnorm():
+    task = make_task(from_linen(nn.Sequential([nn.Dense(5), nn.LayerNorm(), nn.Dense(3)]),
+                                jnp.zeros((1, 6)), "no_bn"), 3)  # fmt: skip
+    algo = fed_avg(task, optax.sgd(0.1), optax.sgd(1.0), clients_per_round=2, local_steps=1,
+                   batch_size=4, num_clients=6, personal="norm")  # fmt: skip
+    with pytest.raises(ValueError, match="keeps the BatchNorm layers local, and this model has"):
+        algo.init(task.model.init(jax.random.key(0)))
 
 
 def test_personalized_evaluation_uses_each_clients_model(bn_task, tiny_examples):

@@ -12,6 +12,7 @@ from fedjax_sim.robust_aggregation import (
     coordinate_median,
     krum,
     krum_scores,
+    make_aggregator,
     norm_clipping,
     trimmed_mean,
 )
@@ -65,6 +66,40 @@ def test_krum_picks_the_client_closest_to_its_neighbours():
     assert 4 not in two  # the attacker is never chosen
     absent = jnp.array([1.0, 1.0, 1.0, 1.0, 0.0])
     assert np.isinf(np.asarray(krum_scores(DELTAS, absent > 0, f))[4])
+
+
+@pytest.mark.parametrize(
+    "name, clients, options, message",
+    [
+        ("trimmed_mean", 9, {"trim_fraction": 0.1}, r"robust.trim_fraction=0.1 trims "
+         r"floor\(0.1 x 9\) = 0 of the 9 clients a round: the plain mean; .* >= 1/9 = 0.1111"),
+        ("trimmed_mean", 4, {"trim_fraction": 0.2}, r"trim_fraction >= 1/4 = 0.25"),
+        ("krum", 6, {"byzantine": 2}, r"robust.byzantine=2 is more than Krum tolerates with 6 "
+         r"clients a round \(it needs clients > 2 x byzantine \+ 2\): at most 1"),
+        ("krum", 2, {"byzantine": 0}, r"robust.byzantine=0 .*: none: Krum needs 3 clients"),
+        ("krum", 5, {"krum_selected": 6}, r"robust.krum_selected=6 exceeds the 5 clients a "
+         r"round; at most 5"),
+    ],
+)  # fmt: skip
+def test_aggregators_that_cannot_work_on_the_clients_a_round_are_refused(
+    name, clients, options, message
+):
+    with pytest.raises(ValueError, match=message):
+        make_aggregator(name, clients_per_round=clients, **options)
+
+
+@pytest.mark.parametrize(
+    "name, clients, options",
+    [
+        ("trimmed_mean", 10, {"trim_fraction": 0.1}),  # trims one from each end
+        ("trimmed_mean", 3, {"trim_fraction": 0.0}),  # asked for no trimming: the mean
+        ("krum", 7, {"byzantine": 2, "krum_selected": 7}),  # 7 > 2 x 2 + 2
+        ("krum", 3, {"byzantine": 0}),
+        ("median", 1, {"byzantine": 5, "krum_selected": 9}),  # Krum's fields unused
+    ],
+)
+def test_aggregators_within_their_conditions_are_built(name, clients, options):
+    make_aggregator(name, clients_per_round=clients, **options)
 
 
 def test_fedavg_round_with_the_median_takes_the_median_of_the_client_deltas():

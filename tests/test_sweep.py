@@ -48,6 +48,21 @@ def test_the_grid_is_the_product_with_typed_and_linked_values():
         ("client.local_steps", "not 'field=v1,v2'"),
         ("robust.aggregator=mean,avg", "sweep cell robust.aggregator=avg: robust.aggregator"),
         ("", "empty"),
+        (
+            "client.learning_rate=0.1,0.10",
+            "client.learning_rate lists the same value twice: '0.1' and '0.10' are both 0.1",
+        ),
+        (
+            "client.local_steps+client.learning_rate=4:0.1,4:1e-1",
+            "lists the same value twice: '4:0.1' and '4:1e-1' are both 4:0.1",
+        ),
+        ("rounds=1,2;rounds=3", "rounds is in two dimensions"),
+        ("data.cache_dir=a/b,a_b", "two cells would both run in cells/data.cache_dir=a_b"),
+        (
+            "robust.aggregator=krum;robust.byzantine=0,1",
+            "sweep cell robust.aggregator=krum__robust.byzantine=1: robust.byzantine=1 is more "
+            "than Krum tolerates with 3 clients a round",
+        ),
     ],
 )
 def test_bad_sweeps_are_one_line_errors_before_anything_runs(spec, message, tmp_path):

@@ -12,8 +12,10 @@ Model state (BatchNorm statistics), ``model_state``:
     are its initial ones, and evaluation should use the clients' own (`personal_variables`).
   * ``"recompute"``: clients' statistics are dropped; the global model's are recomputed from
     training data before each evaluation (`fedjax_sim.evaluation.make_statistics_recomputer`).
-FedBN (``personal="norm"``): each client keeps its normalization layers' parameters AND
-statistics; they are never averaged (their server copy stays at its initial value).
+FedBN (``personal="norm"``): each client keeps its BatchNorm layers' parameters (scale and
+bias) AND statistics; they are never averaged (their server copy stays at its initial value).
+The BatchNorm layers are the modules that own model state (`batch_norm_parameters`), whatever
+their names: a LayerNorm, a GroupNorm or a Dense named ``normalizer`` is averaged.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import optax
+from absl import logging
 from flax import traverse_util
 
 from fedjax_sim import aggregation
@@ -43,12 +46,23 @@ MODEL_STATE_MODES = ("average", "local", "recompute")
 PERSONAL = ("none", "norm")
 CLIENT_OPTIMIZER_STATE = ("reset", "keep")
 
-__all__ = ["ServerState", "fed_avg", "fedavg_parts", "personal_variables"]
+__all__ = [
+    "ServerState",
+    "batch_norm_parameters",
+    "fed_avg",
+    "fedavg_parts",
+    "personal_variables",
+]
 
 
-def is_norm_parameter(path: tuple[str, ...]) -> bool:
-    """Whether a parameter path belongs to a normalization layer (FedBN's local parameters)."""
-    return any("norm" in part.lower() for part in path)
+def batch_norm_parameters(model_state) -> Callable[[tuple[str, ...]], bool]:
+    """``path -> bool``: true for the parameters of the BatchNorm layers, FedBN's local
+    parameters: those of a module whose path also holds statistics in the model state's
+    ``batch_stats`` collection (a parameter ``(*module, "scale")`` with statistics
+    ``(*module, "mean")``), whatever the module is named."""
+    stats = traverse_util.flatten_dict(dict(model_state).get("batch_stats", {}))
+    modules = {path[:-1] for path in stats}
+    return lambda path: tuple(path[:-1]) in modules
 
 
 def _split(params, personal: Callable):
@@ -106,7 +120,7 @@ def fedavg_parts(
         ``client_optimizer_state="keep"``).
       aggregator: defaults to `aggregation.weighted_mean`.
       model_state: one of `MODEL_STATE_MODES`.
-      personal: ``"norm"`` for FedBN, else ``"none"``.
+      personal: ``"norm"`` for FedBN (`batch_norm_parameters` stay local), else ``"none"``.
       client_optimizer_state: ``"reset"`` (fresh every round) or ``"keep"`` (each client's
         optimizer state persists across its rounds, as per-client state).
       context: ``context(state, client_input) -> dict`` handed to the objective (FedProx's
@@ -115,8 +129,13 @@ def fedavg_parts(
         passed to the aggregator as extra arguments (FedNova's normalizer ``local_work``).
       unroll: ``unroll`` of the local-step scan.
       local_parameters: ``local_parameters(path) -> bool``: parameters every client keeps for
-        itself, never averaged (FedPer's head, LG-FedAvg's body; FedBN's normalization layers
-        are ``personal="norm"``); their server copy stays at its initial value.
+        itself, never averaged (FedPer's head, LG-FedAvg's body; FedBN's BatchNorm layers
+        are ``personal="norm"``); their server copy stays at its initial value. They are
+        logged (absl, INFO) when the state is made.
+
+    Raises:
+      ValueError: an option outside its values, per-client state without ``num_clients``,
+        or (at ``init``) ``personal="norm"`` for a model without BatchNorm layers.
     """
     for name, value, allowed in (
         ("model_state", model_state, MODEL_STATE_MODES),
@@ -125,7 +144,6 @@ def fedavg_parts(
     ):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    personal_fn = is_norm_parameter if personal == "norm" else local_parameters
     local_state = model_state == "local" or personal == "norm"
     keep_opt = client_optimizer_state == "keep"
     if (local_state or keep_opt) and num_clients < 1:
@@ -135,11 +153,21 @@ def fedavg_parts(
     )
     run_local = make_local_steps(objective, client_tx, unroll=unroll)
 
+    def personal_of(model_state) -> Callable | None:
+        return batch_norm_parameters(model_state) if personal == "norm" else local_parameters
+
     def init(variables) -> ServerState:
         params = variables["params"]
         clients = {}
+        personal_fn = personal_of(variables["state"])
         if personal_fn:
             clients["params"] = _split(params, personal_fn)
+            if personal == "norm" and not clients["params"]:
+                raise ValueError(
+                    "personal='norm' (FedBN) keeps the BatchNorm layers local, and this model "
+                    "has none (no batch_stats in its state)"
+                )
+            logging.info("local parameters, never averaged: %s", ", ".join(clients["params"]))
         if local_state:
             clients["model_state"] = variables["state"]
         if keep_opt:
@@ -150,6 +178,7 @@ def fedavg_parts(
 
     def client_update(state: ServerState, clients, inputs) -> ClientOutput:
         own = inputs.client_state
+        personal_fn = personal_of(state.model_state)
         params = _merge(state.params, own.get("params", {}))
         model_state_ = own.get("model_state", state.model_state)
         opt_state = own["opt_state"] if keep_opt else client_tx.init(params)
@@ -193,9 +222,8 @@ def fedavg_parts(
             "state": rows.get("model_state", state.model_state),
         }
 
-    return FederatedParts(
-        client_update, server_update, init, personal_model if personal_fn or local_state else None
-    )
+    keeps_own = local_parameters is not None or local_state
+    return FederatedParts(client_update, server_update, init, personal_model if keeps_own else None)
 
 
 def fed_avg(

@@ -5,7 +5,8 @@ Split methods share part of the model and keep the rest per client (`fedavg_part
   * FedPer (Arivazhagan et al. 2019): the head is local, the body averaged.
   * LG-FedAvg (Liang et al. 2020): the body (the representation) is local, the head averaged.
   * FedRep (Collins et al. 2021): the head is local; in each round's J local steps the first
-    ``head_steps`` train the head alone (body frozen), the rest the body alone (head frozen).
+    ``head_steps`` train the head alone (body fixed), the rest the body alone (head fixed),
+    each part with its own client optimizer state (`alternating_updates`).
   * FedBABU (Oh et al. 2022): the head stays frozen at its random initialization for everyone
     (only the body is trained and averaged); clients fine-tune the whole model at evaluation
     (`fedjax_sim.finetune`).
@@ -25,6 +26,7 @@ Two-model personal models use the global model's state (BatchNorm statistics).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,21 +79,78 @@ def _where_path(tree, predicate, keep_true):
     )
 
 
-def alternating_updates(first: Callable, first_steps: int) -> optax.GradientTransformation:
-    """FedRep's local schedule as an optax transformation: for its first ``first_steps``
-    updates only parameters with ``first(path)`` move, afterwards only the others (the count
-    restarts with the optimizer state, i.e. every round)."""
+class AlternatingState(NamedTuple):
+    """`alternating_updates`'s state: ``count``, the updates taken since the round began, and
+    ``first`` and ``second``, each part's own state of the inner optimizer."""
+
+    count: jax.Array
+    first: optax.OptState
+    second: optax.OptState
+
+
+def _part_mask(predicate: Callable, want: bool) -> Callable:
+    return lambda tree: jax.tree_util.tree_map_with_path(
+        lambda path, _: predicate(_path_names(path)) == want, tree
+    )
+
+
+def alternating_updates(
+    inner: optax.GradientTransformation, first: Callable, first_steps: int
+) -> optax.GradientTransformation:
+    """FedRep's local schedule (Collins et al. 2021, Algorithm 1) as an optax transformation:
+    for its first ``first_steps`` updates only the parameters with ``first(path)`` (the head)
+    move, the others (the body) fixed; afterwards only the others move, the first fixed.
+
+    Each part is trained by ``inner`` with a state of its own, which sees only that part's
+    gradients and steps only in that part's phase (a momentum buffer neither collects the
+    gradients of a part while it is fixed nor decays then). The states live as long as the
+    optimizer state: fresh every round by default (Algorithm 1 has plain gradient steps; a
+    momentum buffer then starts at zero in each phase), kept across a client's rounds with
+    ``client.optimizer_state="keep"``, each part's buffer then resuming in its next phase.
+    ``count`` restarts every round (`restart_phases`).
+    """
+    first_tx = optax.masked(inner, _part_mask(first, True))
+    second_tx = optax.masked(inner, _part_mask(first, False))
 
     def init_fn(params):
-        del params
-        return {"count": jnp.zeros((), jnp.int32)}
+        return AlternatingState(
+            jnp.zeros((), jnp.int32), first_tx.init(params), second_tx.init(params)
+        )
 
-    def update_fn(updates, state, params=None):
-        del params
-        updates = _where_path(updates, first, state["count"] < first_steps)
-        return updates, {"count": state["count"] + 1}
+    def update_fn(grads, state, params=None):
+        in_first = state.count < first_steps
+        first_updates, first_state = first_tx.update(grads, state.first, params)
+        second_updates, second_state = second_tx.update(grads, state.second, params)
+
+        def pick(path, a, b):  # masked passes the other part's gradients through: drop them
+            mine = first(_path_names(path))
+            return jnp.where(in_first == mine, a if mine else b, jnp.zeros_like(a))
+
+        updates = jax.tree_util.tree_map_with_path(pick, first_updates, second_updates)
+        keep = lambda active, new, old: jax.tree.map(  # noqa: E731
+            lambda n, o: jnp.where(active, n, o), new, old
+        )
+        return updates, AlternatingState(
+            state.count + 1,
+            keep(in_first, first_state, state.first),
+            keep(~in_first, second_state, state.second),
+        )
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def restart_phases(parts: FederatedParts) -> FederatedParts:
+    """``parts`` whose kept client optimizer state (an `AlternatingState`) starts each round
+    at step 0 of its schedule."""
+
+    def client_update(state, clients, inputs):
+        own = inputs.client_state
+        if "opt_state" in own:
+            opt_state = own["opt_state"]._replace(count=jnp.zeros_like(own["opt_state"].count))
+            inputs = inputs._replace(client_state={**own, "opt_state": opt_state})
+        return parts.client_update(state, clients, inputs)
+
+    return parts._replace(client_update=client_update)
 
 
 def frozen(predicate: Callable) -> optax.GradientTransformation:
@@ -123,8 +182,9 @@ def split_parts(method: str, objective: Objective, client_tx, server_tx, *, head
     if method == "fedrep":
         if head_steps < 0:
             raise ValueError(f"fedrep.head_steps must be >= 0, got {head_steps}")
-        tx = optax.chain(client_tx, alternating_updates(head, head_steps))
-        return fedavg_parts(objective, tx, server_tx, local_parameters=head, **options)
+        tx = alternating_updates(client_tx, head, head_steps)
+        parts = fedavg_parts(objective, tx, server_tx, local_parameters=head, **options)
+        return restart_phases(parts)
     if method == "fedbabu":
         tx = optax.chain(client_tx, frozen(head))
         return fedavg_parts(objective, tx, server_tx, **options)
