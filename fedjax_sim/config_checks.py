@@ -236,8 +236,9 @@ def _check_centralized(config: ml_collections.ConfigDict) -> None:
     _one_of("optimizer.lr_scaling", opt.lr_scaling, LR_SCALING)
     _integer("optimizer.base_batch_size", opt.base_batch_size)
     require(
-        isinstance(opt.exclude_bias_and_norm, bool),
-        f"optimizer.exclude_bias_and_norm must be True or False, got {opt.exclude_bias_and_norm!r}",
+        opt.exclude_bias_and_norm is None or isinstance(opt.exclude_bias_and_norm, bool),
+        "optimizer.exclude_bias_and_norm must be True, False or None (the papers' choice), got "
+        f"{opt.exclude_bias_and_norm!r}",
     )
     _optimizer(config, "optimizer")
 

@@ -133,8 +133,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
                 # rule: "none", "linear" (Goyal et al. 2017) or "sqrt" (LAMB's paper)
                 "lr_scaling": "none",
                 "base_batch_size": 64,
-                # no weight decay and no LARS/LAMB trust ratio on biases and norm scales
-                "exclude_bias_and_norm": False,
+                # no weight decay and no LARS/LAMB trust ratio on biases and norm scales; None:
+                # the papers' choice, True for lars, optax_lars and lamb, False for the others
+                "exclude_bias_and_norm": config_dict.placeholder(bool),
             }
         )
         # Gradient accumulation: batch_size examples per optimizer step, in micro-batches of

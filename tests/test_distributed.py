@@ -41,28 +41,78 @@ def run(algorithm, rounds, params=PARAMS0):
 # ---- large-batch optimizers against the papers ----------------------------------------------
 
 
-def test_lars_matches_you_et_al_2017_algorithm_1():
-    # v <- m v + gamma * eta ||w|| / ||g|| * g ; w <- w - v (weight decay 0); biases excluded
-    # from the trust ratio get v <- m v + gamma g.
-    w = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.2, -0.1])}
-    grads = [
-        {"w": jnp.array([[0.3, 0.1], [-0.2, 0.4]]), "b": jnp.array([0.5, 0.5])},
-        {"w": jnp.array([[-0.1, 0.2], [0.3, 0.1]]), "b": jnp.array([-0.2, 0.1])},
-    ]
-    gamma, m, eta = 0.5, 0.9, 0.001
-    tx = make_optimizer("lars", gamma, momentum=m, exclude_bias_and_norm=True)
-    state, params = tx.init(w), w
-    v = {"w": np.zeros((2, 2)), "b": np.zeros(2)}
-    expected = {k: np.asarray(x, np.float64) for k, x in w.items()}
+W_TOY = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.2, -0.1])}
+GRADS_TOY = [
+    {"w": jnp.array([[0.3, 0.1], [-0.2, 0.4]]), "b": jnp.array([0.5, 0.5])},
+    {"w": jnp.array([[-0.1, 0.2], [0.3, 0.1]]), "b": jnp.array([-0.2, 0.1])},
+    {"w": jnp.array([[0.2, -0.3], [0.1, 0.2]]), "b": jnp.array([0.1, -0.3])},
+]
+
+
+def apply_all(tx, params, grads):
+    state = tx.init(params)
     for g in grads:
         updates, state = tx.update(g, state, params)
         params = optax.apply_updates(params, updates)
-        gw = np.asarray(g["w"], np.float64)
-        trust = eta * np.linalg.norm(expected["w"]) / np.linalg.norm(gw)
-        v["w"] = m * v["w"] + gamma * trust * gw
-        v["b"] = m * v["b"] + gamma * np.asarray(g["b"])
-        expected = {k: expected[k] - v[k] for k in expected}
-    assert_trees_close(params, expected)
+    return params
+
+
+def you_et_al_lars(w, grads, gamma, m, beta, eta=0.001):
+    """You et al. 2017, Algorithm 1 with eq. 6's local rate, in NumPy: for the kernel
+    lambda = eta ||w|| / (||g|| + beta ||w||), v <- m v + gamma lambda (g + beta w), w <- w - v;
+    the bias (excluded, as the paper) v <- m v + gamma g."""
+    w = {k: np.asarray(x, np.float64) for k, x in w.items()}
+    v = {k: np.zeros_like(x) for k, x in w.items()}
+    for g in grads:
+        gw, gb = np.asarray(g["w"], np.float64), np.asarray(g["b"], np.float64)
+        norm_w = np.sqrt(np.sum(w["w"] ** 2))
+        local = eta * norm_w / (np.sqrt(np.sum(gw**2)) + beta * norm_w)
+        v["w"] = m * v["w"] + gamma * local * (gw + beta * w["w"])
+        v["b"] = m * v["b"] + gamma * gb
+        w = {k: w[k] - v[k] for k in w}
+    return w
+
+
+@pytest.mark.parametrize("beta", [0.0, 5e-4, 0.1])
+def test_lars_matches_you_et_al_2017_algorithm_1(beta):
+    gamma, m = 0.5, 0.9
+    tx = make_optimizer("lars", gamma, momentum=m, weight_decay=beta)  # biases excluded: default
+    params = apply_all(tx, W_TOY, GRADS_TOY)
+    expected = you_et_al_lars(W_TOY, GRADS_TOY, gamma, m, beta)
+    assert_trees_close(params, expected, rtol=1e-6, atol=1e-7)
+    # optax's trust ratio, eta ||w|| / ||g + beta w||, is another rule once beta > 0
+    optax_params = apply_all(make_optimizer("optax_lars", gamma, momentum=m, weight_decay=beta),
+                             W_TOY, GRADS_TOY)  # fmt: skip
+    gap = np.abs(np.asarray(optax_params["w"]) - expected["w"]).max()
+    assert gap > 5e-6 if beta else gap < 1e-6  # ours matches to 2e-7
+
+
+def test_lars_names_optax_lars_and_excludes_biases_and_norms_by_default():
+    gamma, m, beta = 0.5, 0.9, 0.1
+    reference = optax.lars(gamma, weight_decay=beta, momentum=m, weight_decay_mask=decay_mask,
+                           trust_ratio_mask=decay_mask)  # fmt: skip
+    got = apply_all(make_optimizer("optax_lars", gamma, momentum=m, weight_decay=beta),
+                    W_TOY, GRADS_TOY)  # fmt: skip
+    assert_trees_close(got, apply_all(reference, W_TOY, GRADS_TOY), rtol=0, atol=0)
+    # exclude_bias_and_norm=False is the old default: the zero bias takes an unscaled step
+    zero_bias = {"w": W_TOY["w"], "b": jnp.zeros(2)}
+    for name in ("lars", "optax_lars", "lamb"):
+        default = apply_all(make_optimizer(name, gamma, weight_decay=beta), zero_bias, GRADS_TOY)
+        spared = make_optimizer(name, gamma, weight_decay=beta, exclude_bias_and_norm=True)
+        assert_trees_close(default, apply_all(spared, zero_bias, GRADS_TOY), rtol=0, atol=0)
+        everything = make_optimizer(name, gamma, weight_decay=beta, exclude_bias_and_norm=False)
+        assert not np.allclose(apply_all(everything, zero_bias, GRADS_TOY)["b"], default["b"])
+    assert make_optimizer("sgd", 0.1, weight_decay=beta)  # others: no exclusion unless asked
+    sgd = apply_all(make_optimizer("sgd", 0.1, weight_decay=beta), zero_bias, GRADS_TOY[:1])
+    np.testing.assert_allclose(sgd["b"], -0.1 * np.asarray(GRADS_TOY[0]["b"]), rtol=1e-6)
+
+
+def test_lars_trust_ratio_is_1_on_a_zero_tensor():
+    # eq. 6 would give 0 and never move it; TF's and apex's LARS use 1, as we do
+    zero = {"w": jnp.zeros((2, 2)), "b": jnp.zeros(2)}
+    tx = make_optimizer("lars", 0.5, momentum=0.0, weight_decay=0.1)
+    params = apply_all(tx, zero, GRADS_TOY[:1])
+    np.testing.assert_allclose(params["w"], -0.5 * np.asarray(GRADS_TOY[0]["w"]), rtol=1e-6)
 
 
 def test_lamb_matches_you_et_al_2020_algorithm_2():
@@ -93,7 +143,7 @@ def test_lamb_matches_you_et_al_2020_algorithm_2():
             expected[k] = expected[k] - eta * r
     assert_trees_close(params, expected)
     # without the masks, our builder is optax.lamb itself
-    plain = make_optimizer("lamb", eta, weight_decay=lam)
+    plain = make_optimizer("lamb", eta, weight_decay=lam, exclude_bias_and_norm=False)
     reference = optax.lamb(eta, weight_decay=lam)
     u1, _ = plain.update(grads[0], plain.init(w), w)
     u2, _ = reference.update(grads[0], reference.init(w), w)
