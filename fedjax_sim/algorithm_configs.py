@@ -106,10 +106,14 @@ def _centralized(config, task: Task) -> Algorithm:
 
 def _job_durations(config, num_workers: int):
     speed = config.speed
-    return make_job_durations(
-        speed.model, num_workers=num_workers, seed=config.seed, sigma=speed.sigma,
-        straggler_fraction=speed.straggler_fraction, slowdown=speed.slowdown,
-    )  # fmt: skip
+    try:
+        return make_job_durations(
+            speed.model, num_workers=num_workers, seed=config.seed, sigma=speed.sigma,
+            straggler_fraction=speed.straggler_fraction, slowdown=speed.slowdown,
+            durations=speed.durations,
+        )  # fmt: skip
+    except ValueError as error:  # durations for another number of workers
+        raise ConfigError(str(error)) from error
 
 
 def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Algorithm:

@@ -18,7 +18,7 @@ from fedjax_sim.algorithms.personalized import PERSONALIZATION
 from fedjax_sim.algorithms.round import LOCAL_WORK
 from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
 from fedjax_sim.algorithms.selection import SELECTIONS
-from fedjax_sim.algorithms.speeds import SPEED_MODELS
+from fedjax_sim.algorithms.speeds import SPEED_MODELS, parse_durations
 from fedjax_sim.attacks import ATTACKS, UPDATE_ATTACKS
 from fedjax_sim.data import cifar100, digits
 from fedjax_sim.data.digits import PARTITIONS as DIGITS_PARTITIONS
@@ -115,6 +115,8 @@ def optimizer_arguments(config: ml_collections.ConfigDict, field: str) -> tuple[
             exclude_bias_and_norm=block.exclude_bias_and_norm,
         )
         return block.name, block.learning_rate, options
+    if field == "client":
+        options.update(b1=block.b1, b2=block.b2)
     if field == "server":
         if block.eps is None and block.optimizer in ADAPTIVE_SERVER_OPTIMIZERS:
             options["eps"] = DEFAULT_SERVER_TAU
@@ -243,8 +245,18 @@ def _check_centralized(config: ml_collections.ConfigDict) -> None:
     _optimizer(config, "optimizer")
 
 
+# Client optimizers without moment decays (client.b1 and client.b2 are refused for them).
+_NO_MOMENT_DECAYS = ("sgd", "adagrad", "lars", "optax_lars")
+
+
 def _check_federated(config: ml_collections.ConfigDict) -> None:
     client, server = config.client, config.server
+    for name in ("b1", "b2"):
+        require(
+            client[name] is None or client.optimizer not in _NO_MOMENT_DECAYS,
+            f"client.{name} is a moment decay of adam, yogi or lamb; client.optimizer="
+            f"{client.optimizer!r} has none: leave it None",
+        )
     _optimizer(config, "client")
     _integer("server.warmup_steps", server.warmup_steps, 0)
     _integer("client.warmup_steps", client.warmup_steps, 0)
@@ -288,6 +300,21 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
         f"speed.straggler_fraction must be in [0, 1], got {speed.straggler_fraction}",
     )
     _number("speed.slowdown", speed.slowdown, strict=True)
+    if speed.model == "given" or speed.durations is not None:
+        require(
+            speed.model == "given",
+            f"speed.durations is for speed.model='given', not {speed.model!r}; leave it None",
+        )
+        require(
+            speed.durations is not None,
+            "speed.model='given' needs speed.durations, one positive number per worker, e.g. "
+            "'1,1,2,4'",
+        )
+        workers = config.data.num_clients or None  # shakespeare's 0: known once loaded
+        try:
+            parse_durations(speed.durations, workers)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
     asynchronous = config.asynchronous
     _one_of("asynchronous.staleness_scaling", asynchronous.staleness_scaling, STALENESS_SCALING)
     _number("asynchronous.staleness_exponent", asynchronous.staleness_exponent)

@@ -152,6 +152,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "momentum": 0.0,
             "weight_decay": 0.0,
             "eps": config_dict.placeholder(float),  # None: the optimizer's default
+            # adam, yogi, lamb: the moment decays (None: optax's, 0.9 and 0.999)
+            "b1": config_dict.placeholder(float),
+            "b2": config_dict.placeholder(float),
             "local_steps": 8,
             "local_epochs": 0,
             "batch_size": 64,
@@ -261,11 +264,13 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
         }
     )
     # How long each worker's jobs take (fedjax_sim.algorithms.speeds): "fixed", "lognormal"
-    # (sigma), "straggler" (straggler_fraction of the workers, slowdown times slower). The
-    # synchronous family waits for its slowest worker; asyncsgd applies jobs as they arrive.
+    # (sigma), "straggler" (straggler_fraction of the workers, slowdown times slower), "given"
+    # (durations: one positive number per worker, e.g. "1,1,2,4"). The synchronous family
+    # waits for its slowest worker; asyncsgd applies jobs as they arrive.
     config.speed = ml_collections.ConfigDict(
-        {"model": "fixed", "sigma": 0.5, "straggler_fraction": 0.25, "slowdown": 4.0}
-    )
+        {"model": "fixed", "sigma": 0.5, "straggler_fraction": 0.25, "slowdown": 4.0,
+         "durations": config_dict.placeholder(str)}
+    )  # fmt: skip
     # algorithm="asyncsgd" (a parameter server; workers as for localsgd, whose sync_momentum
     # "reset"/"keep" says whether a worker keeps its inner optimizer state across its jobs):
     # staleness_scaling "none" or "polynomial" ((1 + tau)^-staleness_exponent).

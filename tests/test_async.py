@@ -152,5 +152,15 @@ def test_speed_models():
     assert abs(float(many.mean()) - 1.0) < 0.02  # mean 1
     assert abs(float(np.log(many).std()) - 0.5) < 0.02
     np.testing.assert_array_equal(lognormal(workers, jobs), lognormal(workers, jobs))
+    given = make_job_durations("given", num_workers=4, durations="1, 1,2,4.5")
+    np.testing.assert_array_equal(given(jnp.array([3, 0, 2]), jnp.array([0, 7, 1])), [4.5, 1, 2])
     with pytest.raises(ValueError, match="speed.model must be one of"):
         make_job_durations("gamma", num_workers=2)
+    for text, message in (
+        ("1,2", "speed.durations gives 2 durations for 4 workers"),
+        ("1,2,0,1", "speed.durations must be a comma list of positive numbers"),
+        ("1,2,x,1", "speed.durations must be a comma list of positive numbers"),
+        (None, "speed.durations must be a comma list of positive numbers"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            make_job_durations("given", num_workers=4, durations=text)

@@ -241,6 +241,11 @@ def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_ca
             "optimizer.warmup_steps",
         ),
         ("centralized_cifar100", {"data.source": "auto"}, "CIFAR-100 not found"),
+        (
+            "async_digits",
+            {"speed.model": "given", "speed.durations": "1,2,3"},
+            "speed.durations gives 3 durations for 2 workers",
+        ),
     ],
 )
 def test_bad_config_values_name_the_field(name, overrides, field, shakespeare_cache, tmp_path):
@@ -280,6 +285,10 @@ def test_every_numeric_field_is_checked(name, shakespeare_cache):
         ("async_digits", "speed.model", "gamma", "fixed"),
         ("async_digits", "asynchronous.staleness_scaling", "hinge", "polynomial"),
         ("async_digits", "localsgd.sync_momentum", "average", "keep"),  # not for asyncsgd
+        ("async_digits", "speed.model", "given", "needs speed.durations"),
+        ("localsgd_digits", "speed.durations", "1,2,x", "speed.model='given'"),
+        ("localsgd_digits", "client.b1", 0.9, "has none"),  # sgd has no moment decays
+        ("diloco_digits", "client.b2", 1.0, "[0, 1)"),
         ("a2cid2_digits", "gossip.graph", "torus", "random_pairs"),
         ("a2cid2_digits", "speed.model", "lognormal", "straggler"),
         ("adaptive_steps_digits", "localsgd.schedule", "cyclic", "adaptive"),
@@ -393,6 +402,10 @@ def test_optimizer_fields_reach_the_optimizers(shakespeare_cache, monkeypatch):
     algorithm_configs.build_algorithm(config, task, num_clients=12)
     assert calls["server"]["name"] == "adam" and calls["server"]["eps"] == 1e-3
     assert calls["client"]["name"] == "lars" and calls["client"]["momentum"] == 0.0
+    assert calls["client"]["b1"] is None and calls["client"]["b2"] is None
+    config = smoke_config("diloco_digits", shakespeare_cache, **{"client.b2": 0.95})
+    algorithm_configs.build_algorithm(config, make_task("cnn", 10), num_clients=2)
+    assert calls["client"]["name"] == "adam" and calls["client"]["b2"] == 0.95
     for server, want in (("adam", 1e-3), ("yogi", 1e-3), ("sgd", None)):  # unset: the paper's tau
         config = smoke_config(
             "fedavg_shakespeare", shakespeare_cache, **{"server.optimizer": server}
