@@ -168,6 +168,8 @@ def _async_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
         durations=_job_durations(config, num_workers),
         staleness_scaling=options.staleness_scaling,
         staleness_exponent=options.staleness_exponent,
+        rule=options.rule,
+        mixing=options.mixing,
         keep_inner_state=config.localsgd.sync_momentum == "keep",
         execution=execution,
     )

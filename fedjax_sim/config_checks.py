@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from fedjax_sim.algorithms.async_sgd import RULES as ASYNC_RULES
 from fedjax_sim.algorithms.async_sgd import STALENESS_SCALING
 from fedjax_sim.algorithms.fedavg import CLIENT_OPTIMIZER_STATE, MODEL_STATE_MODES
 from fedjax_sim.algorithms.fedseq import ORDERS
@@ -318,6 +319,12 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     asynchronous = config.asynchronous
     _one_of("asynchronous.staleness_scaling", asynchronous.staleness_scaling, STALENESS_SCALING)
     _number("asynchronous.staleness_exponent", asynchronous.staleness_exponent)
+    _one_of("asynchronous.rule", asynchronous.rule, ASYNC_RULES)
+    _number("asynchronous.mixing", asynchronous.mixing, strict=True)
+    require(
+        asynchronous.mixing <= 1,
+        f"asynchronous.mixing must be in (0, 1], got {asynchronous.mixing}",
+    )
     gossip = config.gossip
     _one_of("gossip.graph", gossip.graph, GOSSIP_GRAPHS)
     _integer("gossip.communications", gossip.communications)

@@ -273,9 +273,11 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     )  # fmt: skip
     # algorithm="asyncsgd" (a parameter server; workers as for localsgd, whose sync_momentum
     # "reset"/"keep" says whether a worker keeps its inner optimizer state across its jobs):
-    # staleness_scaling "none" or "polynomial" ((1 + tau)^-staleness_exponent).
+    # staleness_scaling "none" or "polynomial" (s = (1 + tau)^-staleness_exponent, tau the
+    # server updates since the worker pulled); rule "delta" (x += s delta, the delta from the
+    # pulled model) or "fedasync" (Xie et al. 2019: x = (1 - a) x + a x_new, a = mixing * s).
     config.asynchronous = ml_collections.ConfigDict(
-        {"staleness_scaling": "none", "staleness_exponent": 0.5}
+        {"staleness_scaling": "none", "staleness_exponent": 0.5, "rule": "delta", "mixing": 0.6}
     )
     # algorithm="gossip" (decentralized; client.* is each worker's optimizer, client.local_steps
     # the gradient steps per round): graph "ring" or "random_pairs", communications pairwise
