@@ -28,6 +28,8 @@ from fedjax_sim.algorithms.local_sgd import (
     InnerSchedule,
     local_sgd,
     local_steps_schedule,
+    post_local_rounds,
+    resolved_sync_momentum,
 )
 from fedjax_sim.algorithms.personalized import (
     PERSONALIZATION,
@@ -127,6 +129,9 @@ def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
         grow = options.batch_schedule == "noise_scale"
         initial = options.initial_batch_size if grow and options.initial_batch_size else None
         growth = BatchGrowth(initial or client.batch_size, options.noise_decay, grow)
+    synchronous, one_step = 0, options.switch_step
+    if options.schedule == "post_local":
+        synchronous, one_step = post_local_rounds(options.switch_step, options.before_switch)
     inner_schedule = None
     if client.schedule != "constant":
         factor = make_schedule(1.0, client.schedule, total_steps=config.rounds,
@@ -139,17 +144,18 @@ def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
         num_workers=num_workers,
         local_steps=client.local_steps,
         batch_size=client.batch_size,
-        sync_momentum=options.sync_momentum,
+        sync_momentum=resolved_sync_momentum(options.sync_momentum, options.schedule),
         steps_schedule=local_steps_schedule(
             options.schedule,
             client.local_steps,
-            options.switch_step,
+            one_step,
             options.initial_steps,
             options.double_every,
         ),  # fmt: skip
         adaptive_steps=adaptive,
         batch_growth=growth,
         inner_schedule=inner_schedule,
+        synchronous_rounds=synchronous,
         durations=_job_durations(config, num_workers),
         execution=execution,
     )

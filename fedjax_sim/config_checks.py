@@ -14,7 +14,12 @@ from fedjax_sim.algorithms.async_sgd import STALENESS_SCALING
 from fedjax_sim.algorithms.fedavg import CLIENT_OPTIMIZER_STATE, MODEL_STATE_MODES
 from fedjax_sim.algorithms.fedseq import ORDERS
 from fedjax_sim.algorithms.gossip import GOSSIP_GRAPHS
-from fedjax_sim.algorithms.local_sgd import BATCH_SCHEDULES, H_SCHEDULES, SYNC_MOMENTUM
+from fedjax_sim.algorithms.local_sgd import (
+    BATCH_SCHEDULES,
+    BEFORE_SWITCH,
+    H_SCHEDULES,
+    SYNC_MOMENTUM,
+)
 from fedjax_sim.algorithms.personalized import PERSONALIZATION
 from fedjax_sim.algorithms.round import LOCAL_WORK
 from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
@@ -276,9 +281,10 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     )
     _optimizer(config, "server")
     localsgd = config.localsgd
-    _one_of("localsgd.sync_momentum", localsgd.sync_momentum, SYNC_MOMENTUM)
+    _one_of("localsgd.sync_momentum", localsgd.sync_momentum, (None, *SYNC_MOMENTUM))
     _one_of("localsgd.schedule", localsgd.schedule, H_SCHEDULES)
     _integer("localsgd.switch_step", localsgd.switch_step, 0)
+    _one_of("localsgd.before_switch", localsgd.before_switch, BEFORE_SWITCH)
     _integer("localsgd.initial_steps", localsgd.initial_steps)
     _integer("localsgd.double_every", localsgd.double_every)
     _number("localsgd.divergence_threshold", localsgd.divergence_threshold, strict=True)
@@ -345,7 +351,8 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
             f"{speed.slowdown}",
         )
     if config.algorithm == "asyncsgd":
-        _one_of("localsgd.sync_momentum (for asyncsgd)", localsgd.sync_momentum, ("reset", "keep"))
+        _one_of("localsgd.sync_momentum (for asyncsgd)", localsgd.sync_momentum,
+                (None, "reset", "keep"))  # fmt: skip
     _one_of("client.local_work", client.local_work, LOCAL_WORK)
     _one_of("client.optimizer_state", client.optimizer_state, CLIENT_OPTIMIZER_STATE)
     _one_of("model_state", config.model_state, MODEL_STATE_MODES)

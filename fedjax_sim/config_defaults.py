@@ -239,8 +239,12 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     )  # fmt: skip
     # algorithm="localsgd" (K = data.num_clients workers, all in every round; H =
     # client.local_steps; outer optimizer = server.*): what the workers' inner optimizer state
-    # does at a sync ("reset", "keep", "average"), and the H schedule ("constant";
-    # "post_local": H = 1 for the first switch_step rounds).
+    # does at a sync ("reset", "keep", "average"; None: "keep" for post_local, as torch's
+    # PostLocalSGDOptimizer, else "reset"), and the H schedule ("constant"; "post_local": 1
+    # for the first switch_step rounds, then H). Before post-local SGD's switch, before_switch
+    # "gradients" (torch's) runs synchronous SGD: the workers' gradients averaged, one shared
+    # inner state, and the models averaged after the first local step too; "models": each
+    # worker steps on its own gradient and the models are averaged.
     # "increasing": H = initial_steps doubled every double_every rounds; "adaptive": from
     # initial_steps, doubled while the workers' divergence < divergence_threshold, halved
     # above twice it (fedjax_sim.algorithms.local_sgd). batch_schedule "noise_scale": each
@@ -248,9 +252,10 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # to client.batch_size; noise_scale True only estimates and reports B_simple.
     config.localsgd = ml_collections.ConfigDict(
         {
-            "sync_momentum": "reset",
+            "sync_momentum": config_dict.placeholder(str),
             "schedule": "constant",
             "switch_step": 0,
+            "before_switch": "gradients",
             "initial_steps": 1,
             "double_every": 1,
             "divergence_threshold": 0.01,

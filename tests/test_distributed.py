@@ -13,7 +13,13 @@ import optax
 import pytest
 
 from fedjax_sim.algorithms.centralized import centralized
-from fedjax_sim.algorithms.local_sgd import InnerSchedule, local_sgd, local_steps_schedule
+from fedjax_sim.algorithms.local_sgd import (
+    InnerSchedule,
+    local_sgd,
+    local_steps_schedule,
+    post_local_rounds,
+    resolved_sync_momentum,
+)
 from fedjax_sim.data.client_data import client_data_from_indices
 from fedjax_sim.models.model import variables
 from fedjax_sim.optimizers import decay_mask, make_optimizer, make_schedule, scaled_learning_rate
@@ -329,3 +335,109 @@ def test_sync_momentum_average_equalizes_the_workers_buffers_and_keep_does_not()
         rows[sync] = np.asarray(jax.tree.leaves(state.clients)[0])
     assert not np.allclose(rows["keep"][0], rows["keep"][1])
     np.testing.assert_array_equal(rows["average"][0], rows["average"][1])
+
+
+# ---- post-local SGD as torch's PostLocalSGDOptimizer runs it -------------------------------
+
+CURVATURE = np.array([1.0, 2.0, 0.5, 1.5])
+TARGETS = np.array([[1.0, -1.0, 2.0, 0.5], [3.0, 0.0, -2.0, 1.0],  # worker 0's two examples
+                    [-1.0, 2.0, 1.0, -0.5], [0.0, 1.0, -1.0, 2.5]])  # worker 1's  # fmt: skip
+
+
+def quadratic(params, model_state, batch, rng, context):
+    """Each example's loss 0.5 sum_i c_i (w_i - x_i)^2; a worker's shard is one batch, so its
+    gradient is c (w - the mean of its targets) in any batch order."""
+    del rng, context
+    losses = 0.5 * jnp.sum(CURVATURE * (params["w"] - batch["x"]) ** 2, -1)
+    weights = batch["mask"].astype(losses.dtype)
+    count = weights.sum()
+    metrics = {"loss_sum": (losses * weights).sum(), "correct": 0.0 * count, "count": count}
+    return (losses * weights).sum() / jnp.maximum(count, 1.0), (metrics, model_state)
+
+
+QUADRATIC_WORKERS = client_data_from_indices(
+    {"x": TARGETS.astype(np.float32), "y": np.zeros(4, np.int32)}, [np.arange(2), np.arange(2, 4)]
+)
+QUADRATIC_X0 = np.array([0.5, -0.5, 1.0, 0.0])
+
+
+def torch_post_local_sgd(lr, beta, switch, period, steps):
+    """torch's PostLocalSGDOptimizer over SGD(momentum=beta) with PostLocalSGDState(
+    start_localSGD_iter=switch) and PeriodicModelAverager(period, warmup_steps=switch), in
+    NumPy: DDP all-reduces (averages) the gradients for the first ``switch`` steps, so the two
+    workers stay one model with one momentum buffer; after, each steps on its own gradient
+    with its own buffer, and the models are averaged after step t when (t - switch) % period
+    == 0. Returns the workers' models and buffers."""
+    means = [TARGETS[:2].mean(0), TARGETS[2:].mean(0)]
+    x, m = [QUADRATIC_X0.copy(), QUADRATIC_X0.copy()], [np.zeros(4), np.zeros(4)]
+    for t in range(steps):
+        grads = [CURVATURE * (x[k] - means[k]) for k in range(2)]
+        if t < switch:
+            grads = [sum(grads) / 2] * 2
+        m = [beta * m[k] + grads[k] for k in range(2)]
+        x = [x[k] - lr * m[k] for k in range(2)]
+        if t >= switch and (t - switch) % period == 0:
+            x = [sum(x) / 2] * 2
+    return x, m
+
+
+def run_post_local(inner, switch, period, rounds, sync_momentum="keep", before="gradients"):
+    synchronous, one_step = post_local_rounds(switch, before)
+    algo = local_sgd(
+        quadratic, inner, optax.sgd(1.0), num_workers=2, local_steps=period, batch_size=2,
+        sync_momentum=sync_momentum, synchronous_rounds=synchronous,
+        steps_schedule=local_steps_schedule("post_local", period, one_step),
+    )  # fmt: skip
+    state = algo.init(variables({"w": jnp.asarray(QUADRATIC_X0, jnp.float32)}))
+    step = jax.jit(algo.round_fn)
+    steps = []
+    for _ in range(rounds):
+        state, metrics = step(state, QUADRATIC_WORKERS, jax.random.key(0))
+        steps.append(int(metrics["local_steps"]))
+    return state, steps
+
+
+def test_post_local_sgd_follows_torchs_post_local_sgd_optimizer():
+    lr, beta, switch, period = 0.1, 0.9, 3, 3
+    rounds = switch + 1 + 2  # 3 synchronous steps, 1 local step averaged, 2 periods of 3
+    state, steps = run_post_local(optax.sgd(lr, momentum=beta), switch, period, rounds)
+    assert steps == [1, 1, 1, 1, 3, 3]
+    x, m = torch_post_local_sgd(lr, beta, switch, period, sum(steps))
+    np.testing.assert_allclose(state.params["w"], x[0], rtol=1e-5, atol=1e-6)
+    buffers = np.asarray(jax.tree.leaves(state.clients["opt_state"])[0])  # each worker's own
+    np.testing.assert_allclose(buffers, np.stack(m), rtol=1e-5, atol=1e-6)
+    assert np.abs(m[0] - m[1]).max() > 0.1  # kept apart after the switch
+    # the old single-rule schedules are measurably another algorithm (with these linear
+    # gradients the averaged buffers leave the mean model alone but not the buffers)
+    for sync, before in (("keep", "models"), ("average", "models"), ("average", "gradients")):
+        other, _ = run_post_local(optax.sgd(lr, momentum=beta), switch, period, rounds, sync,
+                                  before)  # fmt: skip
+        other_buffers = np.asarray(jax.tree.leaves(other.clients["opt_state"])[0])
+        gap = max(np.abs(np.asarray(other.params["w"]) - x[0]).max(),
+                  np.abs(other_buffers - np.stack(m)).max())  # fmt: skip
+        assert gap > 1e-2, (sync, before)
+
+
+def test_post_local_sgd_averages_gradients_before_the_switch_for_any_inner_optimizer():
+    # Adam on the mean gradient, one state: not the mean of per-worker Adam steps
+    lr, b1, b2, eps, switch = 0.1, 0.9, 0.999, 1e-8, 3
+    state, _ = run_post_local(optax.adam(lr, b1, b2, eps), switch, 2, switch)
+    means = [TARGETS[:2].mean(0), TARGETS[2:].mean(0)]
+    x, first, second = QUADRATIC_X0.copy(), np.zeros(4), np.zeros(4)
+    for t in range(1, switch + 1):
+        g = sum(CURVATURE * (x - mean) for mean in means) / 2
+        first, second = b1 * first + (1 - b1) * g, b2 * second + (1 - b2) * g**2
+        x = x - lr * (first / (1 - b1**t)) / (np.sqrt(second / (1 - b2**t)) + eps)
+    np.testing.assert_allclose(state.params["w"], x, rtol=1e-5, atol=1e-6)
+    models, _ = run_post_local(optax.adam(lr, b1, b2, eps), switch, 2, switch, "average",
+                               "models")  # fmt: skip
+    assert np.abs(np.asarray(models.params["w"]) - x).max() > 1e-3
+
+
+def test_post_local_defaults_are_torchs():
+    assert resolved_sync_momentum(None, "post_local") == "keep"
+    assert resolved_sync_momentum(None, "constant") == "reset"
+    assert resolved_sync_momentum("average", "post_local") == "average"
+    assert post_local_rounds(5) == (5, 6) and post_local_rounds(5, "models") == (0, 5)
+    with pytest.raises(ValueError, match="localsgd.before_switch must be one of"):
+        post_local_rounds(5, "parameters")

@@ -287,6 +287,7 @@ def test_every_numeric_field_is_checked(name, shakespeare_cache):
         ("async_digits", "localsgd.sync_momentum", "average", "keep"),  # not for asyncsgd
         ("async_digits", "asynchronous.rule", "mix", "fedasync"),
         ("async_digits", "asynchronous.mixing", 1.5, "(0, 1]"),
+        ("postlocal_digits", "localsgd.before_switch", "parameters", "models"),
         ("async_digits", "speed.model", "given", "needs speed.durations"),
         ("localsgd_digits", "speed.durations", "1,2,x", "speed.model='given'"),
         ("localsgd_digits", "client.b1", 0.9, "has none"),  # sgd has no moment decays
