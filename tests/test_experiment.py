@@ -209,6 +209,60 @@ def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_ca
     check_resumable(constant, resolved("localsgd_digits", rounds=8), "w")  # may lengthen
 
 
+def test_resume_compares_changed_defaults_by_what_they_do(shakespeare_cache):
+    from fedjax_sim.resume_checks import check_resumable
+
+    def resolved(name, **overrides):
+        config = smoke_config(name, shakespeare_cache, **overrides)
+        return json.loads(config.to_json_best_effort())
+
+    def written_before(config, **old):  # a config.json of the previous defaults
+        config = json.loads(json.dumps(config))
+        for field, value in old.items():
+            block, name = field.split(".")
+            if value is None:
+                del config[block][name]
+            else:
+                config[block][name] = value
+        return config
+
+    # exclude_bias_and_norm: old False = new None where None means False (not lars/lamb)
+    sgd = resolved("centralized_shakespeare")
+    check_resumable(written_before(sgd, **{"optimizer.exclude_bias_and_norm": False}), sgd, "w")
+    lars = resolved("centralized_shakespeare", **{"optimizer.name": "lars"})
+    old_lars = written_before(lars, **{"optimizer.exclude_bias_and_norm": False})
+    with pytest.raises(ConfigError, match=r"pass --config.optimizer.exclude_bias_and_norm=False "):
+        check_resumable(old_lars, lars, "w")
+    kept = resolved(
+        "centralized_shakespeare",
+        **{"optimizer.name": "lars", "optimizer.exclude_bias_and_norm": False},
+    )
+    check_resumable(old_lars, kept, "w")
+    # fields an old config.json lacks, and sync_momentum's None: the same run where nothing
+    # changes; post-local SGD's new semantics refused with the flags that keep the old ones
+    before = {
+        "asynchronous.rule": None,
+        "asynchronous.mixing": None,
+        "localsgd.before_switch": None,
+        "localsgd.sync_momentum": "reset",
+    }
+    for name in ("localsgd_digits", "async_digits", "fedavg_shakespeare"):
+        new = resolved(name, **{"localsgd.sync_momentum": None})
+        check_resumable(written_before(new, **before), new, "w")
+    post_local = resolved("postlocal_digits")
+    with pytest.raises(
+        ConfigError,
+        match=r"pass --config.localsgd.sync_momentum=reset "
+        r"--config.localsgd.before_switch=models to resume it as it ran",
+    ):
+        check_resumable(written_before(post_local, **before), post_local, "w")
+    same = resolved(
+        "postlocal_digits",
+        **{"localsgd.sync_momentum": "reset", "localsgd.before_switch": "models"},
+    )
+    check_resumable(written_before(post_local, **before), same, "w")
+
+
 @pytest.mark.parametrize(
     "name, overrides, field",
     [
@@ -287,9 +341,9 @@ def test_every_numeric_field_is_checked(name, shakespeare_cache):
         ("async_digits", "localsgd.sync_momentum", "average", "keep"),  # not for asyncsgd
         ("async_digits", "asynchronous.rule", "mix", "fedasync"),
         ("async_digits", "asynchronous.mixing", 1.5, "(0, 1]"),
-        ("postlocal_digits", "localsgd.before_switch", "parameters", "models"),
         ("async_digits", "speed.model", "given", "needs speed.durations"),
         ("localsgd_digits", "speed.durations", "1,2,x", "speed.model='given'"),
+        ("postlocal_digits", "localsgd.before_switch", "parameters", "models"),
         ("localsgd_digits", "client.b1", 0.9, "has none"),  # sgd has no moment decays
         ("diloco_digits", "client.b2", 1.0, "[0, 1)"),
         ("a2cid2_digits", "gossip.graph", "torus", "random_pairs"),
