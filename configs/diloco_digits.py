@@ -4,6 +4,9 @@ learning rate 0.7 and momentum 0.9 (OpenDiLoCo's and torchft's defaults), H = 32
 
   python -m fedjax_sim --config configs/diloco_digits.py --workdir runs/diloco_digits
 
+The inner AdamW's moment decays: --config.client.b1=B1 --config.client.b2=B2 (unset: optax's
+0.9 and 0.999).
+
 Smoke: --config configs/diloco_digits.py:smoke
 """
 

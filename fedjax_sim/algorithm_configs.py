@@ -28,6 +28,8 @@ from fedjax_sim.algorithms.local_sgd import (
     InnerSchedule,
     local_sgd,
     local_steps_schedule,
+    post_local_rounds,
+    resolved_sync_momentum,
 )
 from fedjax_sim.algorithms.personalized import (
     PERSONALIZATION,
@@ -108,10 +110,14 @@ def _centralized(config, task: Task) -> Algorithm:
 
 def _job_durations(config, num_workers: int):
     speed = config.speed
-    return make_job_durations(
-        speed.model, num_workers=num_workers, seed=config.seed, sigma=speed.sigma,
-        straggler_fraction=speed.straggler_fraction, slowdown=speed.slowdown,
-    )  # fmt: skip
+    try:
+        return make_job_durations(
+            speed.model, num_workers=num_workers, seed=config.seed, sigma=speed.sigma,
+            straggler_fraction=speed.straggler_fraction, slowdown=speed.slowdown,
+            durations=speed.durations,
+        )  # fmt: skip
+    except ValueError as error:  # durations for another number of workers
+        raise ConfigError(str(error)) from error
 
 
 def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Algorithm:
@@ -125,6 +131,9 @@ def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
         grow = options.batch_schedule == "noise_scale"
         initial = options.initial_batch_size if grow and options.initial_batch_size else None
         growth = BatchGrowth(initial or client.batch_size, options.noise_decay, grow)
+    synchronous, one_step = 0, options.switch_step
+    if options.schedule == "post_local":
+        synchronous, one_step = post_local_rounds(options.switch_step, options.before_switch)
     inner_schedule = None
     if client.schedule != "constant":
         factor = make_schedule(1.0, client.schedule, total_steps=config.rounds,
@@ -137,17 +146,18 @@ def _local_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
         num_workers=num_workers,
         local_steps=client.local_steps,
         batch_size=client.batch_size,
-        sync_momentum=options.sync_momentum,
+        sync_momentum=resolved_sync_momentum(options.sync_momentum, options.schedule),
         steps_schedule=local_steps_schedule(
             options.schedule,
             client.local_steps,
-            options.switch_step,
+            one_step,
             options.initial_steps,
             options.double_every,
         ),  # fmt: skip
         adaptive_steps=adaptive,
         batch_growth=growth,
         inner_schedule=inner_schedule,
+        synchronous_rounds=synchronous,
         durations=_job_durations(config, num_workers),
         execution=execution,
     )
@@ -166,6 +176,8 @@ def _async_sgd(config, task: Task, num_workers: int, execution: Execution) -> Al
         durations=_job_durations(config, num_workers),
         staleness_scaling=options.staleness_scaling,
         staleness_exponent=options.staleness_exponent,
+        rule=options.rule,
+        mixing=options.mixing,
         keep_inner_state=config.localsgd.sync_momentum == "keep",
         execution=execution,
     )

@@ -11,16 +11,22 @@ import json
 
 import ml_collections
 
+from fedjax_sim.algorithms.async_sgd import RULES as ASYNC_RULES
 from fedjax_sim.algorithms.async_sgd import STALENESS_SCALING
 from fedjax_sim.algorithms.fedavg import CLIENT_OPTIMIZER_STATE, MODEL_STATE_MODES
 from fedjax_sim.algorithms.fedseq import ORDERS
 from fedjax_sim.algorithms.gossip import GOSSIP_GRAPHS
-from fedjax_sim.algorithms.local_sgd import BATCH_SCHEDULES, H_SCHEDULES, SYNC_MOMENTUM
+from fedjax_sim.algorithms.local_sgd import (
+    BATCH_SCHEDULES,
+    BEFORE_SWITCH,
+    H_SCHEDULES,
+    SYNC_MOMENTUM,
+)
 from fedjax_sim.algorithms.personalized import PERSONALIZATION
 from fedjax_sim.algorithms.round import LOCAL_WORK
 from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
 from fedjax_sim.algorithms.selection import SELECTIONS
-from fedjax_sim.algorithms.speeds import SPEED_MODELS
+from fedjax_sim.algorithms.speeds import SPEED_MODELS, parse_durations
 from fedjax_sim.attacks import ATTACKS, UPDATE_ATTACKS
 from fedjax_sim.data import cifar100, digits
 from fedjax_sim.data.digits import PARTITIONS as DIGITS_PARTITIONS
@@ -108,6 +114,8 @@ def optimizer_arguments(config: ml_collections.ConfigDict, field: str) -> tuple[
             exclude_bias_and_norm=block.exclude_bias_and_norm,
         )
         return block.name, block.learning_rate, options
+    if field == "client":
+        options.update(b1=block.b1, b2=block.b2)
     if field == "server":
         options.update(
             b1=block.b1,
@@ -258,14 +266,25 @@ def _check_centralized(config: ml_collections.ConfigDict) -> None:
     _one_of("optimizer.lr_scaling", opt.lr_scaling, LR_SCALING)
     _integer("optimizer.base_batch_size", opt.base_batch_size)
     require(
-        isinstance(opt.exclude_bias_and_norm, bool),
-        f"optimizer.exclude_bias_and_norm must be True or False, got {opt.exclude_bias_and_norm!r}",
+        opt.exclude_bias_and_norm is None or isinstance(opt.exclude_bias_and_norm, bool),
+        "optimizer.exclude_bias_and_norm must be True, False or None (the papers' choice), got "
+        f"{opt.exclude_bias_and_norm!r}",
     )
     _optimizer(config, "optimizer")
 
 
+# Client optimizers without moment decays (client.b1 and client.b2 are refused for them).
+_NO_MOMENT_DECAYS = ("sgd", "adagrad", "lars", "optax_lars")
+
+
 def _check_federated(config: ml_collections.ConfigDict) -> None:
     client, server = config.client, config.server
+    for name in ("b1", "b2"):
+        require(
+            client[name] is None or client.optimizer not in _NO_MOMENT_DECAYS,
+            f"client.{name} is a moment decay of adam, yogi or lamb; client.optimizer="
+            f"{client.optimizer!r} has none: leave it None",
+        )
     _optimizer(config, "client")
     _integer("server.warmup_steps", server.warmup_steps, 0)
     _integer("client.warmup_steps", client.warmup_steps, 0)
@@ -284,9 +303,10 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
     )
     _optimizer(config, "server")
     localsgd = config.localsgd
-    _one_of("localsgd.sync_momentum", localsgd.sync_momentum, SYNC_MOMENTUM)
+    _one_of("localsgd.sync_momentum", localsgd.sync_momentum, (None, *SYNC_MOMENTUM))
     _one_of("localsgd.schedule", localsgd.schedule, H_SCHEDULES)
     _integer("localsgd.switch_step", localsgd.switch_step, 0)
+    _one_of("localsgd.before_switch", localsgd.before_switch, BEFORE_SWITCH)
     _integer("localsgd.initial_steps", localsgd.initial_steps)
     _integer("localsgd.double_every", localsgd.double_every)
     _number("localsgd.divergence_threshold", localsgd.divergence_threshold, strict=True)
@@ -309,9 +329,30 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
         f"speed.straggler_fraction must be in [0, 1], got {speed.straggler_fraction}",
     )
     _number("speed.slowdown", speed.slowdown, strict=True)
+    if speed.model == "given" or speed.durations is not None:
+        require(
+            speed.model == "given",
+            f"speed.durations is for speed.model='given', not {speed.model!r}; leave it None",
+        )
+        require(
+            speed.durations is not None,
+            "speed.model='given' needs speed.durations, one positive number per worker, e.g. "
+            "'1,1,2,4'",
+        )
+        workers = config.data.num_clients or None  # shakespeare's 0: known once loaded
+        try:
+            parse_durations(speed.durations, workers)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
     asynchronous = config.asynchronous
     _one_of("asynchronous.staleness_scaling", asynchronous.staleness_scaling, STALENESS_SCALING)
     _number("asynchronous.staleness_exponent", asynchronous.staleness_exponent)
+    _one_of("asynchronous.rule", asynchronous.rule, ASYNC_RULES)
+    _number("asynchronous.mixing", asynchronous.mixing, strict=True)
+    require(
+        asynchronous.mixing <= 1,
+        f"asynchronous.mixing must be in (0, 1], got {asynchronous.mixing}",
+    )
     gossip = config.gossip
     _one_of("gossip.graph", gossip.graph, GOSSIP_GRAPHS)
     _integer("gossip.communications", gossip.communications)
@@ -332,7 +373,8 @@ def _check_federated(config: ml_collections.ConfigDict) -> None:
             f"{speed.slowdown}",
         )
     if config.algorithm == "asyncsgd":
-        _one_of("localsgd.sync_momentum (for asyncsgd)", localsgd.sync_momentum, ("reset", "keep"))
+        _one_of("localsgd.sync_momentum (for asyncsgd)", localsgd.sync_momentum,
+                (None, "reset", "keep"))  # fmt: skip
     _one_of("client.local_work", client.local_work, LOCAL_WORK)
     _one_of("client.optimizer_state", client.optimizer_state, CLIENT_OPTIMIZER_STATE)
     _one_of("model_state", config.model_state, MODEL_STATE_MODES)

@@ -133,8 +133,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
                 # rule: "none", "linear" (Goyal et al. 2017) or "sqrt" (LAMB's paper)
                 "lr_scaling": "none",
                 "base_batch_size": 64,
-                # no weight decay and no LARS/LAMB trust ratio on biases and norm scales
-                "exclude_bias_and_norm": False,
+                # no weight decay and no LARS/LAMB trust ratio on biases and norm scales; None:
+                # the papers' choice, True for lars, optax_lars and lamb, False for the others
+                "exclude_bias_and_norm": config_dict.placeholder(bool),
             }
         )
         # Gradient accumulation: batch_size examples per optimizer step, in micro-batches of
@@ -154,7 +155,7 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "momentum": 0.0,
             "weight_decay": 0.0,
             "eps": config_dict.placeholder(float),  # None: the optimizer's default
-            # moment decays of adam, yogi, lamb (None: the optimizer's default)
+            # adam, yogi, lamb: the moment decays (None: optax's, 0.9 and 0.999)
             "b1": config_dict.placeholder(float),
             "b2": config_dict.placeholder(float),
             "local_steps": 8,
@@ -244,8 +245,12 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     )  # fmt: skip
     # algorithm="localsgd" (K = data.num_clients workers, all in every round; H =
     # client.local_steps; outer optimizer = server.*): what the workers' inner optimizer state
-    # does at a sync ("reset", "keep", "average"), and the H schedule ("constant";
-    # "post_local": H = 1 for the first switch_step rounds).
+    # does at a sync ("reset", "keep", "average"; None: "keep" for post_local, as torch's
+    # PostLocalSGDOptimizer, else "reset"), and the H schedule ("constant"; "post_local": 1
+    # for the first switch_step rounds, then H). Before post-local SGD's switch, before_switch
+    # "gradients" (torch's) runs synchronous SGD: the workers' gradients averaged, one shared
+    # inner state, and the models averaged after the first local step too; "models": each
+    # worker steps on its own gradient and the models are averaged.
     # "increasing": H = initial_steps doubled every double_every rounds; "adaptive": from
     # initial_steps, doubled while the workers' divergence < divergence_threshold, halved
     # above twice it (fedjax_sim.algorithms.local_sgd). batch_schedule "noise_scale": each
@@ -253,9 +258,10 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # to client.batch_size; noise_scale True only estimates and reports B_simple.
     config.localsgd = ml_collections.ConfigDict(
         {
-            "sync_momentum": "reset",
+            "sync_momentum": config_dict.placeholder(str),
             "schedule": "constant",
             "switch_step": 0,
+            "before_switch": "gradients",
             "initial_steps": 1,
             "double_every": 1,
             "divergence_threshold": 0.01,
@@ -269,16 +275,20 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
         }
     )
     # How long each worker's jobs take (fedjax_sim.algorithms.speeds): "fixed", "lognormal"
-    # (sigma), "straggler" (straggler_fraction of the workers, slowdown times slower). The
-    # synchronous family waits for its slowest worker; asyncsgd applies jobs as they arrive.
+    # (sigma), "straggler" (straggler_fraction of the workers, slowdown times slower), "given"
+    # (durations: one positive number per worker, e.g. "1,1,2,4"). The synchronous family
+    # waits for its slowest worker; asyncsgd applies jobs as they arrive.
     config.speed = ml_collections.ConfigDict(
-        {"model": "fixed", "sigma": 0.5, "straggler_fraction": 0.25, "slowdown": 4.0}
-    )
+        {"model": "fixed", "sigma": 0.5, "straggler_fraction": 0.25, "slowdown": 4.0,
+         "durations": config_dict.placeholder(str)}
+    )  # fmt: skip
     # algorithm="asyncsgd" (a parameter server; workers as for localsgd, whose sync_momentum
     # "reset"/"keep" says whether a worker keeps its inner optimizer state across its jobs):
-    # staleness_scaling "none" or "polynomial" ((1 + tau)^-staleness_exponent).
+    # staleness_scaling "none" or "polynomial" (s = (1 + tau)^-staleness_exponent, tau the
+    # server updates since the worker pulled); rule "delta" (x += s delta, the delta from the
+    # pulled model) or "fedasync" (Xie et al. 2019: x = (1 - a) x + a x_new, a = mixing * s).
     config.asynchronous = ml_collections.ConfigDict(
-        {"staleness_scaling": "none", "staleness_exponent": 0.5}
+        {"staleness_scaling": "none", "staleness_exponent": 0.5, "rule": "delta", "mixing": 0.6}
     )
     # algorithm="gossip" (decentralized; client.* is each worker's optimizer, client.local_steps
     # the gradient steps per round): graph "ring" or "random_pairs", communications pairwise

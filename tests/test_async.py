@@ -26,8 +26,12 @@ K, B, H, LR = 3, 5, 2, 0.3
 DATA, SHARDS, CLIENTS, GRAD = linear_workers(K, B, seed=1)
 
 
-def reference(events, durations, scale, momentum=0.0):
-    """Async SGD one arrival at a time; returns the params and each arrival's (worker, tau)."""
+def reference(events, durations, scale, momentum=0.0, mixing=None):
+    """Async SGD one arrival at a time; returns the params and each arrival's (worker, tau).
+
+    ``mixing`` None: the delta rule, x <- x + s(tau) (x_new - x_pulled); else FedAsync's
+    (Xie et al. 2019, Algorithm 1), x <- (1 - alpha_t) x + alpha_t x_new with
+    alpha_t = mixing * s(tau), tau = server updates since the pull (0 when fresh)."""
     params = PARAMS0
     pulled = [PARAMS0] * K
     pulled_version, jobs = [0] * K, [0] * K
@@ -45,7 +49,11 @@ def reference(events, durations, scale, momentum=0.0):
         buffers[k] = buf if momentum else buffers[k]
         tau = version - pulled_version[k]
         s = float(scale(jnp.int32(tau)))
-        params = jax.tree.map(lambda x, a, b, s=s: x + s * (a - b), params, local, pulled[k])
+        if mixing is None:
+            params = jax.tree.map(lambda x, a, b, s=s: x + s * (a - b), params, local, pulled[k])
+        else:
+            alpha = mixing * s
+            params = jax.tree.map(lambda x, a, t=alpha: (1 - t) * x + t * a, params, local)
         pulled[k], pulled_version[k] = params, version + 1
         jobs[k] += 1
         duration = float(durations(jnp.array([k]), jnp.array([jobs[k]]))[0])
@@ -54,11 +62,11 @@ def reference(events, durations, scale, momentum=0.0):
     return params, log
 
 
-def run_async(rounds, durations, rule="none", momentum=0.0, keep=False, workers=K):
+def run_async(rounds, durations, scaling="none", momentum=0.0, keep=False, workers=K, **options):
     algorithm = async_sgd(
         cross_entropy(LINEAR), optax.sgd(LR, momentum=momentum or None), optax.sgd(1.0),
         num_workers=workers, local_steps=H, batch_size=B, durations=durations,
-        staleness_scaling=rule, staleness_exponent=1.0, keep_inner_state=keep,
+        staleness_scaling=scaling, staleness_exponent=1.0, keep_inner_state=keep, **options,
     )  # fmt: skip
     state = algorithm.init(variables(PARAMS0))
     step = jax.jit(algorithm.round_fn)
@@ -103,6 +111,25 @@ def test_async_sgd_matches_an_event_driven_reference(speed, rule, momentum):
         slow = int(straggler_workers(K, 0.34, 3)[0])
         counts = np.bincount([k for k, _ in log], minlength=K)
         assert counts[slow] >= 2 and abs(counts.max() - 3 * counts[slow]) <= 2
+
+
+@pytest.mark.parametrize("scaling", ["polynomial", "none"])
+def test_fedasync_mixing_and_the_delta_rule_match_their_equations(scaling):
+    # unequal given speeds: stale arrivals in every round, two rules 0.6 * s apart
+    durations = make_job_durations("given", num_workers=K, durations="1,1.7,2.9")
+    finals = {}
+    for rule, mixing in (("delta", None), ("fedasync", 0.6)):
+        options = {"rule": rule} if mixing is None else {"rule": rule, "mixing": mixing}
+        state, history = run_async(3, durations, scaling, **options)
+        params, log = reference(3 * K, durations, staleness_scale(scaling, 1.0), mixing=mixing)
+        assert_trees_close(state.params, params)
+        assert max(tau for _, tau in log) >= 2
+        finals[rule] = np.asarray(state.params["w"])
+    assert np.abs(finals["delta"] - finals["fedasync"]).max() > 0.01
+    with pytest.raises(ValueError, match=r"asynchronous.mixing must be in \(0, 1\], got 1.5"):
+        run_async(1, durations, rule="fedasync", mixing=1.5)
+    with pytest.raises(ValueError, match="asynchronous.rule must be one of"):
+        run_async(1, durations, rule="mix")
 
 
 def test_one_asynchronous_worker_is_local_sgd_with_k_1():
@@ -152,5 +179,15 @@ def test_speed_models():
     assert abs(float(many.mean()) - 1.0) < 0.02  # mean 1
     assert abs(float(np.log(many).std()) - 0.5) < 0.02
     np.testing.assert_array_equal(lognormal(workers, jobs), lognormal(workers, jobs))
+    given = make_job_durations("given", num_workers=4, durations="1, 1,2,4.5")
+    np.testing.assert_array_equal(given(jnp.array([3, 0, 2]), jnp.array([0, 7, 1])), [4.5, 1, 2])
     with pytest.raises(ValueError, match="speed.model must be one of"):
         make_job_durations("gamma", num_workers=2)
+    for text, message in (
+        ("1,2", "speed.durations gives 2 durations for 4 workers"),
+        ("1,2,0,1", "speed.durations must be a comma list of positive numbers"),
+        ("1,2,x,1", "speed.durations must be a comma list of positive numbers"),
+        (None, "speed.durations must be a comma list of positive numbers"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            make_job_durations("given", num_workers=4, durations=text)

@@ -13,7 +13,13 @@ import optax
 import pytest
 
 from fedjax_sim.algorithms.centralized import centralized
-from fedjax_sim.algorithms.local_sgd import InnerSchedule, local_sgd, local_steps_schedule
+from fedjax_sim.algorithms.local_sgd import (
+    InnerSchedule,
+    local_sgd,
+    local_steps_schedule,
+    post_local_rounds,
+    resolved_sync_momentum,
+)
 from fedjax_sim.data.client_data import client_data_from_indices
 from fedjax_sim.models.model import variables
 from fedjax_sim.optimizers import decay_mask, make_optimizer, make_schedule, scaled_learning_rate
@@ -41,28 +47,78 @@ def run(algorithm, rounds, params=PARAMS0):
 # ---- large-batch optimizers against the papers ----------------------------------------------
 
 
-def test_lars_matches_you_et_al_2017_algorithm_1():
-    # v <- m v + gamma * eta ||w|| / ||g|| * g ; w <- w - v (weight decay 0); biases excluded
-    # from the trust ratio get v <- m v + gamma g.
-    w = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.2, -0.1])}
-    grads = [
-        {"w": jnp.array([[0.3, 0.1], [-0.2, 0.4]]), "b": jnp.array([0.5, 0.5])},
-        {"w": jnp.array([[-0.1, 0.2], [0.3, 0.1]]), "b": jnp.array([-0.2, 0.1])},
-    ]
-    gamma, m, eta = 0.5, 0.9, 0.001
-    tx = make_optimizer("lars", gamma, momentum=m, exclude_bias_and_norm=True)
-    state, params = tx.init(w), w
-    v = {"w": np.zeros((2, 2)), "b": np.zeros(2)}
-    expected = {k: np.asarray(x, np.float64) for k, x in w.items()}
+W_TOY = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.2, -0.1])}
+GRADS_TOY = [
+    {"w": jnp.array([[0.3, 0.1], [-0.2, 0.4]]), "b": jnp.array([0.5, 0.5])},
+    {"w": jnp.array([[-0.1, 0.2], [0.3, 0.1]]), "b": jnp.array([-0.2, 0.1])},
+    {"w": jnp.array([[0.2, -0.3], [0.1, 0.2]]), "b": jnp.array([0.1, -0.3])},
+]
+
+
+def apply_all(tx, params, grads):
+    state = tx.init(params)
     for g in grads:
         updates, state = tx.update(g, state, params)
         params = optax.apply_updates(params, updates)
-        gw = np.asarray(g["w"], np.float64)
-        trust = eta * np.linalg.norm(expected["w"]) / np.linalg.norm(gw)
-        v["w"] = m * v["w"] + gamma * trust * gw
-        v["b"] = m * v["b"] + gamma * np.asarray(g["b"])
-        expected = {k: expected[k] - v[k] for k in expected}
-    assert_trees_close(params, expected)
+    return params
+
+
+def you_et_al_lars(w, grads, gamma, m, beta, eta=0.001):
+    """You et al. 2017, Algorithm 1 with eq. 6's local rate, in NumPy: for the kernel
+    lambda = eta ||w|| / (||g|| + beta ||w||), v <- m v + gamma lambda (g + beta w), w <- w - v;
+    the bias (excluded, as the paper) v <- m v + gamma g."""
+    w = {k: np.asarray(x, np.float64) for k, x in w.items()}
+    v = {k: np.zeros_like(x) for k, x in w.items()}
+    for g in grads:
+        gw, gb = np.asarray(g["w"], np.float64), np.asarray(g["b"], np.float64)
+        norm_w = np.sqrt(np.sum(w["w"] ** 2))
+        local = eta * norm_w / (np.sqrt(np.sum(gw**2)) + beta * norm_w)
+        v["w"] = m * v["w"] + gamma * local * (gw + beta * w["w"])
+        v["b"] = m * v["b"] + gamma * gb
+        w = {k: w[k] - v[k] for k in w}
+    return w
+
+
+@pytest.mark.parametrize("beta", [0.0, 5e-4, 0.1])
+def test_lars_matches_you_et_al_2017_algorithm_1(beta):
+    gamma, m = 0.5, 0.9
+    tx = make_optimizer("lars", gamma, momentum=m, weight_decay=beta)  # biases excluded: default
+    params = apply_all(tx, W_TOY, GRADS_TOY)
+    expected = you_et_al_lars(W_TOY, GRADS_TOY, gamma, m, beta)
+    assert_trees_close(params, expected, rtol=1e-6, atol=1e-7)
+    # optax's trust ratio, eta ||w|| / ||g + beta w||, is another rule once beta > 0
+    optax_params = apply_all(make_optimizer("optax_lars", gamma, momentum=m, weight_decay=beta),
+                             W_TOY, GRADS_TOY)  # fmt: skip
+    gap = np.abs(np.asarray(optax_params["w"]) - expected["w"]).max()
+    assert gap > 5e-6 if beta else gap < 1e-6  # ours matches to 2e-7
+
+
+def test_lars_names_optax_lars_and_excludes_biases_and_norms_by_default():
+    gamma, m, beta = 0.5, 0.9, 0.1
+    reference = optax.lars(gamma, weight_decay=beta, momentum=m, weight_decay_mask=decay_mask,
+                           trust_ratio_mask=decay_mask)  # fmt: skip
+    got = apply_all(make_optimizer("optax_lars", gamma, momentum=m, weight_decay=beta),
+                    W_TOY, GRADS_TOY)  # fmt: skip
+    assert_trees_close(got, apply_all(reference, W_TOY, GRADS_TOY), rtol=0, atol=0)
+    # exclude_bias_and_norm=False is the old default: the zero bias takes an unscaled step
+    zero_bias = {"w": W_TOY["w"], "b": jnp.zeros(2)}
+    for name in ("lars", "optax_lars", "lamb"):
+        default = apply_all(make_optimizer(name, gamma, weight_decay=beta), zero_bias, GRADS_TOY)
+        spared = make_optimizer(name, gamma, weight_decay=beta, exclude_bias_and_norm=True)
+        assert_trees_close(default, apply_all(spared, zero_bias, GRADS_TOY), rtol=0, atol=0)
+        everything = make_optimizer(name, gamma, weight_decay=beta, exclude_bias_and_norm=False)
+        assert not np.allclose(apply_all(everything, zero_bias, GRADS_TOY)["b"], default["b"])
+    assert make_optimizer("sgd", 0.1, weight_decay=beta)  # others: no exclusion unless asked
+    sgd = apply_all(make_optimizer("sgd", 0.1, weight_decay=beta), zero_bias, GRADS_TOY[:1])
+    np.testing.assert_allclose(sgd["b"], -0.1 * np.asarray(GRADS_TOY[0]["b"]), rtol=1e-6)
+
+
+def test_lars_trust_ratio_is_1_on_a_zero_tensor():
+    # eq. 6 would give 0 and never move it; TF's and apex's LARS use 1, as we do
+    zero = {"w": jnp.zeros((2, 2)), "b": jnp.zeros(2)}
+    tx = make_optimizer("lars", 0.5, momentum=0.0, weight_decay=0.1)
+    params = apply_all(tx, zero, GRADS_TOY[:1])
+    np.testing.assert_allclose(params["w"], -0.5 * np.asarray(GRADS_TOY[0]["w"]), rtol=1e-6)
 
 
 def test_lamb_matches_you_et_al_2020_algorithm_2():
@@ -93,7 +149,7 @@ def test_lamb_matches_you_et_al_2020_algorithm_2():
             expected[k] = expected[k] - eta * r
     assert_trees_close(params, expected)
     # without the masks, our builder is optax.lamb itself
-    plain = make_optimizer("lamb", eta, weight_decay=lam)
+    plain = make_optimizer("lamb", eta, weight_decay=lam, exclude_bias_and_norm=False)
     reference = optax.lamb(eta, weight_decay=lam)
     u1, _ = plain.update(grads[0], plain.init(w), w)
     u2, _ = reference.update(grads[0], reference.init(w), w)
@@ -279,3 +335,109 @@ def test_sync_momentum_average_equalizes_the_workers_buffers_and_keep_does_not()
         rows[sync] = np.asarray(jax.tree.leaves(state.clients)[0])
     assert not np.allclose(rows["keep"][0], rows["keep"][1])
     np.testing.assert_array_equal(rows["average"][0], rows["average"][1])
+
+
+# ---- post-local SGD as torch's PostLocalSGDOptimizer runs it -------------------------------
+
+CURVATURE = np.array([1.0, 2.0, 0.5, 1.5])
+TARGETS = np.array([[1.0, -1.0, 2.0, 0.5], [3.0, 0.0, -2.0, 1.0],  # worker 0's two examples
+                    [-1.0, 2.0, 1.0, -0.5], [0.0, 1.0, -1.0, 2.5]])  # worker 1's  # fmt: skip
+
+
+def quadratic(params, model_state, batch, rng, context):
+    """Each example's loss 0.5 sum_i c_i (w_i - x_i)^2; a worker's shard is one batch, so its
+    gradient is c (w - the mean of its targets) in any batch order."""
+    del rng, context
+    losses = 0.5 * jnp.sum(CURVATURE * (params["w"] - batch["x"]) ** 2, -1)
+    weights = batch["mask"].astype(losses.dtype)
+    count = weights.sum()
+    metrics = {"loss_sum": (losses * weights).sum(), "correct": 0.0 * count, "count": count}
+    return (losses * weights).sum() / jnp.maximum(count, 1.0), (metrics, model_state)
+
+
+QUADRATIC_WORKERS = client_data_from_indices(
+    {"x": TARGETS.astype(np.float32), "y": np.zeros(4, np.int32)}, [np.arange(2), np.arange(2, 4)]
+)
+QUADRATIC_X0 = np.array([0.5, -0.5, 1.0, 0.0])
+
+
+def torch_post_local_sgd(lr, beta, switch, period, steps):
+    """torch's PostLocalSGDOptimizer over SGD(momentum=beta) with PostLocalSGDState(
+    start_localSGD_iter=switch) and PeriodicModelAverager(period, warmup_steps=switch), in
+    NumPy: DDP all-reduces (averages) the gradients for the first ``switch`` steps, so the two
+    workers stay one model with one momentum buffer; after, each steps on its own gradient
+    with its own buffer, and the models are averaged after step t when (t - switch) % period
+    == 0. Returns the workers' models and buffers."""
+    means = [TARGETS[:2].mean(0), TARGETS[2:].mean(0)]
+    x, m = [QUADRATIC_X0.copy(), QUADRATIC_X0.copy()], [np.zeros(4), np.zeros(4)]
+    for t in range(steps):
+        grads = [CURVATURE * (x[k] - means[k]) for k in range(2)]
+        if t < switch:
+            grads = [sum(grads) / 2] * 2
+        m = [beta * m[k] + grads[k] for k in range(2)]
+        x = [x[k] - lr * m[k] for k in range(2)]
+        if t >= switch and (t - switch) % period == 0:
+            x = [sum(x) / 2] * 2
+    return x, m
+
+
+def run_post_local(inner, switch, period, rounds, sync_momentum="keep", before="gradients"):
+    synchronous, one_step = post_local_rounds(switch, before)
+    algo = local_sgd(
+        quadratic, inner, optax.sgd(1.0), num_workers=2, local_steps=period, batch_size=2,
+        sync_momentum=sync_momentum, synchronous_rounds=synchronous,
+        steps_schedule=local_steps_schedule("post_local", period, one_step),
+    )  # fmt: skip
+    state = algo.init(variables({"w": jnp.asarray(QUADRATIC_X0, jnp.float32)}))
+    step = jax.jit(algo.round_fn)
+    steps = []
+    for _ in range(rounds):
+        state, metrics = step(state, QUADRATIC_WORKERS, jax.random.key(0))
+        steps.append(int(metrics["local_steps"]))
+    return state, steps
+
+
+def test_post_local_sgd_follows_torchs_post_local_sgd_optimizer():
+    lr, beta, switch, period = 0.1, 0.9, 3, 3
+    rounds = switch + 1 + 2  # 3 synchronous steps, 1 local step averaged, 2 periods of 3
+    state, steps = run_post_local(optax.sgd(lr, momentum=beta), switch, period, rounds)
+    assert steps == [1, 1, 1, 1, 3, 3]
+    x, m = torch_post_local_sgd(lr, beta, switch, period, sum(steps))
+    np.testing.assert_allclose(state.params["w"], x[0], rtol=1e-5, atol=1e-6)
+    buffers = np.asarray(jax.tree.leaves(state.clients["opt_state"])[0])  # each worker's own
+    np.testing.assert_allclose(buffers, np.stack(m), rtol=1e-5, atol=1e-6)
+    assert np.abs(m[0] - m[1]).max() > 0.1  # kept apart after the switch
+    # the old single-rule schedules are measurably another algorithm (with these linear
+    # gradients the averaged buffers leave the mean model alone but not the buffers)
+    for sync, before in (("keep", "models"), ("average", "models"), ("average", "gradients")):
+        other, _ = run_post_local(optax.sgd(lr, momentum=beta), switch, period, rounds, sync,
+                                  before)  # fmt: skip
+        other_buffers = np.asarray(jax.tree.leaves(other.clients["opt_state"])[0])
+        gap = max(np.abs(np.asarray(other.params["w"]) - x[0]).max(),
+                  np.abs(other_buffers - np.stack(m)).max())  # fmt: skip
+        assert gap > 1e-2, (sync, before)
+
+
+def test_post_local_sgd_averages_gradients_before_the_switch_for_any_inner_optimizer():
+    # Adam on the mean gradient, one state: not the mean of per-worker Adam steps
+    lr, b1, b2, eps, switch = 0.1, 0.9, 0.999, 1e-8, 3
+    state, _ = run_post_local(optax.adam(lr, b1, b2, eps), switch, 2, switch)
+    means = [TARGETS[:2].mean(0), TARGETS[2:].mean(0)]
+    x, first, second = QUADRATIC_X0.copy(), np.zeros(4), np.zeros(4)
+    for t in range(1, switch + 1):
+        g = sum(CURVATURE * (x - mean) for mean in means) / 2
+        first, second = b1 * first + (1 - b1) * g, b2 * second + (1 - b2) * g**2
+        x = x - lr * (first / (1 - b1**t)) / (np.sqrt(second / (1 - b2**t)) + eps)
+    np.testing.assert_allclose(state.params["w"], x, rtol=1e-5, atol=1e-6)
+    models, _ = run_post_local(optax.adam(lr, b1, b2, eps), switch, 2, switch, "average",
+                               "models")  # fmt: skip
+    assert np.abs(np.asarray(models.params["w"]) - x).max() > 1e-3
+
+
+def test_post_local_defaults_are_torchs():
+    assert resolved_sync_momentum(None, "post_local") == "keep"
+    assert resolved_sync_momentum(None, "constant") == "reset"
+    assert resolved_sync_momentum("average", "post_local") == "average"
+    assert post_local_rounds(5) == (5, 6) and post_local_rounds(5, "models") == (0, 5)
+    with pytest.raises(ValueError, match="localsgd.before_switch must be one of"):
+        post_local_rounds(5, "parameters")

@@ -221,6 +221,60 @@ def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_ca
     check_resumable(constant, resolved("localsgd_digits", rounds=8), "w")  # may lengthen
 
 
+def test_resume_compares_changed_defaults_by_what_they_do(shakespeare_cache):
+    from fedjax_sim.resume_checks import check_resumable
+
+    def resolved(name, **overrides):
+        config = smoke_config(name, shakespeare_cache, **overrides)
+        return json.loads(config.to_json_best_effort())
+
+    def written_before(config, **old):  # a config.json of the previous defaults
+        config = json.loads(json.dumps(config))
+        for field, value in old.items():
+            block, name = field.split(".")
+            if value is None:
+                del config[block][name]
+            else:
+                config[block][name] = value
+        return config
+
+    # exclude_bias_and_norm: old False = new None where None means False (not lars/lamb)
+    sgd = resolved("centralized_shakespeare")
+    check_resumable(written_before(sgd, **{"optimizer.exclude_bias_and_norm": False}), sgd, "w")
+    lars = resolved("centralized_shakespeare", **{"optimizer.name": "lars"})
+    old_lars = written_before(lars, **{"optimizer.exclude_bias_and_norm": False})
+    with pytest.raises(ConfigError, match=r"pass --config.optimizer.exclude_bias_and_norm=False "):
+        check_resumable(old_lars, lars, "w")
+    kept = resolved(
+        "centralized_shakespeare",
+        **{"optimizer.name": "lars", "optimizer.exclude_bias_and_norm": False},
+    )
+    check_resumable(old_lars, kept, "w")
+    # fields an old config.json lacks, and sync_momentum's None: the same run where nothing
+    # changes; post-local SGD's new semantics refused with the flags that keep the old ones
+    before = {
+        "asynchronous.rule": None,
+        "asynchronous.mixing": None,
+        "localsgd.before_switch": None,
+        "localsgd.sync_momentum": "reset",
+    }
+    for name in ("localsgd_digits", "async_digits", "fedavg_shakespeare"):
+        new = resolved(name, **{"localsgd.sync_momentum": None})
+        check_resumable(written_before(new, **before), new, "w")
+    post_local = resolved("postlocal_digits")
+    with pytest.raises(
+        ConfigError,
+        match=r"pass --config.localsgd.sync_momentum=reset "
+        r"--config.localsgd.before_switch=models to resume it as it ran",
+    ):
+        check_resumable(written_before(post_local, **before), post_local, "w")
+    same = resolved(
+        "postlocal_digits",
+        **{"localsgd.sync_momentum": "reset", "localsgd.before_switch": "models"},
+    )
+    check_resumable(written_before(post_local, **before), same, "w")
+
+
 @pytest.mark.parametrize(
     "name, overrides, field",
     [
@@ -256,6 +310,11 @@ def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_ca
             "optimizer.warmup_steps",
         ),
         ("centralized_cifar100", {"data.source": "auto"}, "CIFAR-100 not found"),
+        (
+            "async_digits",
+            {"speed.model": "given", "speed.durations": "1,2,3"},
+            "speed.durations gives 3 durations for 2 workers",
+        ),
     ],
 )
 def test_bad_config_values_name_the_field(name, overrides, field, shakespeare_cache, tmp_path):
@@ -295,6 +354,13 @@ def test_every_numeric_field_is_checked(name, shakespeare_cache):
         ("async_digits", "speed.model", "gamma", "fixed"),
         ("async_digits", "asynchronous.staleness_scaling", "hinge", "polynomial"),
         ("async_digits", "localsgd.sync_momentum", "average", "keep"),  # not for asyncsgd
+        ("async_digits", "asynchronous.rule", "mix", "fedasync"),
+        ("async_digits", "asynchronous.mixing", 1.5, "(0, 1]"),
+        ("async_digits", "speed.model", "given", "needs speed.durations"),
+        ("localsgd_digits", "speed.durations", "1,2,x", "speed.model='given'"),
+        ("postlocal_digits", "localsgd.before_switch", "parameters", "models"),
+        ("localsgd_digits", "client.b1", 0.9, "has none"),  # sgd has no moment decays
+        ("diloco_digits", "client.b2", 1.0, "[0, 1)"),
         ("a2cid2_digits", "gossip.graph", "torus", "random_pairs"),
         ("a2cid2_digits", "speed.model", "lognormal", "straggler"),
         ("adaptive_steps_digits", "localsgd.schedule", "cyclic", "adaptive"),
@@ -416,6 +482,9 @@ def test_optimizer_fields_reach_the_optimizers(shakespeare_cache, monkeypatch):
     assert calls["server"]["name"] == "adam" and calls["server"]["eps"] == 1e-3
     assert calls["client"]["name"] == "adam" and calls["client"]["momentum"] == 0.0
     assert (calls["client"]["b1"], calls["client"]["b2"]) == (0.8, 0.95)
+    config = smoke_config("diloco_digits", shakespeare_cache, **{"client.b2": 0.95})
+    algorithm_configs.build_algorithm(config, make_task("cnn", 10), num_clients=2)
+    assert calls["client"]["name"] == "adam" and calls["client"]["b2"] == 0.95
     for server in ("adam", "yogi", "sgd"):  # unset: server_optimizer's own default
         config = smoke_config(
             "fedavg_shakespeare", shakespeare_cache, **{"server.optimizer": server}

@@ -42,7 +42,7 @@ def test_sgd_with_weight_decay_and_momentum_by_hand():
         (
             dict(name="sgdd"),
             "client.optimizer must be one of ['sgd', 'adam', 'adagrad', 'yogi', "
-            "'lars', 'lamb'], got 'sgdd'",
+            "'lars', 'lamb', 'optax_lars'], got 'sgdd'",
         ),
         (
             dict(schedule="step"),
@@ -53,7 +53,7 @@ def test_sgd_with_weight_decay_and_momentum_by_hand():
         (dict(momentum=1.0), "client.momentum must be in [0, 1), got 1.0"),
         (
             dict(name="adam", momentum=0.9),
-            "client.momentum applies to sgd and lars only, not 'adam'; set it to 0",
+            "client.momentum applies to sgd, lars, optax_lars only, not 'adam'; set it to 0",
         ),
         (dict(eps=1e-3), "client.eps does not apply to sgd; leave it None"),
         (
@@ -87,18 +87,20 @@ def test_make_optimizer_errors_name_the_field(kwargs, message):
     assert str(error.value) == message
 
 
+@pytest.mark.parametrize("name", ["lars", "optax_lars"])
 @pytest.mark.parametrize("momentum", [0.0, None, 0.5])
-def test_lars_uses_the_momentum_it_is_given(momentum):
-    # LARS (You et al. 2017) as optax writes it: u = -lr * trust * g with the trust ratio
-    # 0.001 * ||w|| / ||g||, then heavy-ball momentum on u. momentum=0 is no momentum (it used
-    # to become 0.9); None is optax's default, 0.9.
+def test_lars_uses_the_momentum_it_is_given(momentum, name):
+    # LARS (You et al. 2017) without weight decay, where both trust ratios agree: u = -lr *
+    # trust * g with the trust ratio 0.001 * ||w|| / ||g||, then heavy-ball momentum on u.
+    # momentum=0 is no momentum (it used to become 0.9); None is optax's default, 0.9.
     lr, w0, g1, g2 = 1.0, np.array([3.0, 4.0]), np.array([0.6, 0.8]), np.array([0.0, 2.0])
     u1 = -lr * (0.001 * 5.0 / 1.0) * g1
     w1 = w0 + u1
     u2 = -lr * (0.001 * np.linalg.norm(w1) / 2.0) * g2
     beta = 0.9 if momentum is None else momentum
     want = w1 + u2 + beta * u1
-    got = run(make_optimizer("lars", lr, momentum=momentum), w0, [g1, g2])
+    tx = make_optimizer(name, lr, momentum=momentum, exclude_bias_and_norm=False)  # w is 1-D
+    got = run(tx, w0, [g1, g2])
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 

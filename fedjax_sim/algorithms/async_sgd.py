@@ -1,15 +1,24 @@
 """Asynchronous SGD with a parameter server on K workers, simulated exactly in the compiled round.
 
-Each worker pulls the server's model, runs a job (H inner steps on its IID shard, read as a
-continued stream as in `fedjax_sim.algorithms.local_sgd`) and pushes its delta; the server
-applies every delta when it arrives, scaled by its staleness ``tau`` (server updates since the
-worker pulled), through an optax outer optimizer, and the worker pulls again at once:
+Each worker pulls the server's model x_k, runs a job (H inner steps on its IID shard, read as
+a continued stream as in `fedjax_sim.algorithms.local_sgd`) and pushes its result
+``x_k + delta_k``; the server applies it when it arrives, weighted by its staleness ``tau``
+(server updates since the worker pulled; a fresh result has tau = 0), through an optax outer
+optimizer, and the worker pulls again at once. Two rules (``rule``):
 
-    x <- x + outer(-s(tau) delta_k)        (outer sgd(1.0): x <- x + s(tau) delta_k)
+  * ``"delta"``: the delta from the model the worker pulled, scaled,
+    ``x <- x + outer(-s(tau) delta_k)`` (outer sgd(1.0): ``x <- x + s(tau) delta_k``).
+  * ``"fedasync"``: FedAsync's mixing (Xie et al. 2019, Algorithm 1),
+    ``x <- (1 - alpha_t) x + alpha_t (x_k + delta_k)`` with ``alpha_t = alpha s(tau)``: the
+    step ``alpha_t (x_k + delta_k - x)`` goes through the outer optimizer the same way, so
+    outer sgd(1.0) is the paper's rule. (The paper's workers may add a proximal term rho;
+    here they run the client optimizer, rho = 0.)
 
-Staleness scaling ``s``: ``"none"`` (1) or ``"polynomial"`` (``(1 + tau)^-a``, FedAsync's
-polynomial rule, Xie et al. 2019; ``a = 1`` is the ``lr / tau`` rule of Zhang et al. 2016 up to
-the shift). With one worker tau is always 0 and this is LocalSGD with K = 1 step for step.
+Staleness function ``s``: ``"none"`` (1, FedAsync's constant) or ``"polynomial"``
+(``(1 + tau)^-a``, FedAsync's ``s_a(t - tau) = (t - tau + 1)^-a`` with ``t - tau`` the server
+updates since the pull, so that s = 1 for a fresh result as the paper requires; ``a = 1`` is
+the ``lr / tau`` rule of Zhang et al. 2016 up to the shift). With one worker tau is always 0
+and the delta rule is LocalSGD with K = 1 step for step.
 
 The clock. Job durations come from a speed model (`fedjax_sim.algorithms.speeds`); arrivals
 are processed in time order (ties: the job that started first, then the lower worker id), in
@@ -44,6 +53,7 @@ from fedjax_sim.engine import Execution, map_clients
 from fedjax_sim.tasks import Objective
 
 STALENESS_SCALING = ("none", "polynomial")
+RULES = ("delta", "fedasync")
 
 
 def staleness_scale(rule: str, exponent: float = 0.5) -> Callable:
@@ -88,6 +98,8 @@ def async_sgd(
     durations: Callable | None = None,
     staleness_scaling: str = "none",
     staleness_exponent: float = 0.5,
+    rule: str = "delta",
+    mixing: float = 0.6,
     keep_inner_state: bool = False,
     arrivals_per_round: int | None = None,
     execution: Execution | None = None,
@@ -97,13 +109,16 @@ def async_sgd(
     Args:
       objective: the inner loss.
       inner_tx: each worker's optimizer for its H steps.
-      outer_tx: the server's optimizer on ``-s(tau) delta`` (``sgd(1.0)``: add the delta).
+      outer_tx: the server's optimizer on the negated step (``sgd(1.0)``: add it).
       num_workers: K, one `ClientData` client per worker.
       local_steps: H per job.
       batch_size: B per inner step.
       durations: ``durations(workers_K, jobs_K) -> [K]`` (`speeds.make_job_durations`);
         default: every job takes 1.
       staleness_scaling, staleness_exponent: ``s`` (`staleness_scale`).
+      rule: one of `RULES` (module docstring): ``"delta"`` (``s(tau) delta_k``) or
+        ``"fedasync"`` (``alpha s(tau) (x_k + delta_k - x)``).
+      mixing: FedAsync's alpha in (0, 1], for ``rule="fedasync"``.
       keep_inner_state: each worker's inner optimizer state survives its jobs (else fresh).
       arrivals_per_round: jobs the server applies per round (default K, so that a round
         processes as many examples as a synchronous one); a round runs waves until then,
@@ -118,6 +133,10 @@ def async_sgd(
       ``arrivals``, ``syncs`` (arrivals / K), ``staleness`` (mean tau), ``max_staleness``,
       ``waves``, ``clock`` and ``clock_examples``.
     """
+    if rule not in RULES:
+        raise ValueError(f"asynchronous.rule must be one of {list(RULES)}, got {rule!r}")
+    if not 0 < mixing <= 1:
+        raise ValueError(f"asynchronous.mixing must be in (0, 1], got {mixing}")
     execution = execution or Execution()
     durations = durations or make_job_durations("fixed", num_workers=num_workers)
     scale = staleness_scale(staleness_scaling, staleness_exponent)
@@ -179,8 +198,15 @@ def async_sgd(
             params, model_state, opt_state, version = carry
             worker, arrives = inputs
             tau = version - own["version"][worker]
-            delta = jax.tree.map(lambda d: scale(tau).astype(d.dtype) * d[worker], delta_K)
-            updates, new_opt_state = outer.update(delta, opt_state, params)
+            if rule == "delta":
+                step = jax.tree.map(lambda d: scale(tau).astype(d.dtype) * d[worker], delta_K)
+            else:  # x <- x + alpha_t (x_new - x), x_new = the pulled model + its delta
+                alpha = mixing * scale(tau)
+                step = jax.tree.map(
+                    lambda x, pulled, d: alpha.astype(x.dtype) * (pulled[worker] + d[worker] - x),
+                    params, own["params"], delta_K,
+                )  # fmt: skip
+            updates, new_opt_state = outer.update(step, opt_state, params)
             applied = (
                 optax.apply_updates(params, updates),
                 jax.tree.map(lambda m: m[worker], model_state_K),

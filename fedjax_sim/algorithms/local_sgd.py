@@ -11,8 +11,13 @@ model on its own IID shard, then the workers' models are averaged and an outer o
     LocalSGD exactly.
   * DiLoCo (Douillard et al. 2023; OpenDiLoCo, torchft): inner AdamW whose state each worker
     keeps across synchronizations, outer Nesterov ``sgd(0.7, momentum=0.9, nesterov=True)``.
-  * Post-local SGD (Lin et al. 2020; torch's PostLocalSGDOptimizer): H = 1 for the first
-    ``switch_step`` rounds, then H.
+  * Post-local SGD (Lin et al. 2020) as torch's PostLocalSGDOptimizer runs it: the first
+    ``switch_step`` rounds are synchronous SGD (``synchronous_rounds``): one step on the
+    workers' mean gradient, from their one shared inner state (DDP's gradient all-reduce,
+    ``PostLocalSGDState.start_localSGD_iter``); then local SGD, each worker's inner state its
+    own (``sync_momentum="keep"``), the models averaged after the first local step and every H
+    steps after it (``PeriodicModelAverager(period=H, warmup_steps=switch_step)``): rounds
+    of 1 step up to and including round ``switch_step``, then H.
 
 Each worker reads its shard as a continued stream of shuffled passes (``position`` examples
 read so far), so every example is used once per epoch across the workers, and the number of
@@ -27,7 +32,8 @@ the outer step sees the raw pseudo-gradient (DiLoCo, torchft). With a constant r
 The inner optimizer state at a synchronization (``sync_momentum``): ``"reset"`` (fresh every
 round), ``"keep"`` (each worker's own survives, per-worker state) or ``"average"`` (averaged
 over the workers like the parameters; with SGD momentum and H = 1 this is synchronous
-data-parallel SGD with the summed batch).
+data-parallel SGD with the summed batch). A synchronous round (``synchronous_rounds``) is that
+for any inner optimizer: the workers' gradients are averaged before the one inner step.
 
 Adaptive local steps, all under the static maximum H:
   * ``"increasing"``: ``H_r = min(H, H_0 2^(r // double_every))``, the increasing
@@ -63,12 +69,42 @@ from fedjax_sim.algorithms.noise_scale import grown_batch_size, init_noise_scale
 from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
 from fedjax_sim.algorithms.speeds import make_job_durations
 from fedjax_sim.data.client_data import ClientData, gather_batch, round_batch_plan
-from fedjax_sim.engine import Execution, map_clients
+from fedjax_sim.engine import Execution, map_clients, split_batch
 from fedjax_sim.tasks import Objective
 
 SYNC_MOMENTUM = ("reset", "keep", "average")
 H_SCHEDULES = ("constant", "post_local", "increasing", "adaptive")
 BATCH_SCHEDULES = ("constant", "noise_scale")
+# What post-local SGD averages before its switch: the gradients (torch's) or the models.
+BEFORE_SWITCH = ("gradients", "models")
+
+
+def resolved_sync_momentum(sync_momentum: str | None, schedule: str = "constant") -> str:
+    """``sync_momentum``, or for None the schedule's own: ``"keep"`` for ``"post_local"``
+    (torch's PostLocalSGDOptimizer steps a local optimizer whose state each worker keeps),
+    ``"reset"`` for the others."""
+    if sync_momentum is not None:
+        return sync_momentum
+    return "keep" if schedule == "post_local" else "reset"
+
+
+def post_local_rounds(switch_step: int, before_switch: str = "gradients") -> tuple[int, int]:
+    """``(synchronous_rounds, one_step_rounds)`` of post-local SGD switching at
+    ``switch_step``: with ``"gradients"`` (torch's), ``switch_step`` synchronous rounds and one
+    more round of 1 local step (torch averages the models right after the first local step);
+    with ``"models"``, no synchronous round and ``switch_step`` rounds of 1 step whose models
+    are averaged.
+
+    Raises:
+      ValueError: ``before_switch`` not in `BEFORE_SWITCH`.
+    """
+    if before_switch not in BEFORE_SWITCH:
+        raise ValueError(
+            f"localsgd.before_switch must be one of {list(BEFORE_SWITCH)}, got {before_switch!r}"
+        )
+    if before_switch == "models":
+        return 0, switch_step
+    return switch_step, switch_step + 1
 
 
 class AdaptiveSteps(NamedTuple):
@@ -179,6 +215,7 @@ def local_sgd(
     adaptive_steps: AdaptiveSteps | None = None,
     batch_growth: BatchGrowth | None = None,
     inner_schedule: InnerSchedule | None = None,
+    synchronous_rounds: int = 0,
     durations: Callable | None = None,
     execution: Execution | None = None,
 ) -> Algorithm:
@@ -196,6 +233,10 @@ def local_sgd(
       adaptive_steps: the data-driven H rule (replaces ``steps_schedule``), or None.
       batch_growth: noise-scale estimation and batch growth, or None.
       inner_schedule: a per-round inner learning rate (`InnerSchedule`), or None.
+      synchronous_rounds: the rounds below it are synchronous SGD whatever ``steps_schedule``
+        says: each worker's gradient at the global model on its first batch, one inner step
+        on their mean from the workers' shared inner state, which stays one state (post-local
+        SGD's first phase, `post_local_rounds`); ``sync_momentum`` applies after them.
       durations: the speed model, ``durations(workers_K, jobs_K) -> [K]``
         (`fedjax_sim.algorithms.speeds`); a round waits for its slowest worker. Default: 1.
       execution: the worker axis (vmap, map, mesh); speed and memory only.
@@ -228,9 +269,11 @@ def local_sgd(
     if inner_schedule is not None:
         inner_tx = _with_step_size(inner_tx)
     run_local = make_local_steps(objective, inner_tx, unroll=execution.unroll)
-    worker_state = sync_momentum != "reset"
+    # a synchronous phase carries its one inner state from round to round
+    worker_state = sync_momentum != "reset" or synchronous_rounds > 0
 
     grad_fn = jax.grad(objective, has_aux=True)
+    value_and_grad = jax.value_and_grad(objective, has_aux=True)
 
     def init(variables):
         params = variables["params"]
@@ -272,7 +315,8 @@ def local_sgd(
         )(workers)
 
         def work(own, indices_JxB, mask_JxB, rng):
-            opt_state = own["opt_state"] if worker_state else inner_tx.init(state.params)
+            kept = sync_momentum != "reset"
+            opt_state = own["opt_state"] if kept else inner_tx.init(state.params)
             if factor is not None:
                 opt_state = _set_step_size(opt_state, 1, factor)
             result = run_local(
@@ -288,10 +332,37 @@ def local_sgd(
                 grads, _ = grad_fn(state.params, state.model_state, first, first_rng, None)
             return delta, result.model_state, own, result.metrics, grads
 
+        def gradient(indices_JxB, mask_JxB, rng):
+            batch = split_batch(gather_batch(clients, indices_JxB[0], mask_JxB[0]))
+            first_rng = jax.random.split(rng, local_steps)[0]
+            (_, (metrics, model_state)), grads = value_and_grad(
+                state.params, state.model_state, batch, first_rng, None
+            )
+            return grads, model_state, metrics
+
+        def synchronous(own_K, indices_KxJxB, mask_KxJxB, rngs_K):
+            """One step on the mean gradient from the workers' one (shared) inner state."""
+            gradient_K = map_clients(
+                gradient, execution.client_axis, execution.chunk_size, execution.mesh
+            )
+            grads_K, model_state_K, metrics_K = gradient_K(indices_KxJxB, mask_KxJxB, rngs_K)
+            shared = jax.tree.map(lambda leaf: leaf[0], own_K["opt_state"])
+            if factor is not None:
+                shared = _set_step_size(shared, 1, factor)
+            mean_grads = jax.tree.map(lambda g: g.mean(0), grads_K)
+            updates, shared = inner_tx.update(mean_grads, shared, state.params)
+            delta_K, own_K = replicate_for_clients((updates, {"opt_state": shared}), num_workers)
+            return (delta_K, model_state_K, own_K, metrics_K,
+                    grads_K if batch_growth is not None else {})  # fmt: skip
+
         work_K = map_clients(work, execution.client_axis, execution.chunk_size, execution.mesh)
-        delta_K, model_state_K, own_K, metrics_K, grads_K = work_K(
-            state.clients, indices_KxJxB, mask_KxJxB, rngs_K
-        )
+        inputs = (state.clients, indices_KxJxB, mask_KxJxB, rngs_K)
+        if synchronous_rounds:
+            delta_K, model_state_K, own_K, metrics_K, grads_K = jax.lax.cond(
+                state.round < synchronous_rounds, synchronous, work_K, *inputs
+            )
+        else:
+            delta_K, model_state_K, own_K, metrics_K, grads_K = work_K(*inputs)
         weights_K = jnp.ones(num_workers, jnp.float32)
         updates, opt_state = outer.update(delta_K, outer_state, state.params, weights=weights_K)
         if sync_momentum == "average":
