@@ -33,7 +33,7 @@ from fedjax_sim.optimizers import make_optimizer
 
 FEDOPT_METHODS = ("adam", "yogi", "adagrad")
 OPTAX_SERVER_OPTIMIZERS = ("optax_adam", "optax_yogi", "optax_adagrad")
-SERVER_OPTIMIZERS = ("sgd", *FEDOPT_METHODS, *OPTAX_SERVER_OPTIMIZERS, "lars", "lamb")
+SERVER_OPTIMIZERS = ("sgd", *FEDOPT_METHODS, *OPTAX_SERVER_OPTIMIZERS, "lars", "optax_lars", "lamb")
 DEFAULT_TAU = 1e-3  # the paper's recommended adaptivity (its experiments tune tau in 1e-1..1e-5)
 DEFAULT_B1, DEFAULT_B2 = 0.9, 0.99  # the paper's experiments
 
@@ -47,6 +47,7 @@ _FIELDS = {
     "optax_yogi": {"b1", "b2", "eps", "initial_accumulator"},
     "optax_adagrad": {"eps", "initial_accumulator"},
     "lars": {"momentum", "nesterov", "eps"},
+    "optax_lars": {"momentum", "nesterov", "eps"},
     "lamb": {"b1", "b2", "eps"},
 }
 
@@ -170,7 +171,7 @@ def server_optimizer(
         ``nesterov``: DiLoCo's outer step), ``adam`` / ``yogi`` / ``adagrad`` (FedAdam, FedYogi,
         FedAdagrad: Algorithm 2, `scale_by_fedopt`), ``optax_adam`` / ``optax_yogi`` /
         ``optax_adagrad`` (optax's own, bias-corrected or eps inside the root: not Algorithm 2),
-        ``lars``, ``lamb``.
+        ``lars`` (You et al. 2017), ``optax_lars``, ``lamb`` (`fedjax_sim.optimizers`).
       learning_rate: eta (the peak of ``schedule``); may be traced.
       b1, b2: moment decays; None is `DEFAULT_B1`, `DEFAULT_B2`.
       eps: Algorithm 2's tau for adam/yogi/adagrad (None: `DEFAULT_TAU`); optax's eps for the
@@ -204,7 +205,8 @@ def server_optimizer(
     schedule_args = {"schedule": schedule, "total_steps": total_steps,
                      "warmup_steps": warmup_steps, "field": field}  # fmt: skip
     if name not in FEDOPT_METHODS:
-        name = name.removeprefix("optax_")
+        if name in OPTAX_SERVER_OPTIMIZERS:  # make_optimizer's adam, yogi, adagrad are optax's
+            name = name.removeprefix("optax_")
         return make_optimizer(name, learning_rate, momentum=momentum, nesterov=nesterov,
                               **options, **schedule_args)  # fmt: skip
     _check_fedopt(options, field)

@@ -527,3 +527,8 @@ def test_workdirs_written_before_algorithm2_resume_as_they_ran():
     with pytest.raises(ConfigError, match="weighting=examples to resume"):
         check_resumable(scaffold, now("scaffold_shakespeare"), "w")
     check_resumable(scaffold, now("scaffold_shakespeare", weighting="examples"), "w")
+    lars = dict(_before_fedopt("fedavg_shakespeare"))
+    lars["client"] = dict(lars["client"], optimizer="lars")  # optax's trust ratio, then
+    with pytest.raises(ConfigError, match="client.optimizer=optax_lars .*to resume it"):
+        check_resumable(lars, now("fedavg_shakespeare", **{"client.optimizer": "lars"}), "w")
+    check_resumable(lars, now("fedavg_shakespeare", **{"client.optimizer": "optax_lars"}), "w")

@@ -22,6 +22,7 @@ from fedjax_sim.algorithms.round import ClientOutput
 from fedjax_sim.config_checks import ConfigError, build_optimizer, check_config
 from fedjax_sim.config_files import load_config
 from fedjax_sim.fedopt import fedadagrad, fedadam, fedyogi
+from fedjax_sim.optimizers import make_optimizer
 
 ROUNDS, ETA, TAU = 5, 0.05, 1e-3
 
@@ -139,9 +140,7 @@ def test_the_reference_tells_optax_apart():
     got = run_server(optax.adam(ETA, 0.9, 0.99, eps=TAU), deltas)
     with pytest.raises(AssertionError):
         assert_trajectories_close(got, adam, atol=1e-3)
-    assert_trajectories_close(
-        run_server(server_optimizer("optax_adam", ETA, eps=TAU), deltas), got
-    )
+    assert_trajectories_close(run_server(server_optimizer("optax_adam", ETA, eps=TAU), deltas), got)
     adagrad = paper_algorithm2("adagrad", X0, deltas, eta=ETA, b1=0.0, b2=0.0, tau=TAU, v_init=0.0)
     got = run_server(optax.adagrad(ETA, initial_accumulator_value=0.0, eps=TAU), deltas)
     with pytest.raises(AssertionError):
@@ -190,3 +189,10 @@ def test_fields_the_optimizer_does_not_read_are_refused(name, fields, named):
 def test_fedopt_values_out_of_range_name_the_field(fields, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         server_optimizer("yogi", 0.1, **fields)
+
+
+def test_the_other_server_optimizers_are_make_optimizers():
+    deltas = _deltas()
+    for name, options in (("optax_lars", {"momentum": 0.9}), ("lars", {}), ("sgd", {})):
+        want = run_server(make_optimizer(name, ETA, **options), deltas)
+        assert_trajectories_close(run_server(server_optimizer(name, ETA, **options), deltas), want)
