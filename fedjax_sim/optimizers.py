@@ -1,5 +1,6 @@
-"""Every optimizer (client, server, centralized) as an optax transformation built by name,
-with the learning-rate schedules and the large-batch scaling rules."""
+"""The client, centralized and outer optimizers as optax transformations built by name (the
+server's FedOpt family is `fedjax_sim.fedopt`), with the learning-rate schedules and the
+large-batch scaling rules."""
 
 from __future__ import annotations
 
@@ -181,11 +182,11 @@ def make_optimizer(
         `optax.lars`, whose denominator is ``||g + beta w||``).
       eps: the denominator's epsilon of adam, adagrad, yogi, lamb and the LARS (its trust
         ratio's); None is optax's default for that optimizer (e.g. 1e-8 for adam; 0 for the
-        LARS). For adaptive server
-        optimizers it is the adaptivity tau of Reddi et al. 2021 (FedAdam, FedYogi).
+        LARS). (The server's FedAdam/FedYogi/FedAdagrad, whose tau it is there, are
+        `fedjax_sim.fedopt.server_optimizer`'s.)
       nesterov: Nesterov momentum for sgd and the LARS (needs momentum > 0).
       b1, b2: the first and second moment decays of adam, yogi and lamb; None is optax's
-        default (adagrad has no moment decays: optax's adagrad, FedAdagrad with b1 = 0).
+        default (optax's adagrad has no moment decays).
       initial_accumulator: the second-moment accumulator's start (v_{-1}) of adagrad and yogi;
         None is optax's default (0.1 and 1e-6).
       schedule, total_steps, warmup_steps, power: see `make_schedule`.

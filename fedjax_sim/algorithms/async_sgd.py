@@ -16,8 +16,10 @@ optimizer, and the worker pulls again at once. Two rules (``rule``):
 
 Staleness function ``s``: ``"none"`` (1, FedAsync's constant) or ``"polynomial"``
 (``(1 + tau)^-a``, FedAsync's ``s_a(t - tau) = (t - tau + 1)^-a`` with ``t - tau`` the server
-updates since the pull, so that s = 1 for a fresh result as the paper requires; ``a = 1`` is
-the ``lr / tau`` rule of Zhang et al. 2016 up to the shift). With one worker tau is always 0
+updates since the pull, so that s = 1 for a fresh result; ``a = 1`` is the ``lr / tau`` rule
+of Zhang et al. 2016 up to the shift). Reading a fresh result as ``t - tau = 0`` is our
+choice: the paper's Algorithm 1 stamps the pulled model with the epoch that made it, under
+which a fresh result would have ``t - tau = 1`` and every factor would shift by one. With one worker tau is always 0
 and the delta rule is LocalSGD with K = 1 step for step.
 
 The clock. Job durations come from a speed model (`fedjax_sim.algorithms.speeds`); arrivals
