@@ -173,6 +173,16 @@ def _optimizer(config: ml_collections.ConfigDict, field: str):
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Raises `ConfigError` naming the first field whose value is not allowed."""
     _one_of("algorithm", config.algorithm, _ALGORITHMS)
+    centralized_config = "optimizer" in config and "client" not in config
+    require(
+        centralized_config == (config.algorithm == "centralized"),
+        f"algorithm={config.algorithm!r} needs a "
+        + ("federated or distributed config (client.*, server.*), e.g. configs/fedavg_*.py"
+           if centralized_config else "centralized config (optimizer.*, batch_size), e.g. "
+           "configs/centralized_*.py")
+        + "; this config file is for "
+        + ("algorithm='centralized'" if centralized_config else "the other algorithms"),
+    )  # fmt: skip
     _integer("rounds", config.rounds)
     _integer("eval_every", config.eval_every, 0)
     _integer("checkpoint_every", config.checkpoint_every, 0)

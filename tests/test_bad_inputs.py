@@ -114,6 +114,15 @@ def broken_configs(tmp_path_factory):
             ["--config", "/nonexistent.py", "--config", DIGITS_SMOKE],
             r"--config: no config file '/nonexistent.py'",
         ),
+        (
+            ["--config", "configs/centralized_cifar100.py:smoke", "--config.algorithm=fedavg"],
+            r"algorithm='fedavg' needs a federated or distributed config .*; this config file "
+            r"is for algorithm='centralized'",
+        ),
+        (
+            ["--config", DIGITS_SMOKE, "--config.algorithm=centralized"],
+            r"algorithm='centralized' needs a centralized config \(optimizer.\*, batch_size\), .*",
+        ),
     ],
     ids=[
         "missing-config",
@@ -134,6 +143,8 @@ def broken_configs(tmp_path_factory):
         "sweep-values-of-one-cell",
         "second-config-missing",
         "first-config-missing",
+        "centralized-config-run-federated",
+        "federated-config-run-centralized",
     ],
 )  # fmt: skip
 def test_bad_command_line(args, pattern, tmp_path):

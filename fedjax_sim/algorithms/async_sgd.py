@@ -19,8 +19,8 @@ Staleness function ``s``: ``"none"`` (1, FedAsync's constant) or ``"polynomial"`
 updates since the pull, so that s = 1 for a fresh result; ``a = 1`` is the ``lr / tau`` rule
 of Zhang et al. 2016 up to the shift). Reading a fresh result as ``t - tau = 0`` is our
 choice: the paper's Algorithm 1 stamps the pulled model with the epoch that made it, under
-which a fresh result would have ``t - tau = 1`` and every factor would shift by one. With one worker tau is always 0
-and the delta rule is LocalSGD with K = 1 step for step.
+which a fresh result would have ``t - tau = 1`` and every factor would shift by one. With one
+worker tau is always 0 and the delta rule is LocalSGD with K = 1 step for step.
 
 The clock. Job durations come from a speed model (`fedjax_sim.algorithms.speeds`); arrivals
 are processed in time order (ties: the job that started first, then the lower worker id), in
