@@ -11,7 +11,7 @@ ring: --config.gossip.graph=random_pairs; more averagings per step: --config.gos
 communications=2. Smoke: --config configs/a2cid2_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_workers
+from fedjax_sim.config.presets import digits_workers
 
 
 def get_config(arg=None):

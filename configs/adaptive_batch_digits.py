@@ -9,7 +9,7 @@ Only estimate B_simple, at a fixed batch: --config.localsgd.batch_schedule=const
 --config.localsgd.noise_scale=True. Smoke: --config configs/adaptive_batch_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_workers
+from fedjax_sim.config.presets import digits_workers
 
 
 def get_config(arg=None):

@@ -10,7 +10,7 @@ increasing --config.localsgd.double_every=10. The threshold: --config.localsgd.
 divergence_threshold=0.003. Smoke: --config configs/adaptive_steps_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_workers
+from fedjax_sim.config.presets import digits_workers
 
 
 def get_config(arg=None):

@@ -20,7 +20,7 @@ The synchronous baseline under the same speeds: configs/localsgd_digits.py with 
 Smoke: --config configs/async_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_workers
+from fedjax_sim.config.presets import digits_workers
 
 
 def get_config(arg=None):

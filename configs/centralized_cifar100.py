@@ -9,7 +9,7 @@ smoke variant finishes in about 20 s with accuracy near chance (synthetic data, 
 Smoke (synthetic CIFAR-shaped data): --config configs/centralized_cifar100.py:smoke
 """
 
-from fedjax_sim.config_defaults import base_config, variant
+from fedjax_sim.config.defaults import base_config, variant
 
 
 def get_config(arg=None):

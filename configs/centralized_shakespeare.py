@@ -9,7 +9,7 @@ examples of the 100 clients of the FedAvg config. `rounds` counts optimizer step
 Smoke: --config configs/centralized_shakespeare.py:smoke
 """
 
-from fedjax_sim.config_defaults import base_config, variant
+from fedjax_sim.config.defaults import base_config, variant
 
 
 def get_config(arg=None):

@@ -10,7 +10,7 @@ The inner AdamW's moment decays: --config.client.b1=B1 --config.client.b2=B2 (un
 Smoke: --config configs/diloco_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_workers
+from fedjax_sim.config.presets import digits_workers
 
 
 def get_config(arg=None):

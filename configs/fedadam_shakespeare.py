@@ -11,7 +11,7 @@ FedAvgM from configs/fedavg_shakespeare.py with `--config.server.momentum=0.9
 Smoke (seconds): --config configs/fedadam_shakespeare.py:smoke
 """
 
-from fedjax_sim.config_presets import shakespeare_main_job
+from fedjax_sim.config.presets import shakespeare_main_job
 
 
 def get_config(arg=None):

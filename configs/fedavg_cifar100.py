@@ -11,7 +11,7 @@ smoke variant finishes in about 20 s with accuracy near chance (synthetic data, 
 Smoke (synthetic CIFAR-shaped data, seconds): --config configs/fedavg_cifar100.py:smoke
 """
 
-from fedjax_sim.config_presets import cifar100_federated
+from fedjax_sim.config.presets import cifar100_federated
 
 
 def get_config(arg=None):

@@ -10,7 +10,7 @@ server: --config.robust.aggregator=median|trimmed_mean|norm_clipping|krum|noise_
 Smoke: --config configs/fedavg_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_federated
+from fedjax_sim.config.presets import digits_federated
 
 
 def get_config(arg=None):

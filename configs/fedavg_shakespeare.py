@@ -9,7 +9,7 @@ minutes, test accuracy 0.32 after 150 rounds (per-client mean 0.32, 10th percent
 Smoke (seconds): --config configs/fedavg_shakespeare.py:smoke
 """
 
-from fedjax_sim.config_presets import shakespeare_main_job
+from fedjax_sim.config.presets import shakespeare_main_job
 
 
 def get_config(arg=None):

@@ -17,8 +17,8 @@ decay over 360 rounds ended at 48.9% (experiments/results/time_to_50_*.md).
 Smoke (seconds): --config configs/fedavg_shakespeare_to50.py:smoke
 """
 
-from fedjax_sim.config_defaults import variant
-from fedjax_sim.config_presets import shakespeare_main_job
+from fedjax_sim.config.defaults import variant
+from fedjax_sim.config.presets import shakespeare_main_job
 
 
 def get_config(arg=None):

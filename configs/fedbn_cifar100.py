@@ -12,7 +12,7 @@ CIFAR-100 on this project's machines).
 Smoke (synthetic CIFAR-shaped data, seconds): --config configs/fedbn_cifar100.py:smoke
 """
 
-from fedjax_sim.config_presets import cifar100_federated
+from fedjax_sim.config.presets import cifar100_federated
 
 
 def get_config(arg=None):

@@ -8,7 +8,7 @@ Compare with the same heterogeneity under plain averaging:
 Smoke (seconds): --config configs/fednova_shakespeare.py:smoke
 """
 
-from fedjax_sim.config_presets import shakespeare_main_job
+from fedjax_sim.config.presets import shakespeare_main_job
 
 
 def get_config(arg=None):

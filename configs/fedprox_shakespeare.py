@@ -7,7 +7,7 @@ Expected: see the README's algorithm table (150 rounds, 2 CPU cores: a few minut
 Smoke (seconds): --config configs/fedprox_shakespeare.py:smoke
 """
 
-from fedjax_sim.config_presets import shakespeare_main_job
+from fedjax_sim.config.presets import shakespeare_main_job
 
 
 def get_config(arg=None):

@@ -14,7 +14,7 @@ members in a new random order every round: --config.fedseq.order=shuffle. datase
 the superclients. Smoke: --config configs/fedseq_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_federated
+from fedjax_sim.config.presets import digits_federated
 
 
 def get_config(arg=None):

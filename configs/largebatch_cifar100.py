@@ -11,7 +11,7 @@ downloaded on its machines). Smoke (synthetic CIFAR-shaped data): --config
 configs/largebatch_cifar100.py:smoke
 """
 
-from fedjax_sim.config_presets import cifar100_workers
+from fedjax_sim.config.presets import cifar100_workers
 
 
 def get_config(arg=None):

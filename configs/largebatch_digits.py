@@ -11,7 +11,7 @@ LAMB: --config.optimizer.name=lamb --config.optimizer.learning_rate=0.01
 Smoke: --config configs/largebatch_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_workers
+from fedjax_sim.config.presets import digits_workers
 
 
 def get_config(arg=None):

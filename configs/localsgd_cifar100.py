@@ -14,7 +14,7 @@ Expected: not measured by this project (CIFAR-100 cannot be downloaded on its ma
 Smoke (synthetic CIFAR-shaped data): --config configs/localsgd_cifar100.py:smoke
 """
 
-from fedjax_sim.config_presets import cifar100_workers
+from fedjax_sim.config.presets import cifar100_workers
 
 
 def get_config(arg=None):

@@ -11,7 +11,7 @@ reset|keep|average. SlowMo, DiLoCo and post-local SGD are configs of this algori
 Smoke: --config configs/localsgd_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_workers
+from fedjax_sim.config.presets import digits_workers
 
 
 def get_config(arg=None):

@@ -15,7 +15,7 @@ the head of the split methods: --config.personal.head=Dense_1,Dense_2 (default: 
 layer). Smoke: --config configs/personalized_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_federated
+from fedjax_sim.config.presets import digits_federated
 
 
 def get_config(arg=None):

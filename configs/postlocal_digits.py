@@ -13,7 +13,7 @@ before the switch; the momentum at every sync as localsgd.sync_momentum says):
 Smoke: --config configs/postlocal_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_workers
+from fedjax_sim.config.presets import digits_workers
 
 
 def get_config(arg=None):

@@ -9,7 +9,7 @@ Expected: see the README's algorithm table.
 Smoke (seconds): --config configs/scaffold_shakespeare.py:smoke
 """
 
-from fedjax_sim.config_presets import shakespeare_main_job
+from fedjax_sim.config.presets import shakespeare_main_job
 
 
 def get_config(arg=None):

@@ -10,7 +10,7 @@ inner learning rate, fairscale's way (the pseudo-gradient divided by the round's
 Smoke: --config configs/slowmo_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_workers
+from fedjax_sim.config.presets import digits_workers
 
 
 def get_config(arg=None):

@@ -12,7 +12,7 @@ Its shape: --config.model.patch=2 --config.model.depth=6 --config.model.width=19
 --config.model.heads=3 --config.model.mlp_ratio=4. Smoke: --config configs/vit_digits.py:smoke
 """
 
-from fedjax_sim.config_presets import digits_federated
+from fedjax_sim.config.presets import digits_federated
 
 
 def get_config(arg=None):

@@ -6,8 +6,8 @@ al. 2023, on the digits.
       --out experiments/results/architectures_digits [--smoke]
 
 FedAvg in configs/fedavg_digits.py's setting (K = 20 clients, 10 per round, J = 8 SGD steps of
-B = 16, 60 rounds) as one sweep (fedjax_sim.sweep, resumable per cell): model (CNN and the
-ResNets at client learning rate 0.05; configs/vit_digits.py's ViT, width 64, at 0.01) x
+B = 16, 60 rounds) as one sweep (fedjax_sim.experiment.sweep, resumable per cell): model (CNN and
+the ResNets at client learning rate 0.05; configs/vit_digits.py's ViT, width 64, at 0.01) x
 Dirichlet alpha (100: near IID; 1; 0.1: most clients hold one or two digits). BatchNorm's
 statistics are averaged with the parameters (model_state=average, FedAvg's own). Writes OUT.md
 (model x alpha, last test accuracy) and OUT.png.
@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 import sys
 
-from fedjax_sim.xla_flags import apply_xla_flags
+from fedjax_sim.experiment.xla_flags import apply_xla_flags
 
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report_sweep import sweep_experiment  # noqa: E402
 
-from fedjax_sim import config_files  # noqa: E402
+from fedjax_sim.config import files as config_files  # noqa: E402
 
 # model : norm (ResNets) : client learning rate
 MODELS = ("cnn:batch:0.05,resnet20:batch:0.05,resnet20:group:0.05,resnet20:layer:0.05,"

@@ -34,12 +34,12 @@ from bench_round import WORKLOADS, matmul_peak_gflops, synthetic_clients
 from fedjax_sim.algorithms.fedavg import fedavg_parts
 from fedjax_sim.algorithms.feddyn import feddyn_parts
 from fedjax_sim.algorithms.fedprox import fedprox_parts
-from fedjax_sim.algorithms.round import federated_algorithm, per_client_state_bytes
 from fedjax_sim.algorithms.scaffold import scaffold_parts
-from fedjax_sim.algorithms.selection import uniform
-from fedjax_sim.engine import Execution, resolve_client_axis, resolve_unroll
-from fedjax_sim.simulate import simulate
-from fedjax_sim.tasks import cross_entropy, make_task
+from fedjax_sim.core.engine import Execution, resolve_client_axis, resolve_unroll
+from fedjax_sim.core.round import federated_algorithm, per_client_state_bytes
+from fedjax_sim.core.selection import uniform
+from fedjax_sim.core.tasks import cross_entropy, make_task
+from fedjax_sim.runtime.simulate import simulate
 
 SIMULATED_ROUNDS = 200
 RESNET = dict(WORKLOADS["cnn"], C=4, J=2, B=32)

@@ -51,17 +51,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_sim.aggregation import client_weights
 from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.algorithms.fedavg import fed_avg
-from fedjax_sim.algorithms.local import make_local_steps
+from fedjax_sim.core.aggregation import client_weights
+from fedjax_sim.core.engine import client_mesh_for
+from fedjax_sim.core.local import make_local_steps
+from fedjax_sim.core.tasks import cross_entropy, make_task
 from fedjax_sim.data.client_data import (
     client_data_from_indices,
     round_batch_plan,
     sample_clients,
 )
-from fedjax_sim.engine import client_mesh_for
-from fedjax_sim.tasks import cross_entropy, make_task
 
 # Each workload runs in its own process with the XLA flags that serve it best on CPU (flags are
 # process-wide): the CNN with XLA:CPU's YNNPACK fusions off (2-3x faster convolutions), the LSTM

@@ -6,7 +6,8 @@ Workload "mlp" of bench_round.py (MLP 64-128-10, J=5, B=10, 50 examples per clie
 "vmap", every point compiled first in this one process, then timed alternately:
   clients_per_round: C = 10, 100, 1000 from a population of 1000 clients, under the default
       memory budget (8 GiB: every C fits vectorized) and under a budget too small for C = 1000
-      vectorized, where the round runs in chunks (`fedjax_sim.engine.clients_within_memory_budget`);
+      vectorized, where the round runs in chunks
+      (`fedjax_sim.core.engine.clients_within_memory_budget`);
   population: C = 100 from populations of 100 and 100,000 clients (same work per round).
 Each record: scan, population, clients_per_round, chunk (clients vectorized at once),
 memory_budget_gb, xla_peak_mb (XLA's memory analysis of the compiled round: arguments, outputs,
@@ -27,8 +28,8 @@ import optax
 from bench_round import WORKLOADS, synthetic_clients, timed
 
 from fedjax_sim.algorithms.fedavg import fed_avg
-from fedjax_sim.engine import clients_within_memory_budget
-from fedjax_sim.tasks import make_task
+from fedjax_sim.core.engine import clients_within_memory_budget
+from fedjax_sim.core.tasks import make_task
 
 SPEC = WORKLOADS["mlp"]
 DEFAULT_BUDGET_GB = 8.0

@@ -3,7 +3,7 @@ r"""Many runs in one compiled program: N = 1, 4, 16 seeds vectorized against N s
   python experiments/bench_seeds.py --json OUT.json --markdown OUT.md [--sections rounds,processes]
 
 rounds: in this one process, the FedAvg round of bench_round.py's workloads over a leading run
-  axis of N seeds (`fedjax_sim.simulate.over_runs`), jitted once per N and timed alternately
+  axis of N seeds (`fedjax_sim.runtime.simulate.over_runs`), jitted once per N and timed alternately
   after a warm-up: "mlp" (1000 clients x 50 examples of 64 features, MLP 64-128-10, 100 per
   round, J=5, B=10, vmap) and "lstm_smoke" (LEAF's LSTM on 80-character sequences, 100 clients x
   500, 4 per round, J=2, B=10, map: bench_round.py's --quick size). Run-rounds per second
@@ -41,8 +41,8 @@ def bench_rounds(reps: int, keep) -> None:
     from bench_round import QUICK, WORKLOADS, synthetic_clients
 
     from fedjax_sim.algorithms.fedavg import fed_avg
-    from fedjax_sim.simulate import over_runs, stack_runs
-    from fedjax_sim.tasks import make_task
+    from fedjax_sim.core.tasks import make_task
+    from fedjax_sim.runtime.simulate import over_runs, stack_runs
 
     specs = {
         "mlp": dict(WORKLOADS["mlp"], axis="vmap"),

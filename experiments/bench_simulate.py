@@ -25,8 +25,8 @@ import optax
 from bench_round import WORKLOADS, synthetic_clients
 
 from fedjax_sim.algorithms.fedavg import fed_avg
-from fedjax_sim.simulate import simulate
-from fedjax_sim.tasks import make_task
+from fedjax_sim.core.tasks import make_task
+from fedjax_sim.runtime.simulate import simulate
 
 SPEC = WORKLOADS["mlp"]
 ROUNDS = 50

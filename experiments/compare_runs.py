@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from fedjax_sim import outputs
+from fedjax_sim.runtime import outputs
 
 
 def read_history(path: str) -> list[dict]:

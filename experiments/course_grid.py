@@ -14,7 +14,7 @@ Shakespeare (real data, offline): every cell is configs/fedavg_shakespeare.py (t
 on 1,989 test samples of LEAF's per-client split) with 100 rounds (J x rounds = 400) and the
 study's changes; its other algorithms are experiments/shakespeare_algorithms.py's. CIFAR-100:
 configs/fedavg_cifar100.py (K = 100, C = 0.1, J = 8 of B = 64, Dirichlet(0.5)) with 1,000
-rounds (J x rounds = 8,000). Each study runs with `fedjax_sim.sweep.run_sweep` in
+rounds (J x rounds = 8,000). Each study runs with `fedjax_sim.experiment.sweep.run_sweep` in
 WORKDIR/<study> (resumable per cell; a finished cell is only read back). Writes OUT.md (a
 table per study: every cell's last evaluation, the per-client mean and worst 10%, rounds to the
 target) and OUT_<study>.png (test accuracy against rounds; against epochs for local steps).
@@ -129,9 +129,9 @@ GRIDS = {  # data -> (config file, rounds, eval every, target accuracy, studies)
 def study_config(data: str, study: str, smoke: bool, settings: str = ""):
     """The config of one study's sweep, with ``settings`` (``"field=value;other=value"``, the
     sweep's syntax with one value each: where the data are, say) set in every cell."""
-    from fedjax_sim import config_files
-    from fedjax_sim.config_checks import ConfigError
-    from fedjax_sim.sweep import parse_sweep
+    from fedjax_sim.config import files as config_files
+    from fedjax_sim.config.checks import ConfigError
+    from fedjax_sim.experiment.sweep import parse_sweep
 
     config_file, rounds, eval_every, _, studies = GRIDS[data]
     _, sweep, smoke_sweep, changes, _ = studies[study]
@@ -157,9 +157,9 @@ def study_config(data: str, study: str, smoke: bool, settings: str = ""):
 def report(data: str, workdir: str, out: str) -> str:
     """Writes OUT.md (a section per study that has run) and OUT_<study>.png; returns the
     Markdown."""
-    from fedjax_sim import outputs
-    from fedjax_sim.sweep import load_sweep
-    from fedjax_sim.sweep_report import sweep_section
+    from fedjax_sim.experiment.sweep import load_sweep
+    from fedjax_sim.experiment.sweep_report import sweep_section
+    from fedjax_sim.runtime import outputs
 
     config_file, rounds, _, target, studies = GRIDS[data]
     parts = [f"# The course grid on {data}", "",
@@ -195,13 +195,13 @@ def main():
     if unknown:
         parser.error(f"--only: unknown studies {unknown}; allowed: {list(studies)}")
 
-    from fedjax_sim.xla_flags import apply_xla_flags
+    from fedjax_sim.experiment.xla_flags import apply_xla_flags
 
     # before JAX starts: the measured best on CPU for the grid's model
     apply_xla_flags("auto", "lstm" if args.data == "shakespeare" else "cnn")
-    from fedjax_sim.config_checks import ConfigError
+    from fedjax_sim.config.checks import ConfigError
     from fedjax_sim.data.dataset import DataError
-    from fedjax_sim.sweep import run_sweep
+    from fedjax_sim.experiment.sweep import run_sweep
 
     for study in chosen:
         print(f"study {study}: {studies[study][0]}", flush=True)

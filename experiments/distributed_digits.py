@@ -19,7 +19,7 @@ Three studies, each at a fixed budget of epochs, every run with its ledger:
     synchronous data-parallel SGD (H = 1) on the same K (``--family-workers``: the K for which
     SlowMo and DiLoCo run).
 
-Runs go through `fedjax_sim.experiment.run_experiment` (as the CLI), one workdir each under
+Runs go through `fedjax_sim.experiment.run.run_experiment` (as the CLI), one workdir each under
 RUNS; a finished run is only read back. Writes OUT.md (tables), OUT_batch.png, OUT_grid.png,
 OUT_ledger.png (accuracy against epochs, bytes and simulated time) and the records as
 OUT/<run>.jsonl. ``--smoke`` runs a few tiny runs (seconds), for testing the script.
@@ -34,13 +34,14 @@ import os
 import shutil
 import time
 
-from fedjax_sim.xla_flags import apply_xla_flags
+from fedjax_sim.experiment.xla_flags import apply_xla_flags
 
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
 
-from fedjax_sim import config_files, outputs  # noqa: E402
-from fedjax_sim.experiment import run_experiment  # noqa: E402
+from fedjax_sim.config import files as config_files  # noqa: E402
+from fedjax_sim.experiment.run import run_experiment  # noqa: E402
+from fedjax_sim.runtime import outputs  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_EXAMPLES = 1438

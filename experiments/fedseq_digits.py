@@ -5,7 +5,7 @@ comparison of Zaccone et al. 2022, on the digits.
       --out experiments/results/fedseq_digits [--smoke]
 
 configs/fedseq_digits.py's setting (K = 50 clients, Dirichlet(0.1), J = 8 SGD steps of
-B = 16 per client, 60 rounds) as one sweep (fedjax_sim.sweep, resumable per cell): FedAvg
+B = 16 per client, 60 rounds) as one sweep (fedjax_sim.experiment.sweep, resumable per cell): FedAvg
 with 10 clients per round against FedSeq with 2 superclients of 5 clients per round (the same
 10 clients' local work per round, done in sequence inside a superclient), the superclients
 grouped at random, by greedy KL and by k-means on the clients' label histograms, and by greedy
@@ -20,14 +20,14 @@ from __future__ import annotations
 import os
 import sys
 
-from fedjax_sim.xla_flags import apply_xla_flags
+from fedjax_sim.experiment.xla_flags import apply_xla_flags
 
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report_sweep import sweep_experiment  # noqa: E402
 
-from fedjax_sim import config_files  # noqa: E402
+from fedjax_sim.config import files as config_files  # noqa: E402
 
 TARGET = 0.8
 # algorithm : clients (or superclients) per round : grouper : estimate

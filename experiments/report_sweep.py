@@ -1,4 +1,4 @@
-r"""The table and plots of a sweep run with ``--config.sweep`` (see fedjax_sim.sweep).
+r"""The table and plots of a sweep run with ``--config.sweep`` (see fedjax_sim.experiment.sweep).
 
   python experiments/report_sweep.py --workdir runs/my_sweep --out runs/my_sweep/report \
       [--metric test_accuracy] [--x round|ledger_epochs|ledger_time_s] [--target 0.8]
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from fedjax_sim import outputs
-from fedjax_sim.sweep import load_sweep
-from fedjax_sim.sweep_report import pivot_table, sweep_section
+from fedjax_sim.experiment.sweep import load_sweep
+from fedjax_sim.experiment.sweep_report import pivot_table, sweep_section
+from fedjax_sim.runtime import outputs
 
 
 def write_report(workdir: str, out: str, metric: str, x: str, target: float | None) -> str:
@@ -33,9 +33,9 @@ def write_report(workdir: str, out: str, metric: str, x: str, target: float | No
 
 def sweep_experiment(description: str, sweep_config, target: float | None = None) -> None:
     """The command line of an experiment that is one sweep (``--workdir``, ``--out``,
-    ``--smoke``): runs ``sweep_config(smoke)`` with `fedjax_sim.sweep.run_sweep` (resumable
-    per cell) and prints and writes its report, test accuracy against rounds."""
-    from fedjax_sim.sweep import run_sweep
+    ``--smoke``): runs ``sweep_config(smoke)`` with `fedjax_sim.experiment.sweep.run_sweep`
+    (resumable per cell) and prints and writes its report, test accuracy against rounds."""
+    from fedjax_sim.experiment.sweep import run_sweep
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--workdir", required=True)

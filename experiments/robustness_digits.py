@@ -4,7 +4,7 @@ r"""Each robust aggregator's accuracy as the share of bad clients grows, on the 
       --out experiments/results/robustness_digits [--smoke]
 
 configs/fedavg_digits.py (K = 20 clients, Dirichlet(0.5) label skew, 10 per round, J = 8
-SGD steps of B = 16, 40 rounds) as one sweep (fedjax_sim.sweep, resumable per cell):
+SGD steps of B = 16, 40 rounds) as one sweep (fedjax_sim.experiment.sweep, resumable per cell):
 aggregator (mean, median, trimmed mean, norm clipping, Krum, FedGW-style noise-aware) x attack
 (label flipping, sign-flipped updates, broken sensors) x bad fraction (0, 0.2, 0.4 of the
 clients, drawn from the data seed). The aggregators that take the number of bad clients are
@@ -19,14 +19,14 @@ from __future__ import annotations
 import os
 import sys
 
-from fedjax_sim.xla_flags import apply_xla_flags
+from fedjax_sim.experiment.xla_flags import apply_xla_flags
 
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report_sweep import sweep_experiment  # noqa: E402
 
-from fedjax_sim import config_files  # noqa: E402
+from fedjax_sim.config import files as config_files  # noqa: E402
 
 AGGREGATORS = "mean,median,trimmed_mean,norm_clipping,krum,noise_aware"
 ATTACKS = "label_flip,sign_flip,broken_sensor"

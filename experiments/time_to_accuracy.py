@@ -23,7 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from fedjax_sim import outputs  # noqa: E402
+from fedjax_sim.runtime import outputs  # noqa: E402
 
 
 def watch(command: list[str], metrics_path: str, poll_s: float = 2.0) -> list[dict]:

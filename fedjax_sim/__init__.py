@@ -1,6 +1,5 @@
 """fedjax-sim: federated and distributed learning simulation where clients are a batch axis."""
 
-from fedjax_sim.aggregation import weighted_mean
 from fedjax_sim.algorithms.async_sgd import async_sgd
 from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.algorithms.fedavg import fed_avg, fedavg_parts
@@ -8,9 +7,17 @@ from fedjax_sim.algorithms.feddyn import feddyn_parts
 from fedjax_sim.algorithms.fednova import fednova_parts
 from fedjax_sim.algorithms.fedprox import fedprox_parts
 from fedjax_sim.algorithms.gossip import gossip_sgd
-from fedjax_sim.algorithms.local import Algorithm
 from fedjax_sim.algorithms.local_sgd import local_sgd
-from fedjax_sim.algorithms.round import (
+from fedjax_sim.algorithms.scaffold import scaffold_parts
+from fedjax_sim.config.checks import ConfigError
+from fedjax_sim.config.files import load_config
+from fedjax_sim.core.aggregation import weighted_mean
+from fedjax_sim.core.engine import Execution, map_clients
+from fedjax_sim.core.fedopt import server_optimizer
+from fedjax_sim.core.local import Algorithm
+from fedjax_sim.core.optimizers import make_optimizer
+from fedjax_sim.core.robust_aggregation import coordinate_median, krum, norm_clipping, trimmed_mean
+from fedjax_sim.core.round import (
     ClientInput,
     ClientOutput,
     FederatedParts,
@@ -18,24 +25,17 @@ from fedjax_sim.algorithms.round import (
     federated_algorithm,
     federated_round,
 )
-from fedjax_sim.algorithms.scaffold import scaffold_parts
-from fedjax_sim.algorithms.selection import make_sampler
-from fedjax_sim.algorithms.speeds import make_job_durations
-from fedjax_sim.checkpoints import CheckpointError
-from fedjax_sim.config_checks import ConfigError
-from fedjax_sim.config_files import load_config
+from fedjax_sim.core.selection import make_sampler
+from fedjax_sim.core.speeds import make_job_durations
+from fedjax_sim.core.tasks import Task, cross_entropy, make_task
 from fedjax_sim.data.cifar100 import load_cifar100, make_federated_cifar100
 from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
 from fedjax_sim.data.dataset import DataError, FederatedDataset
 from fedjax_sim.data.shakespeare import build_shakespeare, iid_reshuffle, load_leaf_json
-from fedjax_sim.engine import Execution, map_clients
-from fedjax_sim.evaluation import make_evaluator
-from fedjax_sim.fedopt import server_optimizer
 from fedjax_sim.models import registry as models
-from fedjax_sim.optimizers import make_optimizer
-from fedjax_sim.robust_aggregation import coordinate_median, krum, norm_clipping, trimmed_mean
-from fedjax_sim.simulate import DivergenceError, multi_round, simulate
-from fedjax_sim.tasks import Task, cross_entropy, make_task
+from fedjax_sim.runtime.checkpoints import CheckpointError
+from fedjax_sim.runtime.evaluation import make_evaluator
+from fedjax_sim.runtime.simulate import DivergenceError, multi_round, simulate
 
 __all__ = [
     "Algorithm",

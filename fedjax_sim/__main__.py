@@ -1,6 +1,6 @@
 """CLI: ``python -m fedjax_sim --config configs/X.py[:smoke] --workdir DIR --config.key=value``.
 
-Runs (or resumes) the experiment of the config in DIR; see `fedjax_sim.experiment`. A bad input
+Runs (or resumes) the experiment of the config in DIR; see `fedjax_sim.experiment.run`. A bad input
 ends with one line on stderr, ``error: ...`` naming the field, file or value, and exit code 2
 (``FEDJAX_SIM_DEBUG=1`` shows the traceback instead).
 """
@@ -14,8 +14,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fedjax_sim.config_checks import ConfigError, check_config
-from fedjax_sim.config_files import check_field_name, load_config
+from fedjax_sim.config.checks import ConfigError, check_config
+from fedjax_sim.config.files import check_field_name, load_config
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file[:variant].", lock_config=True
@@ -74,9 +74,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-    from fedjax_sim.experiment import run_experiment
-    from fedjax_sim.multihost import initialize_from_environment, is_writer
-    from fedjax_sim.xla_flags import apply_xla_flags
+    from fedjax_sim.experiment.run import run_experiment
+    from fedjax_sim.experiment.xla_flags import apply_xla_flags
+    from fedjax_sim.runtime.multihost import initialize_from_environment, is_writer
 
     config = _CONFIG.value
     try:
@@ -92,9 +92,9 @@ def main(argv):
         check_config(config)  # before the XLA flags, which need a valid model name
         apply_xla_flags(config.xla_flags, config.model.name)
         initialize_from_environment()  # several processes: before any backend starts
-        if config.sweep:  # a grid of runs, one workdir per cell (fedjax_sim.sweep)
-            from fedjax_sim.sweep import run_sweep
-            from fedjax_sim.vector_sweep import run_vectorized_sweep
+        if config.sweep:  # a grid of runs, one workdir per cell (fedjax_sim.experiment.sweep)
+            from fedjax_sim.experiment.sweep import run_sweep
+            from fedjax_sim.experiment.vector_sweep import run_vectorized_sweep
 
             run = run_vectorized_sweep if config.sweep_vectorized else run_sweep
             summary = run(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
@@ -114,7 +114,7 @@ def main(argv):
     if not is_writer():
         return
     if history and isinstance(history[0], list):  # num_seeds runs: their mean +- std
-        from fedjax_sim.seed_runs import mean_and_std
+        from fedjax_sim.experiment.seeds import mean_and_std
 
         last = mean_and_std(history)[-1]
         shown = [k for k in last if f"{k}_std" in last and not k.startswith("ledger_")]

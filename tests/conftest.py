@@ -3,7 +3,7 @@
 The tiny task is a 2-layer MLP on 6 float features with 3 classes; its ``prepare`` is the
 identity, so training does not depend on the rng and plain reference loops can reproduce it.
 ``ref_loss`` and ``ref_sgd`` are those references: written out by hand (log-softmax, explicit
-SGD with heavy-ball momentum), they share no code with `fedjax_sim.algorithms.local`.
+SGD with heavy-ball momentum), they share no code with `fedjax_sim.core.local`.
 """
 
 import shutil
@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fedjax_sim.core.tasks import Task, make_task
 from fedjax_sim.data.client_data import client_data_from_indices
 from fedjax_sim.models.model import stateless
-from fedjax_sim.tasks import Task, make_task
 
 NUM_FEATURES, NUM_HIDDEN, NUM_CLASSES = 6, 5, 3
 

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fedjax_sim.core.tasks import Task, cross_entropy
 from fedjax_sim.data.client_data import ClientData, client_data_from_indices
 from fedjax_sim.models.model import stateless
-from fedjax_sim.tasks import Task, cross_entropy
 
 D, CLASSES = 3, 2
 

@@ -16,7 +16,7 @@ from fedjax_sim.algorithms.local_sgd import (
     local_steps_schedule,
     worker_divergence,
 )
-from fedjax_sim.algorithms.noise_scale import (
+from fedjax_sim.core.noise_scale import (
     grown_batch_size,
     init_noise_scale,
     noise_estimates,

@@ -17,15 +17,15 @@ from fedjax_sim.algorithms.fedavg import fed_avg, fedavg_parts
 from fedjax_sim.algorithms.feddyn import feddyn_parts
 from fedjax_sim.algorithms.fednova import fednova_parts, momentum_steps_norm
 from fedjax_sim.algorithms.fedprox import fedprox_parts
-from fedjax_sim.algorithms.round import ClientOutput, federated_algorithm
 from fedjax_sim.algorithms.scaffold import scaffold_parts
-from fedjax_sim.algorithms.selection import uniform
-from fedjax_sim.config_checks import config_record, resolved_weighting
-from fedjax_sim.config_files import load_config
+from fedjax_sim.config.checks import config_record, resolved_weighting
+from fedjax_sim.config.files import load_config
+from fedjax_sim.core.optimizers import make_optimizer
+from fedjax_sim.core.round import ClientOutput, federated_algorithm
+from fedjax_sim.core.selection import uniform
+from fedjax_sim.core.tasks import cross_entropy
 from fedjax_sim.data.client_data import client_data_from_indices
 from fedjax_sim.models.model import variables
-from fedjax_sim.optimizers import make_optimizer
-from fedjax_sim.tasks import cross_entropy
 
 X = np.array([[1.0, -0.5, 0.25], [0.3, 0.8, -1.2]])
 Y = np.array([0.7, -0.4])

@@ -16,10 +16,10 @@ import pytest
 
 from fedjax_sim.algorithms.async_sgd import async_sgd, staleness_scale, wave_of_arrivals
 from fedjax_sim.algorithms.local_sgd import local_sgd
-from fedjax_sim.algorithms.speeds import make_job_durations, straggler_workers
+from fedjax_sim.core.speeds import make_job_durations, straggler_workers
+from fedjax_sim.core.tasks import cross_entropy
 from fedjax_sim.data.client_data import client_data_from_indices
 from fedjax_sim.models.model import variables
-from fedjax_sim.tasks import cross_entropy
 from tests.linear_workers import LINEAR, PARAMS0, linear_workers
 
 K, B, H, LR = 3, 5, 2, 0.3

@@ -11,9 +11,9 @@ import numpy as np
 import optax
 import pytest
 
-from fedjax_sim import attacks
+from fedjax_sim.core import attacks
+from fedjax_sim.core.robust_aggregation import noise_aware, noise_aware_weights
 from fedjax_sim.data.dataset import DataError, FederatedDataset
-from fedjax_sim.robust_aggregation import noise_aware, noise_aware_weights
 
 
 def test_noise_aware_weighting_by_hand():
@@ -104,8 +104,8 @@ def test_image_attacks_refuse_token_data():
 @pytest.mark.parametrize("attack, factor", [("sign_flip", -2.0), ("scaled", 2.0)])
 def test_update_attacks_in_a_fedavg_round(attack, factor):
     from fedjax_sim.algorithms.fedavg import fedavg_parts
-    from fedjax_sim.algorithms.round import federated_round
-    from fedjax_sim.algorithms.selection import uniform
+    from fedjax_sim.core.round import federated_round
+    from fedjax_sim.core.selection import uniform
     from fedjax_sim.models.model import variables
     from tests.linear_workers import OBJECTIVE, PARAMS0, linear_workers
 
@@ -123,8 +123,8 @@ def test_update_attacks_in_a_fedavg_round(attack, factor):
 
 
 def test_a_run_records_its_bad_clients(tmp_path):
-    from fedjax_sim import config_files
-    from fedjax_sim.experiment import bad_clients_of, build_experiment, run_experiment
+    from fedjax_sim.config import files as config_files
+    from fedjax_sim.experiment.run import bad_clients_of, build_experiment, run_experiment
 
     config = config_files.load_config("configs/fedavg_digits.py:smoke")
     config.robust.attack, config.robust.bad_fraction = "label_flip", 0.5

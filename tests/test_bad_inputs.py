@@ -314,7 +314,8 @@ def test_no_readable_checkpoint_is_a_one_line_error(finished_run, tmp_path):
 # written (RLIMIT_FSIZE), so orbax's background writes fail as on a full disk.
 FULL_DISK_CLI = """
 import resource, signal, sys
-from fedjax_sim import __main__ as cli, checkpoints
+from fedjax_sim import __main__ as cli
+from fedjax_sim.runtime import checkpoints
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
 save = checkpoints.Checkpointer.save
 def save_on_a_full_disk(self, *args, **kwargs):

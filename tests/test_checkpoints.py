@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from fedjax_sim.checkpoints import Checkpointer, CheckpointError
+from fedjax_sim.runtime.checkpoints import Checkpointer, CheckpointError
 
 
 def state_at(step):

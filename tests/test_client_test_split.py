@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fedjax_sim.data.dataset import DataError, FederatedDataset, label_matched_test_split
-from fedjax_sim.evaluation import evaluation_metrics, prefixed
+from fedjax_sim.runtime.evaluation import evaluation_metrics, prefixed
 
 
 def _dataset(test_client_indices=None):

@@ -20,9 +20,14 @@ from fedjax_sim.algorithms.local_sgd import (
     post_local_rounds,
     resolved_sync_momentum,
 )
+from fedjax_sim.core.optimizers import (
+    decay_mask,
+    make_optimizer,
+    make_schedule,
+    scaled_learning_rate,
+)
 from fedjax_sim.data.client_data import client_data_from_indices
 from fedjax_sim.models.model import variables
-from fedjax_sim.optimizers import decay_mask, make_optimizer, make_schedule, scaled_learning_rate
 from tests.linear_workers import LINEAR, OBJECTIVE, PARAMS0, linear_workers
 
 K, B = 2, 6

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from fedjax_sim.data.dataset import FederatedDataset
-from fedjax_sim.evaluation import evaluation_metrics, make_evaluator, per_client_accuracy
 from fedjax_sim.models.model import variables
+from fedjax_sim.runtime.evaluation import evaluation_metrics, make_evaluator, per_client_accuracy
 
 Y_TEST = np.array([0, 0, 1, 1, 2, 2, 2], np.int32)
 CORRECT = np.array([1, 0, 1, 1, 0, 0, 1], bool)  # per class: 1/2, 2/2, 1/3

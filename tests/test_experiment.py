@@ -10,13 +10,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from fedjax_sim import algorithm_configs, config_checks
-from fedjax_sim import experiment as experiment_lib
-from fedjax_sim.config_checks import ConfigError, check_config
-from fedjax_sim.config_files import load_config, with_overrides
+from fedjax_sim.config import build as algorithm_configs
+from fedjax_sim.config import checks as config_checks
+from fedjax_sim.config.checks import ConfigError, check_config
+from fedjax_sim.config.files import load_config, with_overrides
+from fedjax_sim.core.tasks import make_task
 from fedjax_sim.data.dataset import DataError
-from fedjax_sim.simulate import simulate
-from fedjax_sim.tasks import make_task
+from fedjax_sim.experiment import run as experiment_lib
+from fedjax_sim.runtime.simulate import simulate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
@@ -202,7 +203,7 @@ def test_lengthening_keeps_the_runs_schedule(shakespeare_cache, tmp_path):
 
 
 def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_cache):
-    from fedjax_sim.resume_checks import check_resumable
+    from fedjax_sim.config.resume import check_resumable
 
     def resolved(name, **overrides):
         config = smoke_config(name, shakespeare_cache, **overrides)
@@ -222,7 +223,7 @@ def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_ca
 
 
 def test_resume_compares_changed_defaults_by_what_they_do(shakespeare_cache):
-    from fedjax_sim.resume_checks import check_resumable
+    from fedjax_sim.config.resume import check_resumable
 
     def resolved(name, **overrides):
         config = smoke_config(name, shakespeare_cache, **overrides)
@@ -410,8 +411,8 @@ def test_subsample_test_keeps_every_clients_own_examples():
 
 
 def test_auto_choices_per_backend_and_model():
-    from fedjax_sim.algorithm_configs import execution_for
-    from fedjax_sim.engine import (
+    from fedjax_sim.config.build import execution_for
+    from fedjax_sim.core.engine import (
         client_mesh_for,
         resolve_client_axis,
         resolve_unroll,
@@ -510,7 +511,7 @@ def _before_fedopt(name: str) -> dict:
 
 
 def test_workdirs_written_before_algorithm2_resume_as_they_ran():
-    from fedjax_sim.resume_checks import check_resumable
+    from fedjax_sim.config.resume import check_resumable
 
     def now(name, **overrides):
         config = load_config(f"configs/{name}.py:smoke")

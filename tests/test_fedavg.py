@@ -13,12 +13,12 @@ import numpy as np
 import optax
 import pytest
 
-from fedjax_sim import aggregation
 from fedjax_sim.algorithms.fedavg import fed_avg
-from fedjax_sim.algorithms.local import make_local_steps
+from fedjax_sim.core import aggregation
+from fedjax_sim.core.local import make_local_steps
+from fedjax_sim.core.tasks import Task, cross_entropy, make_task
 from fedjax_sim.data.client_data import client_batch_plan, client_data_from_indices, sample_clients
 from fedjax_sim.models.model import variables
-from fedjax_sim.tasks import Task, cross_entropy, make_task
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 KEY = jax.random.key(42)

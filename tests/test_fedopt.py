@@ -1,7 +1,7 @@
 """FedAdam, FedYogi and FedAdagrad against Reddi et al. 2021, Algorithm 2, written out in numpy.
 
 The reference below is written from the paper's Algorithm 2 (server side), not from
-fedjax_sim.fedopt: Delta_t the round's aggregated delta, m_t = b1 m_{t-1} + (1 - b1) Delta_t,
+fedjax_sim.core.fedopt: Delta_t the round's aggregated delta, m_t = b1 m_{t-1} + (1 - b1) Delta_t,
 v_t by the method's rule, x_{t+1} = x_t + eta m_t / (sqrt(v_t) + tau), m_{-1} = 0, v_{-1} given,
 no bias correction. `test_the_reference_tells_optax_apart` shows that the two departures the
 paper's form rules out (optax adam's bias correction, optax adagrad's sqrt(v + eps)) each fail
@@ -18,11 +18,11 @@ import pytest
 
 from fedjax_sim import server_optimizer
 from fedjax_sim.algorithms.fedavg import fedavg_parts
-from fedjax_sim.algorithms.round import ClientOutput
-from fedjax_sim.config_checks import ConfigError, build_optimizer, check_config
-from fedjax_sim.config_files import load_config
-from fedjax_sim.fedopt import fedadagrad, fedadam, fedyogi
-from fedjax_sim.optimizers import make_optimizer
+from fedjax_sim.config.checks import ConfigError, build_optimizer, check_config
+from fedjax_sim.config.files import load_config
+from fedjax_sim.core.fedopt import fedadagrad, fedadam, fedyogi
+from fedjax_sim.core.optimizers import make_optimizer
+from fedjax_sim.core.round import ClientOutput
 
 ROUNDS, ETA, TAU = 5, 0.05, 1e-3
 

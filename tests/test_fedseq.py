@@ -8,11 +8,11 @@ import numpy as np
 import optax
 import pytest
 
-from fedjax_sim import superclients
+from fedjax_sim.algorithms import fedseq_groups as superclients
 from fedjax_sim.algorithms.fedavg import fedavg_parts
 from fedjax_sim.algorithms.fedseq import fedseq_round, shuffle_members
-from fedjax_sim.algorithms.round import federated_round
-from fedjax_sim.algorithms.selection import uniform
+from fedjax_sim.core.round import federated_round
+from fedjax_sim.core.selection import uniform
 from fedjax_sim.models.model import variables
 from tests.linear_workers import OBJECTIVE, PARAMS0, linear_workers
 
@@ -147,8 +147,8 @@ def test_bad_grouper_is_refused():
 
 
 def test_more_superclients_per_round_than_groups_is_refused():
-    from fedjax_sim.config_checks import ConfigError
-    from fedjax_sim.experiment import build_experiment
+    from fedjax_sim.config.checks import ConfigError
+    from fedjax_sim.experiment.run import build_experiment
     from tests.test_experiment import smoke_config
 
     config = smoke_config("fedseq_digits", "", clients_per_round=4)  # 6 clients in 3 groups

@@ -3,9 +3,9 @@
 Issue 30 moves the package's modules into subpackages; the CLI and every config field name must
 not move, so that old workdirs resume. ``tests/fixtures/golden_configs.json`` holds, keyed by
 ``"configs/X.py[:variant]|<algorithm>"``, the record `run_experiment` writes to ``config.json``
-(`fedjax_sim.config_checks.config_record`) for each config file, default and every variant, with
+(`fedjax_sim.config.checks.config_record`) for each config file, default and every variant, with
 ``config.algorithm`` set to each algorithm, as ``--config.algorithm=<algorithm>`` sets it, that
-`fedjax_sim.config_checks.check_config` accepts. The test rebuilds them and compares each
+`fedjax_sim.config.checks.check_config` accepts. The test rebuilds them and compares each
 record, serialized with sorted keys, byte for byte; a pair that appears or disappears fails
 too. Paths under the home directory are recorded as ``~/...``: the configs are built with
 ``$HOME`` set to a placeholder that the record then names ``~``.
@@ -26,15 +26,15 @@ import pathlib
 
 import pytest
 
-from fedjax_sim.config_checks import (
+from fedjax_sim.config.checks import (
     DISTRIBUTED_ALGORITHMS,
     FEDERATED_ALGORITHMS,
     ConfigError,
     check_config,
     config_record,
 )
-from fedjax_sim.config_defaults import VARIANTS
-from fedjax_sim.config_files import load_config
+from fedjax_sim.config.defaults import VARIANTS
+from fedjax_sim.config.files import load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "golden_configs.json"

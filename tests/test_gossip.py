@@ -14,9 +14,9 @@ from fedjax_sim.algorithms.gossip import (
     random_matching,
     ring_matchings,
 )
-from fedjax_sim.algorithms.speeds import make_job_durations, straggler_workers
+from fedjax_sim.core.speeds import make_job_durations, straggler_workers
+from fedjax_sim.core.tasks import cross_entropy
 from fedjax_sim.models.model import variables
-from fedjax_sim.tasks import cross_entropy
 from tests.linear_workers import CLASSES, LINEAR, PARAMS0, D, linear_workers
 
 K, B, H, R, LR, MOMENTUM = 4, 5, 3, 2, 0.3, 0.5

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_sim import ledger
+from fedjax_sim.core.tasks import Task
 from fedjax_sim.models.model import stateless, variables
-from fedjax_sim.tasks import Task
+from fedjax_sim.runtime import ledger
 
 PARAMS = {"w": jnp.zeros((2, 1), jnp.float32), "b": jnp.zeros(1, jnp.float32)}  # 3 x 4 bytes
 
@@ -74,8 +74,8 @@ def test_flops_per_example_of_a_dense_layer():
 
 
 def test_a_runs_ledger_counts_its_syncs_and_bytes(tmp_path):
-    from fedjax_sim import config_files
-    from fedjax_sim.experiment import run_experiment
+    from fedjax_sim.config import files as config_files
+    from fedjax_sim.experiment.run import run_experiment
 
     config = config_files.load_config("configs/localsgd_digits.py:smoke")
     state, history = run_experiment(config, str(tmp_path), progress=False, log=lambda s: None)

@@ -5,11 +5,11 @@ import jax
 import numpy as np
 import pytest
 
-from fedjax_sim import algorithm_configs
-from fedjax_sim.config_defaults import base_config
+from fedjax_sim.config import build as algorithm_configs
+from fedjax_sim.config.defaults import base_config
+from fedjax_sim.core.engine import Execution, clients_within_memory_budget, round_memory_bytes
+from fedjax_sim.core.tasks import make_task
 from fedjax_sim.data.client_data import client_data_from_indices
-from fedjax_sim.engine import Execution, clients_within_memory_budget, round_memory_bytes
-from fedjax_sim.tasks import make_task
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fedjax_sim.core.tasks import make_task
 from fedjax_sim.data import cifar100
 from fedjax_sim.models.cnn import CourseCNN
 from fedjax_sim.models.lstm import make_lstm
 from fedjax_sim.models.model import variables
-from fedjax_sim.tasks import make_task
 
 # conv1 5x5x3x64, conv2 5x5x64x64, dense 1600->384, 384->192, 192->100, each with biases.
 CNN_PARAMS = {

@@ -19,7 +19,7 @@ LINEAR_TASK = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
     from fedjax_sim.data.client_data import client_data_from_indices
     from fedjax_sim.models.model import stateless, variables
-    from fedjax_sim.tasks import Task, cross_entropy, make_task
+    from fedjax_sim.core.tasks import Task, cross_entropy, make_task
 
     def init(rng):
         return {"w": 0.1 * jax.random.normal(rng, (6, 3)), "b": jnp.zeros(3)}
@@ -62,10 +62,10 @@ SCRIPT = LINEAR_TASK + textwrap.dedent("""
             for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got), strict=True):
                 np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=axis)
     # SCAFFOLD: per-client state of all 8 clients, split over the devices along K.
-    from fedjax_sim.algorithms.round import federated_algorithm
+    from fedjax_sim.core.round import federated_algorithm
     from fedjax_sim.algorithms.scaffold import scaffold_parts
-    from fedjax_sim.algorithms.selection import uniform
-    from fedjax_sim.engine import Execution
+    from fedjax_sim.core.selection import uniform
+    from fedjax_sim.core.engine import Execution
 
     def scaffold(execution):
         clients = client_data_from_indices(features, np.array_split(np.arange(40), 8))
@@ -120,7 +120,7 @@ FEDSEQ_SCRIPT = LINEAR_TASK + textwrap.dedent("""
     from jax.sharding import Mesh
     from fedjax_sim.algorithms.fedavg import fedavg_parts
     from fedjax_sim.algorithms.fedseq import fedseq_round
-    from fedjax_sim.engine import Execution
+    from fedjax_sim.core.engine import Execution
 
     assert jax.device_count() == 2, jax.devices()
     data = {"x": rng.normal(size=(40, 6)).astype(np.float32),
@@ -155,8 +155,8 @@ WORKER_SCRIPT = LINEAR_TASK + textwrap.dedent("""
     from fedjax_sim.algorithms.async_sgd import async_sgd
     from fedjax_sim.algorithms.gossip import gossip_sgd
     from fedjax_sim.algorithms.local_sgd import local_sgd
-    from fedjax_sim.algorithms.speeds import make_job_durations
-    from fedjax_sim.engine import Execution, client_mesh_for
+    from fedjax_sim.core.speeds import make_job_durations
+    from fedjax_sim.core.engine import Execution, client_mesh_for
 
     assert jax.device_count() == 8, jax.devices()
     data = {"x": rng.normal(size=(64, 6)).astype(np.float32),

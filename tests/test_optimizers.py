@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from fedjax_sim.optimizers import make_optimizer
+from fedjax_sim.core.optimizers import make_optimizer
 
 
 def run(tx, params, grads_list):

@@ -12,11 +12,11 @@ import optax
 import pytest
 
 from fedjax_sim.algorithms import personalized
-from fedjax_sim.algorithms.round import federated_round
-from fedjax_sim.algorithms.selection import uniform
-from fedjax_sim.finetune import client_variables, make_finetuner
+from fedjax_sim.core.finetune import client_variables, make_finetuner
+from fedjax_sim.core.round import federated_round
+from fedjax_sim.core.selection import uniform
+from fedjax_sim.core.tasks import Task, cross_entropy
 from fedjax_sim.models.model import stateless, variables
-from fedjax_sim.tasks import Task, cross_entropy
 from tests.linear_workers import linear_workers
 
 LR, HIDDEN = 0.5, 4

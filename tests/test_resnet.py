@@ -10,16 +10,16 @@ import optax
 import pytest
 
 from fedjax_sim.algorithms.fedavg import fed_avg, personal_variables
+from fedjax_sim.core.tasks import make_task
 from fedjax_sim.data.dataset import FederatedDataset
-from fedjax_sim.evaluation import (
+from fedjax_sim.models import registry
+from fedjax_sim.models.model import from_linen
+from fedjax_sim.models.resnet import Norm
+from fedjax_sim.runtime.evaluation import (
     make_evaluator,
     make_statistics_recomputer,
     personalized_evaluation,
 )
-from fedjax_sim.models import registry
-from fedjax_sim.models.model import from_linen
-from fedjax_sim.models.resnet import Norm
-from fedjax_sim.tasks import make_task
 
 
 def resnet_parameter_count(stages, blocks, classes, norm_params_per_channel=2):

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from fedjax_sim.robust_aggregation import (
+from fedjax_sim.core.robust_aggregation import (
     coordinate_median,
     krum,
     krum_scores,
@@ -104,8 +104,8 @@ def test_aggregators_within_their_conditions_are_built(name, clients, options):
 
 def test_fedavg_round_with_the_median_takes_the_median_of_the_client_deltas():
     from fedjax_sim.algorithms.fedavg import fedavg_parts
-    from fedjax_sim.algorithms.round import federated_round
-    from fedjax_sim.algorithms.selection import uniform
+    from fedjax_sim.core.round import federated_round
+    from fedjax_sim.core.selection import uniform
     from fedjax_sim.models.model import variables
     from tests.linear_workers import OBJECTIVE, PARAMS0, linear_workers
 

@@ -10,10 +10,10 @@ import pytest
 from test_experiment import smoke_config
 from test_simulate import ROUND, initial_state
 
-from fedjax_sim import experiment as experiment_lib
-from fedjax_sim import seed_runs
-from fedjax_sim.config_checks import ConfigError, check_config
-from fedjax_sim.simulate import run_slice, simulate, stack_runs
+from fedjax_sim.config.checks import ConfigError, check_config
+from fedjax_sim.experiment import run as experiment_lib
+from fedjax_sim.experiment import seeds as seed_runs
+from fedjax_sim.runtime.simulate import run_slice, simulate, stack_runs
 
 
 def evaluate_times(factor):

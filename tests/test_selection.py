@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fedjax_sim.algorithms import selection
-from fedjax_sim.algorithms.round import (
+from fedjax_sim.core import selection
+from fedjax_sim.core.round import (
     ClientOutput,
     FederatedParts,
     federated_algorithm,

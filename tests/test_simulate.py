@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_sim.checkpoints import Checkpointer
-from fedjax_sim.simulate import DivergenceError, simulate
+from fedjax_sim.runtime.checkpoints import Checkpointer
+from fedjax_sim.runtime.simulate import DivergenceError, simulate
 
 
 @flax.struct.dataclass

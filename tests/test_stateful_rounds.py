@@ -12,14 +12,14 @@ import pytest
 
 from fedjax_sim.algorithms.fedavg import fedavg_parts
 from fedjax_sim.algorithms.feddyn import feddyn_parts
-from fedjax_sim.algorithms.round import federated_algorithm, per_client_state_bytes
 from fedjax_sim.algorithms.scaffold import scaffold_parts
-from fedjax_sim.algorithms.selection import proportional, uniform
-from fedjax_sim.engine import Execution
+from fedjax_sim.core.engine import Execution
+from fedjax_sim.core.round import federated_algorithm, per_client_state_bytes
+from fedjax_sim.core.selection import proportional, uniform
+from fedjax_sim.core.tasks import cross_entropy, make_task
 from fedjax_sim.models.model import from_linen, variables
 from fedjax_sim.models.resnet import Norm
-from fedjax_sim.simulate import simulate
-from fedjax_sim.tasks import cross_entropy, make_task
+from fedjax_sim.runtime.simulate import simulate
 
 
 class _BatchNormNet(nn.Module):

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from fedjax_sim import sweep
-from fedjax_sim.config_checks import ConfigError
-from fedjax_sim.config_files import load_config
+from fedjax_sim.config.checks import ConfigError
+from fedjax_sim.config.files import load_config
+from fedjax_sim.experiment import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,12 +83,12 @@ def test_a_sweep_runs_each_cell_once_records_divergence_and_reports(tmp_path, mo
     on_disk = json.loads((tmp_path / "sweep.json").read_text())
     assert [c["name"] for c in on_disk["cells"]] == [c["name"] for c in summary["cells"]]
 
-    import fedjax_sim.experiment
+    import fedjax_sim.experiment.run
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished or diverged cell ran again")
 
-    monkeypatch.setattr(fedjax_sim.experiment, "run_experiment", must_not_run)
+    monkeypatch.setattr(fedjax_sim.experiment.run, "run_experiment", must_not_run)
     again = sweep.run_sweep(config, str(tmp_path), progress=False, log=lambda line: None)
     assert again["cells"] == summary["cells"]
 

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 from test_experiment import smoke_config
 
-from fedjax_sim import experiment as experiment_lib
-from fedjax_sim.algorithm_configs import build_algorithm
-from fedjax_sim.config_checks import ConfigError
-from fedjax_sim.vector_sweep import hyperparameter_round, run_vectorized_sweep, with_values
+from fedjax_sim.config.build import build_algorithm
+from fedjax_sim.config.checks import ConfigError
+from fedjax_sim.experiment import run as experiment_lib
+from fedjax_sim.experiment.vector_sweep import (
+    hyperparameter_round,
+    run_vectorized_sweep,
+    with_values,
+)
 
 COMPARED = ("train_loss", "test_accuracy", "test_loss", "client_accuracy_mean")
 

@@ -1,5 +1,5 @@
 """XLA flags: the recommended ones per model, custom ones checked, and the private JAX API that
-says whether the backend started (isolated in `fedjax_sim.xla_flags`, checked here)."""
+says whether the backend started (isolated in `fedjax_sim.experiment.xla_flags`, checked here)."""
 
 import subprocess
 import sys
@@ -7,14 +7,14 @@ import sys
 import jax
 import pytest
 
-from fedjax_sim.config_checks import ConfigError
-from fedjax_sim.xla_flags import apply_xla_flags, check_xla_flags
+from fedjax_sim.config.checks import ConfigError
+from fedjax_sim.experiment.xla_flags import apply_xla_flags, check_xla_flags
 
 
 def test_backends_started_reports_the_backend_in_a_fresh_process():
     # If a JAX upgrade moves the private API, this fails here instead of flags being ignored.
     script = (
-        "from fedjax_sim.xla_flags import backends_started\n"
+        "from fedjax_sim.experiment.xla_flags import backends_started\n"
         "import jax.numpy as jnp\n"
         "before = backends_started()\n"
         "jnp.zeros(1).block_until_ready()\n"

@@ -22,7 +22,7 @@ choice: the paper's Algorithm 1 stamps the pulled model with the epoch that made
 which a fresh result would have ``t - tau = 1`` and every factor would shift by one. With one
 worker tau is always 0 and the delta rule is LocalSGD with K = 1 step for step.
 
-The clock. Job durations come from a speed model (`fedjax_sim.algorithms.speeds`); arrivals
+The clock. Job durations come from a speed model (`fedjax_sim.core.speeds`); arrivals
 are processed in time order (ties: the job that started first, then the lower worker id), in
 *waves*: a wave is the longest run of next arrivals in which no worker arrives twice, i.e.
 every arrival up to the first moment a worker that already arrived in the wave would arrive
@@ -47,12 +47,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
-from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
-from fedjax_sim.algorithms.speeds import make_job_durations
+from fedjax_sim.core.engine import Execution, map_clients
+from fedjax_sim.core.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.core.round import new_server_state, replicate_for_clients, shard_client_states
+from fedjax_sim.core.speeds import make_job_durations
+from fedjax_sim.core.tasks import Objective
 from fedjax_sim.data.client_data import ClientData, round_batch_plan
-from fedjax_sim.engine import Execution, map_clients
-from fedjax_sim.tasks import Objective
 
 STALENESS_SCALING = ("none", "polynomial")
 RULES = ("delta", "fedasync")

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_sim.algorithms.local import Algorithm, make_local_steps, training_metrics
+from fedjax_sim.core.local import Algorithm, make_local_steps, training_metrics
+from fedjax_sim.core.tasks import Task, cross_entropy
 from fedjax_sim.data.client_data import ClientData, client_batch_plan
-from fedjax_sim.tasks import Task, cross_entropy
 
 
 @flax.struct.dataclass

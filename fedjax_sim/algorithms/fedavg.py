@@ -11,7 +11,8 @@ Model state (BatchNorm statistics), ``model_state``:
   * ``"local"``: every client keeps its own statistics (per-client state); the global model's
     are its initial ones, and evaluation should use the clients' own (`personal_variables`).
   * ``"recompute"``: clients' statistics are dropped; the global model's are recomputed from
-    training data before each evaluation (`fedjax_sim.evaluation.make_statistics_recomputer`).
+    training data before each evaluation
+    (`fedjax_sim.runtime.evaluation.make_statistics_recomputer`).
 FedBN (``personal="norm"``): each client keeps its BatchNorm layers' parameters (scale and
 bias) AND statistics; they are never averaged (their server copy stays at its initial value).
 The BatchNorm layers are the modules that own model state (`batch_norm_parameters`), whatever
@@ -28,9 +29,10 @@ import optax
 from absl import logging
 from flax import traverse_util
 
-from fedjax_sim import aggregation
-from fedjax_sim.algorithms.local import Algorithm, make_local_steps
-from fedjax_sim.algorithms.round import (
+from fedjax_sim.core import aggregation
+from fedjax_sim.core.engine import Execution
+from fedjax_sim.core.local import Algorithm, make_local_steps
+from fedjax_sim.core.round import (
     ClientOutput,
     FederatedParts,
     ServerState,
@@ -38,9 +40,8 @@ from fedjax_sim.algorithms.round import (
     new_server_state,
     replicate_for_clients,
 )
-from fedjax_sim.algorithms.selection import Sampler, uniform
-from fedjax_sim.engine import Execution
-from fedjax_sim.tasks import Objective, Task, cross_entropy
+from fedjax_sim.core.selection import Sampler, uniform
+from fedjax_sim.core.tasks import Objective, Task, cross_entropy
 
 MODEL_STATE_MODES = ("average", "local", "recompute")
 PERSONAL = ("none", "norm")
@@ -113,7 +114,7 @@ def fedavg_parts(
     """FedAvg's parts (see the module docstring).
 
     Args:
-      objective: the local objective (`fedjax_sim.tasks.cross_entropy` for FedAvg).
+      objective: the local objective (`fedjax_sim.core.tasks.cross_entropy` for FedAvg).
       client_tx: the client optimizer.
       server_tx: the server optimizer, fed the negated aggregated delta.
       num_clients: K; needed when clients keep state (``model_state="local"``, ``personal``,
@@ -262,8 +263,8 @@ def fed_avg(
       client_axis, chunk_size, client_mesh, unroll_local_steps: the `Execution`.
       aggregator: defaults to `aggregation.weighted_mean`.
       augment: apply the task's training augmentation.
-      sampler: a `fedjax_sim.algorithms.selection` sampler (default: uniform).
-      local_work: `fedjax_sim.algorithms.round.local_steps_per_client` policy.
+      sampler: a `fedjax_sim.core.selection` sampler (default: uniform).
+      local_work: `fedjax_sim.core.round.local_steps_per_client` policy.
       **part_options: `fedavg_parts` options (``num_clients``, ``model_state``,
         ``personal``, ``client_optimizer_state``).
 

@@ -21,18 +21,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_sim import aggregation
 from fedjax_sim.algorithms.fedavg import mean_model_state
-from fedjax_sim.algorithms.local import make_local_steps
-from fedjax_sim.algorithms.round import (
+from fedjax_sim.core import aggregation
+from fedjax_sim.core.local import make_local_steps
+from fedjax_sim.core.objectives import with_linear_term, with_proximal_term
+from fedjax_sim.core.round import (
     ClientOutput,
     FederatedParts,
     ServerState,
     new_server_state,
     replicate_for_clients,
 )
-from fedjax_sim.objectives import with_linear_term, with_proximal_term
-from fedjax_sim.tasks import Objective
+from fedjax_sim.core.tasks import Objective
 
 
 def feddyn_parts(

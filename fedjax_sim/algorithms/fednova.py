@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import optax
 
 from fedjax_sim.algorithms.fedavg import fedavg_parts
-from fedjax_sim.algorithms.round import FederatedParts
-from fedjax_sim.tasks import Objective
+from fedjax_sim.core.round import FederatedParts
+from fedjax_sim.core.tasks import Objective
 
 
 def momentum_steps_norm(steps, momentum: float):

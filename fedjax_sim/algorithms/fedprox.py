@@ -11,9 +11,9 @@ import jax
 import optax
 
 from fedjax_sim.algorithms.fedavg import fedavg_parts
-from fedjax_sim.algorithms.round import FederatedParts
-from fedjax_sim.objectives import with_proximal_term
-from fedjax_sim.tasks import Objective
+from fedjax_sim.core.objectives import with_proximal_term
+from fedjax_sim.core.round import FederatedParts
+from fedjax_sim.core.tasks import Objective
 
 
 def fedprox_parts(

@@ -1,7 +1,7 @@
 """FedSeq (Zaccone et al. 2022, "Speeding up Heterogeneous Federated Learning with Sequentially
-Trained Superclients"): clients grouped into superclients (`fedjax_sim.superclients`); in each
-round S superclients are drawn, and each trains the global model through its members one after
-another, each member starting from the previous member's model; the server aggregates the
+Trained Superclients"): clients grouped into superclients (`fedjax_sim.algorithms.fedseq_groups`);
+in each round S superclients are drawn, and each trains the global model through its members one
+after another, each member starting from the previous member's model; the server aggregates the
 superclients' deltas as FedAvg does (same aggregator and server optimizer).
 
 Inside the one compiled round the superclients are the vectorized client axis (the round's
@@ -11,7 +11,7 @@ state, up to ``local_epochs`` passes); members padded into short superclients ar
 and change nothing. A superclient's delta is the sum of its members' deltas (final model minus
 global, to rounding), its weight the sum of their example counts.
 
-Keys follow `fedjax_sim.algorithms.round`: the member that is client k draws its batches
+Keys follow `fedjax_sim.core.round`: the member that is client k draws its batches
 and its training key as ``fold_in(key, k)`` of the round's batch and train keys (k the
 client's id, not its place in the superclient), so with superclients of one client each
 FedSeq runs exactly FedAvg's round.
@@ -24,9 +24,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from fedjax_sim import aggregation
-from fedjax_sim.algorithms.local import Algorithm, sum_metrics, training_metrics
-from fedjax_sim.algorithms.round import (
+from fedjax_sim.core import aggregation
+from fedjax_sim.core.engine import Execution, map_clients
+from fedjax_sim.core.local import Algorithm, sum_metrics, training_metrics
+from fedjax_sim.core.round import (
     ClientInput,
     ClientOutput,
     FederatedParts,
@@ -34,7 +35,6 @@ from fedjax_sim.algorithms.round import (
     client_info,
 )
 from fedjax_sim.data.client_data import ClientData, round_batch_plan, sample_clients
-from fedjax_sim.engine import Execution, map_clients
 
 ORDERS = ("fixed", "shuffle")
 
@@ -86,7 +86,7 @@ def fedseq_round(
       parts: the member work and the server update (`fedjax_sim.algorithms.fedavg.
         fedavg_parts` without per-client state).
       groups: ``[G, M]`` client ids of the superclients, padded with -1
-        (`fedjax_sim.superclients.group_clients`).
+        (`fedjax_sim.algorithms.fedseq_groups.group_clients`).
       superclients_per_round: S, drawn uniformly without replacement among the G.
       local_steps, batch_size, local_epochs: each member's J steps of B, at most E passes.
       order: ``"fixed"`` (the grouping's order) or ``"shuffle"`` (a new random order of each

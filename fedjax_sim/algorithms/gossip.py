@@ -19,7 +19,7 @@ acceleration this is asynchronous gossip SGD (AD-PSGD's pairwise averaging), the
 The event schedule is the reference code's deterministic one: every tick (one nominal gradient
 time), each worker that is due takes one gradient step, then ``R`` communication rounds
 follow, each a matching of the graph; events are ``1 / (R + 1)`` apart. Under a speed model
-(`fedjax_sim.algorithms.speeds`) a worker is due when its previous step's duration has
+(`fedjax_sim.core.speeds`) a worker is due when its previous step's duration has
 elapsed, so a straggler 4x slower steps every 4th tick while the others go on, averaging with
 whatever its neighbours hold: the asynchrony A2CiD2 is for. A worker takes at most one step per
 tick (durations are in ticks, at least one). Graphs: ``"ring"`` (alternately the even and the
@@ -37,13 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
 from fedjax_sim.algorithms.local_sgd import worker_divergence
-from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
-from fedjax_sim.algorithms.speeds import make_job_durations
+from fedjax_sim.core.engine import Execution, map_clients
+from fedjax_sim.core.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.core.round import new_server_state, replicate_for_clients, shard_client_states
+from fedjax_sim.core.speeds import make_job_durations
+from fedjax_sim.core.tasks import Objective
 from fedjax_sim.data.client_data import ClientData, round_batch_plan
-from fedjax_sim.engine import Execution, map_clients
-from fedjax_sim.tasks import Objective
 
 GOSSIP_GRAPHS = ("ring", "random_pairs")
 

@@ -48,7 +48,7 @@ Adaptive local steps, all under the static maximum H:
 
 Adaptive batch (`BatchGrowth`): the gradient noise scale B_simple is estimated each round from
 the K workers' gradients at the global model on their first batch
-(`fedjax_sim.algorithms.noise_scale`, one extra gradient per worker and round) and reported as
+(`fedjax_sim.core.noise_scale`, one extra gradient per worker and round) and reported as
 ``noise_scale``; with ``grow`` each worker's batch doubles up to the static ``batch_size``
 as ``B_simple / K`` rises (never shrinking), unused slots masked and the stream read on.
 """
@@ -62,15 +62,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_sim import aggregation
 from fedjax_sim.algorithms.fedavg import mean_model_state
-from fedjax_sim.algorithms.local import Algorithm, make_local_steps, sum_metrics, training_metrics
-from fedjax_sim.algorithms.noise_scale import grown_batch_size, init_noise_scale, update_noise_scale
-from fedjax_sim.algorithms.round import new_server_state, replicate_for_clients, shard_client_states
-from fedjax_sim.algorithms.speeds import make_job_durations
+from fedjax_sim.core import aggregation
+from fedjax_sim.core.engine import Execution, map_clients, split_batch
+from fedjax_sim.core.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.core.noise_scale import grown_batch_size, init_noise_scale, update_noise_scale
+from fedjax_sim.core.round import new_server_state, replicate_for_clients, shard_client_states
+from fedjax_sim.core.speeds import make_job_durations
+from fedjax_sim.core.tasks import Objective
 from fedjax_sim.data.client_data import ClientData, gather_batch, round_batch_plan
-from fedjax_sim.engine import Execution, map_clients, split_batch
-from fedjax_sim.tasks import Objective
 
 SYNC_MOMENTUM = ("reset", "keep", "average")
 H_SCHEDULES = ("constant", "post_local", "increasing", "adaptive")
@@ -222,7 +222,7 @@ def local_sgd(
     """The family of the module docstring as an `Algorithm` over a `ServerState`.
 
     Args:
-      objective: the inner loss (`fedjax_sim.tasks.cross_entropy`).
+      objective: the inner loss (`fedjax_sim.core.tasks.cross_entropy`).
       inner_tx: each worker's optimizer.
       outer_tx: the outer optimizer on the negated mean delta (``sgd(1.0)``: LocalSGD).
       num_workers: K; the `ClientData` has one client per worker and all take part.
@@ -238,7 +238,7 @@ def local_sgd(
         on their mean from the workers' shared inner state, which stays one state (post-local
         SGD's first phase, `post_local_rounds`); ``sync_momentum`` applies after them.
       durations: the speed model, ``durations(workers_K, jobs_K) -> [K]``
-        (`fedjax_sim.algorithms.speeds`); a round waits for its slowest worker. Default: 1.
+        (`fedjax_sim.core.speeds`); a round waits for its slowest worker. Default: 1.
       execution: the worker axis (vmap, map, mesh); speed and memory only.
 
     Returns:

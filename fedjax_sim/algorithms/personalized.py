@@ -9,7 +9,7 @@ Split methods share part of the model and keep the rest per client (`fedavg_part
     each part with its own client optimizer state (`alternating_updates`).
   * FedBABU (Oh et al. 2022): the head stays frozen at its random initialization for everyone
     (only the body is trained and averaged); clients fine-tune the whole model at evaluation
-    (`fedjax_sim.finetune`).
+    (`fedjax_sim.core.finetune`).
 Two-model methods keep a full personal copy ``v_k`` per client, trained beside the global
 ``w`` in the same local steps by one optimizer over the pair ``{"global": w, "personal": v}``
 (optax is per leaf, so this is two optimizers with the same settings); ``w``'s delta goes to
@@ -33,14 +33,14 @@ import jax.numpy as jnp
 import optax
 
 from fedjax_sim.algorithms.fedavg import fedavg_parts
-from fedjax_sim.algorithms.local import make_local_steps
-from fedjax_sim.algorithms.round import (
+from fedjax_sim.core.local import make_local_steps
+from fedjax_sim.core.round import (
     ClientOutput,
     FederatedParts,
     ServerState,
     replicate_for_clients,
 )
-from fedjax_sim.tasks import Objective
+from fedjax_sim.core.tasks import Objective
 
 PERSONALIZATION = ("fedper", "lg_fedavg", "fedrep", "fedbabu", "ditto", "apfl")
 

@@ -33,7 +33,7 @@ class Model(NamedTuple):
       inputs: what raw examples are: ``"images"`` (uint8 NHWC, normalized and augmented by the
         task), ``"tokens"`` (integer ids) or ``"features"`` (numeric vectors).
       cpu_client_axis: the client formulation measured fastest for this model on XLA:CPU
-        (`fedjax_sim.engine.resolve_client_axis`).
+        (`fedjax_sim.core.engine.resolve_client_axis`).
       cpu_unroll: ``unroll`` of the local-step scan on XLA:CPU.
     """
 

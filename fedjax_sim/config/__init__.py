@@ -1,0 +1,1 @@
+"""Experiment configs: defaults and presets, their checks, and the algorithm they build."""

@@ -1,0 +1,428 @@
+"""One experiment from a config: data, task, algorithm, `simulate`, and its files in a workdir.
+
+The CLI, the experiment scripts and the notebooks all call `run_experiment` (or its parts), so
+a run from a notebook is the same run as from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from fedjax_sim.algorithms.fedseq_groups import build_superclients
+from fedjax_sim.config.build import (
+    DISTRIBUTED_ALGORITHMS,
+    build_algorithm,
+    client_optimizer,
+    clients_per_round,
+    fit_algorithm_to_memory,
+)
+from fedjax_sim.config.checks import ConfigError, check_config, config_record
+from fedjax_sim.config.resume import check_resumable
+from fedjax_sim.core import attacks
+from fedjax_sim.core.engine import resolve_client_axis
+from fedjax_sim.core.finetune import client_variables, make_finetuner
+from fedjax_sim.core.local import Algorithm
+from fedjax_sim.core.round import per_client_state_bytes
+from fedjax_sim.core.tasks import Task, make_task
+from fedjax_sim.data import cifar100, digits, shakespeare
+from fedjax_sim.data.client_data import ClientData, pooled_client_data, train_client_data
+from fedjax_sim.data.dataset import (
+    FederatedDataset,
+    keep_test_examples,
+    label_matched_test_split,
+    set_aside_test_examples,
+)
+from fedjax_sim.data.synthetic import synthetic_images
+from fedjax_sim.experiment import seeds as seed_runs
+from fedjax_sim.runtime import ledger, multihost, outputs
+from fedjax_sim.runtime.evaluation import (
+    evaluation_metrics,
+    make_evaluator,
+    make_statistics_recomputer,
+    personalized_evaluation,
+    prefixed,
+)
+from fedjax_sim.runtime.simulate import simulate
+
+
+def load_dataset(data: ml_collections.ConfigDict) -> FederatedDataset:
+    """The federated dataset that ``data`` describes (see the configs for the fields).
+
+    Every random choice about it comes from ``data.seed``, never from the training seed.
+    """
+    seed = data.seed
+    if data.name == "shakespeare":
+        if data.get("leaf_train_dir"):
+            dataset = shakespeare.load_leaf_json(data.leaf_train_dir, data.leaf_test_dir)
+        else:
+            dataset = shakespeare.build_shakespeare(
+                data.get("texts_dir") or None,
+                cache_dir=data.cache_dir,
+                min_samples=data.min_samples,
+                seed=seed,
+            )
+        if data.num_clients > dataset.num_clients:
+            raise ConfigError(
+                f"data.num_clients={data.num_clients} exceeds the {dataset.num_clients} clients "
+                f"this data has (with data.min_samples={data.min_samples}); at most "
+                f"{dataset.num_clients}, or 0 for all"
+            )
+        if data.num_clients and data.num_clients < dataset.num_clients:
+            keep = np.sort(
+                np.random.default_rng(seed).choice(
+                    dataset.num_clients, data.num_clients, replace=False
+                )
+            )
+            dataset = dataset.select_clients(keep)
+        if data.partition == "iid":
+            dataset = shakespeare.iid_reshuffle(dataset, seed)
+        return dataset
+    if data.name == "digits":
+        return digits.make_federated_digits(
+            num_clients=data.num_clients,
+            partition=data.partition,
+            alpha=data.alpha,
+            test_fraction=data.test_fraction,
+            seed=seed,
+        )
+    if data.source == "synthetic":
+        arrays = synthetic_images(data.synthetic_train, data.synthetic_test, seed=seed)
+    else:
+        arrays = cifar100.load_cifar100(data.data_dir, source=data.source, download=data.download)
+    return cifar100.make_federated_cifar100(
+        arrays,
+        partition=data.partition,
+        num_clients=data.num_clients,
+        alpha=data.alpha,
+        classes_per_client=data.classes_per_client,
+        seed=seed,
+    )
+
+
+def subsample_test(dataset: FederatedDataset, max_examples: int, seed: int) -> FederatedDataset:
+    """Keeps at most ``max_examples`` test examples, so periodic evaluation stays cheap.
+
+    With a per-client test split every client keeps up to ``max_examples // K`` of its own test
+    examples (seeded), so per-client accuracy rests on every client's data; otherwise a seeded
+    uniform subset is kept.
+    """
+    n = len(dataset.test["y"])
+    if not max_examples or n <= max_examples:
+        return dataset
+    rng = np.random.default_rng(seed)
+    test_idx = dataset.test_client_indices
+    if test_idx is None:
+        keep = np.sort(rng.choice(n, max_examples, replace=False))
+    else:
+        cap = max(1, max_examples // len(test_idx))
+        keep = np.sort(
+            np.concatenate([rng.choice(idx, min(cap, len(idx)), replace=False) for idx in test_idx])
+        )
+    return keep_test_examples(dataset, keep)
+
+
+def attack_of(config: ml_collections.ConfigDict) -> str:
+    """The run's ``robust.attack``; "none" for configs without one (centralized runs)."""
+    return config.robust.attack if "robust" in config else "none"
+
+
+def bad_clients_of(config: ml_collections.ConfigDict, num_clients: int) -> np.ndarray:
+    """The ids of the run's bad clients (`fedjax_sim.core.attacks`), none without an attack."""
+    if attack_of(config) == "none" or config.algorithm == "centralized":
+        return np.zeros(0, np.int64)
+    return attacks.choose_bad_clients(num_clients, config.robust.bad_fraction, config.data.seed)
+
+
+def build_task(
+    config: ml_collections.ConfigDict, num_classes: int, image_shape: tuple | None = None
+) -> Task:
+    """The task of ``config.model`` (built by `fedjax_sim.models.registry`); image models are
+    built for ``image_shape`` (HWC of the data) when given."""
+    fields = dict(config.model)
+    if image_shape is not None:
+        fields["image_shape"] = tuple(image_shape)
+    return make_task(config.model.name, num_classes, augment=config.data.augment, **fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything `run_experiment` builds before the first round (handy in notebooks)."""
+
+    config: ml_collections.ConfigDict
+    dataset: FederatedDataset
+    clients: ClientData
+    task: Task
+    algorithm: Algorithm
+    initial_state: Any
+    key: jax.Array
+    evaluate: Any
+    superclients: np.ndarray | None = None  # FedSeq's [G, M] groups (-1: padding)
+    # seed -> (initial state, data key, evaluate) of the same experiment under another
+    # training seed (``config.seed``'s equal the fields above): the runs of ``num_seeds``.
+    seeded: Callable[[int], tuple] | None = None
+
+
+def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
+    """Checks ``config`` and builds data, task, algorithm and the initial state."""
+    check_config(config)
+    dataset = load_dataset(config.data)
+    exemplars = None
+    fedseq = config.algorithm == "fedseq"
+    if fedseq and config.fedseq.estimate == "confidence":  # the server's exemplars
+        exemplars, dataset = set_aside_test_examples(
+            dataset, config.fedseq.exemplars, config.data.seed
+        )
+    if config.data.test_per_client:  # each client's own test set, with its label distribution
+        dataset = label_matched_test_split(dataset, config.data.test_per_client, config.data.seed)
+    dataset = subsample_test(dataset, config.eval_max_examples, config.data.seed)
+    bad_clients = bad_clients_of(config, dataset.num_clients)
+    if bad_clients.size:
+        dataset = attacks.corrupt_dataset(
+            dataset, config.robust.attack, bad_clients, seed=config.data.seed,
+            noise_std=config.robust.noise_std, sensor_fraction=config.robust.sensor_fraction,
+        )  # fmt: skip
+    is_centralized = config.algorithm == "centralized"
+    clients = pooled_client_data(dataset) if is_centralized else train_client_data(dataset)
+    if bad_clients.size or attack_of(config) in attacks.UPDATE_ATTACKS:  # reaches updates
+        flags = attacks.bad_client_flags(dataset.num_clients, bad_clients)
+        clients = clients.replace(attributes={**clients.attributes, "bad": jnp.asarray(flags)})
+    x = dataset.train["x"]
+    task = build_task(config, dataset.num_classes, x.shape[1:] if x.ndim == 4 else None)
+    init_key, data_key = jax.random.split(jax.random.key(config.seed))
+    initial_variables = task.model.init(init_key)
+    groups = None
+    if fedseq:
+        groups = build_superclients(
+            config, task, dataset, clients, tx=client_optimizer(config),
+            initial_variables=initial_variables,
+            exemplars_x=None if exemplars is None else exemplars["x"],
+            key=jax.random.fold_in(jax.random.key(config.seed), 0x5EC),
+        )  # fmt: skip
+    algorithm = build_algorithm(config, task, dataset.num_clients, superclients=groups)
+    state = algorithm.init(initial_variables)
+    algorithm = fit_algorithm_to_memory(
+        config, task, clients, state, data_key, algorithm, superclients=groups
+    )
+    evaluator = make_evaluator(task, config.eval_batch_size)
+    personal_of = algorithm.personal  # None: every client uses the global model
+    finetune = None
+    if not is_centralized and config.finetune.steps:
+        finetune = make_finetuner(
+            task, client_optimizer(config),
+            personal_of or (lambda state, k: {"params": state.params, "state": state.model_state}),
+            steps=config.finetune.steps, batch_size=config.client.batch_size,
+            augment=config.data.augment, client_axis=resolve_client_axis(
+                config.client_axis, task.model, clients=clients.num_clients),
+        )  # fmt: skip
+    per_client = config.algorithm not in ("centralized", *DISTRIBUTED_ALGORITHMS)  # IID shards
+
+    recompute_from, recompute = None, None
+    if not is_centralized and config.model_state == "recompute":
+        # BatchNorm statistics from eval_batch_size training examples, drawn once (data.seed)
+        rng = np.random.default_rng(config.data.seed)
+        n = len(dataset.train["y"])
+        keep = np.sort(rng.choice(n, min(n, config.eval_batch_size), replace=False))
+        recompute_from, recompute = dataset.train["x"][keep], make_statistics_recomputer(task)
+
+    def evaluate_with(finetune_key):
+        return lambda state: evaluate(state, finetune_key)
+
+    def evaluate(state, finetune_key):
+        state = multihost.local_copy(state)  # each process evaluates its own copy
+        variables = {"params": state.params, "state": state.model_state}
+        if recompute_from is not None and jax.tree.leaves(state.model_state):
+            variables["state"] = recompute(variables, recompute_from)
+        loss, correct, _ = evaluator(variables, dataset.test)
+        metrics = evaluation_metrics(dataset, loss, correct, per_client=per_client)
+        if personal_of is not None:  # each client's own model (FedBN, FedPer, Ditto, ...)
+            own = personalized_evaluation(evaluator, dataset, lambda k: personal_of(state, k))
+            metrics.update(prefixed(own, "personal"))
+        if finetune is not None:  # each client's model after finetune.steps on its own data
+            tuned = finetune(state, clients, jax.random.fold_in(finetune_key, state.round))
+            own = personalized_evaluation(evaluator, dataset,
+                                          lambda k: client_variables(tuned, k))  # fmt: skip
+            metrics.update(prefixed(own, "finetuned"))
+        return metrics
+
+    def evaluate_of(seed: int):
+        return evaluate_with(jax.random.fold_in(jax.random.key(seed), 0xF1E))  # apart from both
+
+    def seeded(seed: int):
+        init_key, data_key = jax.random.split(jax.random.key(seed))
+        return algorithm.init(task.model.init(init_key)), data_key, evaluate_of(seed)
+
+    return Experiment(
+        config, dataset, clients, task, algorithm, state, data_key, evaluate_of(config.seed),
+        groups, seeded,
+    )  # fmt: skip
+
+
+def cost_model(experiment: Experiment) -> ledger.CostModel:
+    """The ledger's `fedjax_sim.runtime.ledger.CostModel` of ``experiment``: FLOPs per example
+    by XLA's cost analysis of a training step at the run's batch size, the model's bytes, the
+    workers of a synchronization, the config's speeds."""
+    config = experiment.config
+    if config.algorithm == "centralized":
+        batch, workers = config.micro_batch_size or config.batch_size, 1
+    else:
+        batch = config.client.batch_size
+        workers = clients_per_round(config, experiment.clients.num_clients)
+    train = experiment.dataset.train
+    take = np.arange(batch) % len(train["y"])
+    example = {"x": train["x"][take], "y": train["y"][take]}
+    state = experiment.initial_state
+    variables = {"params": state.params, "state": state.model_state}
+    topology = config.ledger.topology
+    if topology == "auto":
+        topology = {"localsgd": "allreduce", "gossip": "gossip"}.get(config.algorithm, "server")
+    return ledger.CostModel(
+        # Ditto and APFL train two models per step (global and personal)
+        flops_per_example=ledger.training_flops_per_example(experiment.task, variables, example)
+        * (2 if config.algorithm in ("ditto", "apfl") else 1),
+        parameter_bytes=ledger.parameter_bytes(state.params),
+        workers=workers,
+        train_examples=len(train["y"]),
+        topology=topology,
+        copies=2 if config.algorithm == "scaffold" else 1,  # the control variate travels too
+        worker_flops_per_s=config.ledger.worker_tflops * 1e12,
+        bandwidth_bytes_per_s=config.ledger.bandwidth_gbps * 1e9 / 8,
+        latency_s=config.ledger.latency_ms * 1e-3,
+    )
+
+
+def local_parameters(state) -> list[str]:
+    """The "/"-joined paths of the parameters each client keeps and the server never averages
+    (FedBN's BatchNorm layers, FedPer's head, ...); empty when there are none."""
+    clients = getattr(state, "clients", None)
+    return list(clients.get("params", {})) if isinstance(clients, dict) else []
+
+
+def _check_workdir(workdir: str, resolved: dict) -> None:
+    """Refuses a workdir that is not a writable directory, or that holds another run."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file, not a directory")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--workdir {workdir}: cannot create it: {error.strerror}") from error
+    if not os.access(workdir, os.W_OK):
+        raise ConfigError(f"--workdir {workdir} is not writable")
+    config_path = os.path.join(workdir, "config.json")
+    if os.path.exists(config_path):
+        try:
+            with open(config_path) as f:
+                previous = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ConfigError(
+                f"{config_path} is unreadable ({error}); use a new --workdir"
+            ) from error
+        check_resumable(previous, resolved, workdir)
+
+
+def run_experiment(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+):
+    """Runs (or resumes) the experiment of ``config`` in ``workdir``.
+
+    Writes ``config.json``, ``dataset.json`` (statistics, and the `local_parameters` of
+    algorithms that keep some), ``metrics.jsonl``, ``metrics.csv`` (with the cumulative
+    `fedjax_sim.runtime.ledger` counters), ``curves.png``, ``ledger.png`` (accuracy against epochs,
+    bytes and simulated time), ``params.msgpack`` (final parameters) and orbax checkpoints
+    under ``checkpoints/``; running again on the same ``workdir`` resumes from the last checkpoint
+    (`fedjax_sim.config.resume.check_resumable` says which config changes it accepts).
+
+    Args:
+      config: the experiment (checked by `check_config`).
+      workdir: the run's directory.
+      progress: show a progress bar.
+      log: receives one line describing the data before training (default: absl logging).
+
+    Returns:
+      ``(state, history)`` as `fedjax_sim.runtime.simulate.simulate`.
+
+    Raises:
+      ConfigError, DataError: bad config values, workdir or data (one-line messages).
+      DivergenceError: training metrics or parameters became NaN/inf (unless ``allow_nan``).
+    """
+    check_config(config)
+    resolved = config_record(config)
+    _check_workdir(workdir, resolved)
+    experiment = build_experiment(config)
+    summary = outputs.dataset_summary(experiment.dataset)
+    state_bytes = per_client_state_bytes(experiment.initial_state)
+    summary["per_client_state_bytes"] = state_bytes
+    if attack_of(config) != "none":
+        bad = bad_clients_of(config, experiment.dataset.num_clients)
+        summary["attack"] = {
+            "name": config.robust.attack,
+            "bad_fraction": config.robust.bad_fraction,
+            "bad_clients": [int(k) for k in bad],
+            "bad_client_names": [experiment.dataset.client_ids[k] for k in bad],
+        }
+    if experiment.superclients is not None:
+        summary["superclients"] = [
+            [int(k) for k in group if k >= 0] for group in experiment.superclients
+        ]
+    local = local_parameters(experiment.initial_state)
+    if local:
+        summary["local_parameters"] = local
+    writer = multihost.is_writer()
+    (log if log and writer else logging.info)(
+        f"{summary['name']}: {summary['clients']} clients, {summary['train_examples']:,} "
+        f"training examples; evaluating on {summary['test_examples']:,} test examples"
+        + (f"; per-client state {state_bytes / 1e6:,.1f} MB" if state_bytes else "")
+        + (f"; {len(local)} parameter leaves stay local (dataset.json)" if local else "")
+    )
+    if writer:
+        outputs.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
+        outputs.write_json_atomic(os.path.join(workdir, "dataset.json"), summary)
+
+    costs = cost_model(experiment)
+    syncs_per_round = 0.0 if config.algorithm == "centralized" else 1.0
+
+    if config.num_seeds > 1:
+        return seed_runs.run_seeds(config, workdir, experiment, costs, syncs_per_round, progress)
+
+    def on_record(history):
+        ledger.annotate(history, costs, syncs_per_round)
+        if writer:
+            outputs.write_metrics(workdir, history)
+
+    state, history = simulate(
+        experiment.algorithm.round_fn,
+        experiment.clients,
+        config.rounds,
+        state=experiment.initial_state,
+        key=experiment.key,
+        evaluate=experiment.evaluate,
+        eval_every=config.eval_every,
+        checkpoint_dir=os.path.join(workdir, "checkpoints"),
+        checkpoint_every=config.checkpoint_every,
+        on_record=on_record,
+        progress=progress,
+        allow_nan=config.allow_nan,
+        rounds_per_call=config.rounds_per_call,
+    )
+    ledger.annotate(history, costs, syncs_per_round)
+    params = multihost.local_copy(state.params)
+    if writer:  # only process 0 writes; every process ran the same rounds
+        outputs.write_metrics(workdir, history)
+        outputs.write_params(os.path.join(workdir, "params.msgpack"), params)
+        title = f"{config.algorithm} on {config.data.name}"
+        outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
+        outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
+    return state, history

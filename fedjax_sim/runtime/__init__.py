@@ -1,0 +1,1 @@
+"""Running rounds: the simulate loop, checkpoints, evaluation, the ledger and the outputs."""
