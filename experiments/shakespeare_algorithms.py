@@ -11,8 +11,9 @@ percentile, wall time) and OUT.png (test accuracy and the per-client 10th percen
 rounds). ``--smoke`` runs the smoke variants instead (seconds each), for testing the script.
 ``--only FedAdam,SCAFFOLD`` reruns the rows whose names start with those; the other rows are
 read from their recorded metrics (``OUT/<run>.jsonl``) and wall times (``OUT/walls.json``),
-which every run refreshes. A wall time recorded as a string (``"807*"``) was measured with
-other work on the machine; the table says so under it.
+which every run refreshes; ``--report-only`` reruns nothing and redraws from those. A wall
+time recorded as a string (``"807*"``) was measured with other work on the machine; the table
+says so under it.
 """
 
 from __future__ import annotations
@@ -111,21 +112,26 @@ def main():
     parser.add_argument("--out", default="experiments/results/shakespeare_algorithms")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated row-name prefixes to rerun")
+    parser.add_argument("--report-only", action="store_true", help="rerun nothing; redraw")
     args = parser.parse_args()
     prefixes = [p for p in args.only.split(",") if p]
     chosen = [n for n in RUNS if not prefixes or any(n.startswith(p) for p in prefixes)]
     if not chosen:
         parser.error(f"--only {args.only!r} names no row; rows: {', '.join(RUNS)}")
-    walls = {}
-    for name in chosen:
-        print(f"== {name}", flush=True)
-        walls[name] = run(args.runs, name, args.smoke)
-    record(args, chosen, walls)
+    if not args.report_only:
+        walls = {}
+        for name in chosen:
+            print(f"== {name}", flush=True)
+            walls[name] = run(args.runs, name, args.smoke)
+        record(args, chosen, walls)
     rows = [
         "| algorithm | test accuracy | test loss | client accuracy mean / p10 | wall (s) |",
         "|---|---|---|---|---|",
     ]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    # tab20's dark shades, then its light ones: one colour per run in both panels, never reused
+    palette = matplotlib.colormaps["tab20"].colors
+    colours = {name: palette[(2 * i) % 20 + (2 * i) // 20] for i, name in enumerate(RUNS)}
     for name in RUNS:
         if (recorded := recorded_run(args, name)) is None:
             continue  # never run into this OUT
@@ -138,8 +144,9 @@ def main():
         )
         rounds = [m["round"] for m in metrics]
         style = "--" if "per call" in name else "-"
-        left.plot(rounds, [m["test_accuracy"] for m in metrics], style, label=name)
-        right.plot(rounds, [m["client_accuracy_p10"] for m in metrics], style, label=name)
+        plot = {"label": name, "color": colours[name]}
+        left.plot(rounds, [m["test_accuracy"] for m in metrics], style, **plot)
+        right.plot(rounds, [m["client_accuracy_p10"] for m in metrics], style, **plot)
     left.set(xlabel="round", ylabel="test accuracy", title="next-character test accuracy")
     right.set(xlabel="round", ylabel="accuracy", title="per-client accuracy, 10th percentile")
     left.legend(fontsize=7)
