@@ -124,6 +124,9 @@ class AlgorithmEntry:
       robust_aggregation: takes ``robust.aggregator`` other than "mean".
       inner_schedule: takes ``client.schedule`` other than "constant" (a per-round inner
         learning rate).
+      superclients: its round runs over groups of clients built before it from the data and
+        the initial model (`fedjax_sim.algorithms.fedseq_groups.build_superclients`), passed to
+        ``build`` as ``superclients``.
       per_client_data: its clients' data is their own (False: IID shards of the training set
         for the workers).
     """
@@ -141,6 +144,7 @@ class AlgorithmEntry:
     weighting: str = "examples"
     robust_aggregation: bool = False
     inner_schedule: bool = False
+    superclients: bool = False
 
     @property
     def per_client_data(self) -> bool:
@@ -731,6 +735,7 @@ ALGORITHMS: dict[str, AlgorithmEntry] = _entries(
         check_group=_check_fedseq_group,
         check=_check_fedseq,
         robust_aggregation=True,
+        superclients=True,
     ),
     AlgorithmEntry(
         "localsgd",
@@ -779,6 +784,12 @@ ALGORITHMS: dict[str, AlgorithmEntry] = _entries(
 def names(family: str | None = None) -> tuple[str, ...]:
     """The registered algorithms (of ``family``), in registry order."""
     return tuple(n for n, e in ALGORITHMS.items() if family is None or e.family == family)
+
+
+def is_centralized(name: str) -> bool:
+    """Whether ``name`` is a registered algorithm of the centralized family."""
+    entry = ALGORITHMS.get(name)
+    return entry is not None and entry.family == "centralized"
 
 
 def get(name: str) -> AlgorithmEntry:

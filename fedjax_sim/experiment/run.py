@@ -177,7 +177,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     check_config(config)
     dataset = load_dataset(config.data)
     exemplars = None
-    fedseq = config.algorithm == "fedseq"
+    fedseq = registry.get(config.algorithm).superclients
     if fedseq and config.fedseq.estimate == "confidence":  # the server's exemplars
         exemplars, dataset = set_aside_test_examples(
             dataset, config.fedseq.exemplars, config.data.seed
