@@ -1,6 +1,7 @@
 """The algorithm registry (`fedjax_sim.config.registry`): every entry's smoke config checks and
-builds, every numeric field of its group is refused out of range by name, and no module outside
-`fedjax_sim.algorithms` and the registry branches on an algorithm's name."""
+builds (and, marked slow, runs two rounds, and runs a vectorized sweep over each field it
+declares vectorizable), every numeric field of its group is refused out of range by name, and
+no module outside `fedjax_sim.algorithms` and the registry branches on an algorithm's name."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from fedjax_sim.config.checks import ConfigError, check_config
 from fedjax_sim.config.files import load_config
 from fedjax_sim.data import cifar100, digits
 from fedjax_sim.data.shakespeare import LEAF_VOCABULARY
-from fedjax_sim.experiment.run import build_task
+from fedjax_sim.experiment.run import build_task, run_experiment
+from fedjax_sim.experiment.vector_sweep import run_vectorized_sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAMES = list(registry.ALGORITHMS)
@@ -134,3 +136,40 @@ def test_the_scan_finds_a_comparison(tmp_path):
     compares = [n for n in ast.walk(tree) if isinstance(n, ast.Compare)]
     assert [_names_in(c.comparators[0]) for c in compares] == [["fedavg"], ["gossip"]]
     assert all(_is_algorithm(c.left) for c in compares)
+
+
+def _short(name: str, shakespeare_cache: str, **fields):
+    config = smoke_config(name)
+    config.rounds, config.eval_every, config.checkpoint_every = 2, 1, 1
+    if config.data.name == "shakespeare":
+        config.data.cache_dir = shakespeare_cache
+    for field, value in fields.items():
+        *path, last = field.split(".")
+        node = config
+        for key in path:
+            node = node[key]
+        node[last] = value
+    return config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_smoke_config_runs(name, shakespeare_cache, tmp_path):
+    config = _short(name, shakespeare_cache)
+    _, history = run_experiment(config, str(tmp_path / "run"), progress=False)
+    assert len(history) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,field", [(n, f) for n, e in registry.ALGORITHMS.items() for f in e.vectorizable]
+)
+def test_declared_vectorizable_field_runs_as_one_sweep(name, field, shakespeare_cache, tmp_path):
+    group, key = field.split(".")
+    default = registry.ALGORITHMS[name].defaults()[key]
+    config = _short(
+        name, shakespeare_cache, sweep_vectorized=True, sweep=f"{field}={default},{default / 2}"
+    )
+    summary = run_vectorized_sweep(config, str(tmp_path / "grid"), progress=False, log=print)
+    assert len(summary["cells"]) == 2
+    assert all(cell["finished"] for cell in summary["cells"])
