@@ -10,7 +10,8 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-from fedjax_sim.config.checks import DISTRIBUTED_ALGORITHMS, ConfigError
+from fedjax_sim.config import registry
+from fedjax_sim.config.checks import ConfigError
 
 VARIANTS = ("smoke",)
 
@@ -54,7 +55,10 @@ def _data(name: str) -> ml_collections.ConfigDict:
 
 
 def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
-    """Defaults shared by every config of ``dataset`` and ``algorithm``."""
+    """Defaults shared by every config of ``dataset`` and ``algorithm``; the algorithms' groups
+    come from their `fedjax_sim.config.registry` entries."""
+    # an unknown name gets a federated config, which check_config then refuses by name
+    family = registry.ALGORITHMS[algorithm].family if algorithm in registry.ALGORITHMS else None
     config = ml_collections.ConfigDict()
     config.algorithm = algorithm
     config.seed = 0  # model initialization and the rounds' sampling; the data has data.seed
@@ -85,7 +89,7 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # network for centralized and distributed runs, a phone on a mobile link for federated ones.
     # topology "auto": a parameter server for federated runs, a ring all-reduce for
     # distributed ones ("server", "allreduce").
-    data_center = algorithm in ("centralized", *DISTRIBUTED_ALGORITHMS)
+    data_center = family not in ("federated", None)
     config.ledger = ml_collections.ConfigDict(
         {
             "topology": "auto",
@@ -115,31 +119,10 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "mlp_ratio": 2,
         }
     )
-    if algorithm == "centralized":
+    if family == "centralized":
         config.batch_size = 64
-        config.optimizer = ml_collections.ConfigDict(
-            {
-                "name": "sgd",
-                "learning_rate": 0.05,
-                "momentum": 0.9,
-                "weight_decay": 5e-4,
-                "eps": config_dict.placeholder(float),  # None: the optimizer's default
-                # constant, cosine, warmup_cosine, poly, warmup_poly (power decay_power)
-                "schedule": "cosine",
-                # The schedule's horizon in steps (0: rounds). Set it to lengthen a finished
-                # run with its schedule unchanged.
-                "schedule_steps": 0,
-                "warmup_steps": 0,  # warmup_cosine, warmup_poly
-                "decay_power": 2.0,  # poly, warmup_poly (LARS's paper: 2)
-                # learning_rate is tuned at base_batch_size and scaled to batch_size by this
-                # rule: "none", "linear" (Goyal et al. 2017) or "sqrt" (LAMB's paper)
-                "lr_scaling": "none",
-                "base_batch_size": 64,
-                # no weight decay and no LARS/LAMB trust ratio on biases and norm scales; None:
-                # the papers' choice, True for lars, optax_lars and lamb, False for the others
-                "exclude_bias_and_norm": config_dict.placeholder(bool),
-            }
-        )
+        entry = registry.ALGORITHMS[algorithm]
+        config[entry.group] = entry.defaults()
         # Gradient accumulation: batch_size examples per optimizer step, in micro-batches of
         # this size (0: one batch); memory is that of one micro-batch.
         config.micro_batch_size = 0
@@ -211,7 +194,10 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # BatchNorm statistics: "average" (with the weights), "local" (each client keeps its own),
     # "recompute" (dropped after each round; recomputed from training data to evaluate).
     config.model_state = "average"
-    config.fedprox = ml_collections.ConfigDict({"mu": 0.01})
+    # Every algorithm's group (config.fedprox, config.scaffold, ..., config.gossip), whatever
+    # the algorithm, so that --config.algorithm may switch between them.
+    for group, owner in registry.trained_groups().items():
+        config[group] = owner.defaults()
     # How the server combines the client deltas (fedavg, fedbn, fedprox): "mean"
     # (weighted), "median" and "trimmed_mean" (coordinate-wise, trim_fraction from each end),
     # "norm_clipping" (each delta to norm <= max_norm, then the mean), "krum" (byzantine: the
@@ -225,59 +211,9 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
          "krum_selected": 1, "attack": "none", "bad_fraction": 0.0, "attack_scale": 1.0,
          "noise_std": 0.3, "sensor_fraction": 0.3}
     )  # fmt: skip
-    config.scaffold = ml_collections.ConfigDict({"option": "II"})
-    config.feddyn = ml_collections.ConfigDict({"alpha": 0.01})
-    # Personalization (fedjax_sim.algorithms.personalized): head "auto" (the output layer) or
-    # top-level layer names for fedper / lg_fedavg / fedrep / fedbabu; FedRep's head-only
-    # steps per round; Ditto's lambda; APFL's mixing alpha.
-    config.personal = ml_collections.ConfigDict(
-        {"head": "auto", "head_steps": 4, "ditto_lambda": 0.1, "apfl_alpha": 0.5}
-    )
     # Evaluation also reports each client's model fine-tuned for `steps` local steps (client
     # optimizer, batch size) on its training data (finetuned_*); 0: off. FedBABU needs it.
     config.finetune = ml_collections.ConfigDict({"steps": 0})
-    # algorithm="fedseq" (fedjax_sim.algorithms.fedseq_groups; clients_per_round = superclients
-    # per round):
-    # each client's label distribution estimate ("labels", or "confidence": the mean softmax on
-    # `exemplars` test examples, set aside, of the initial model after estimate_steps local
-    # steps), grouper "random", "greedy_kl" or "kmeans", a superclient closed at max_clients
-    # members or min_examples examples (0: no example limit), members trained in "fixed" or
-    # "shuffle" order, each for client.local_steps (at most client.local_epochs passes).
-    config.fedseq = ml_collections.ConfigDict(
-        {"estimate": "labels", "estimate_steps": 10, "exemplars": 100, "grouper": "greedy_kl",
-         "max_clients": 5, "min_examples": 0, "order": "fixed"}
-    )  # fmt: skip
-    # algorithm="localsgd" (K = data.num_clients workers, all in every round; H =
-    # client.local_steps; outer optimizer = server.*): what the workers' inner optimizer state
-    # does at a sync ("reset", "keep", "average"; None: "keep" for post_local, as torch's
-    # PostLocalSGDOptimizer, else "reset"), and the H schedule ("constant"; "post_local": 1
-    # for the first switch_step rounds, then H). Before post-local SGD's switch, before_switch
-    # "gradients" (torch's) runs synchronous SGD: the workers' gradients averaged, one shared
-    # inner state, and the models averaged after the first local step too; "models": each
-    # worker steps on its own gradient and the models are averaged.
-    # "increasing": H = initial_steps doubled every double_every rounds; "adaptive": from
-    # initial_steps, doubled while the workers' divergence < divergence_threshold, halved
-    # above twice it (fedjax_sim.algorithms.local_sgd). batch_schedule "noise_scale": each
-    # worker's batch starts at initial_batch_size and grows with the gradient noise scale up
-    # to client.batch_size; noise_scale True only estimates and reports B_simple.
-    config.localsgd = ml_collections.ConfigDict(
-        {
-            "sync_momentum": config_dict.placeholder(str),
-            "schedule": "constant",
-            "switch_step": 0,
-            "before_switch": "gradients",
-            "initial_steps": 1,
-            "double_every": 1,
-            "divergence_threshold": 0.01,
-            "batch_schedule": "constant",
-            "initial_batch_size": 0,
-            "noise_scale": False,
-            "noise_decay": 0.9,
-            # with client.schedule: the outer step on the pseudo-gradient / the round's inner
-            # rate, times it (fairscale's SlowMo); False: the raw pseudo-gradient (DiLoCo).
-            "normalize_outer": False,
-        }
-    )
     # How long each worker's jobs take (fedjax_sim.core.speeds): "fixed", "lognormal"
     # (sigma), "straggler" (straggler_fraction of the workers, slowdown times slower), "given"
     # (durations: one positive number per worker, e.g. "1,1,2,4"). The synchronous family
@@ -286,21 +222,6 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
         {"model": "fixed", "sigma": 0.5, "straggler_fraction": 0.25, "slowdown": 4.0,
          "durations": config_dict.placeholder(str)}
     )  # fmt: skip
-    # algorithm="asyncsgd" (a parameter server; workers as for localsgd, whose sync_momentum
-    # "reset"/"keep" says whether a worker keeps its inner optimizer state across its jobs):
-    # staleness_scaling "none" or "polynomial" (s = (1 + tau)^-staleness_exponent, tau the
-    # server updates since the worker pulled); rule "delta" (x += s delta, the delta from the
-    # pulled model) or "fedasync" (Xie et al. 2019: x = (1 - a) x + a x_new, a = mixing * s).
-    config.asynchronous = ml_collections.ConfigDict(
-        {"staleness_scaling": "none", "staleness_exponent": 0.5, "rule": "delta", "mixing": 0.6}
-    )
-    # algorithm="gossip" (decentralized; client.* is each worker's optimizer, client.local_steps
-    # the gradient steps per round): graph "ring" or "random_pairs", communications pairwise
-    # averagings per gradient step, accelerate: A2CiD2's continuous momentum (False: plain
-    # gossip SGD, its baseline).
-    config.gossip = ml_collections.ConfigDict(
-        {"graph": "ring", "communications": 1, "accelerate": True}
-    )
     # "vmap", "map", "chunked", "sequential" or "auto" (fastest per backend and model)
     config.client_axis = "auto"
     config.chunk_size = 0

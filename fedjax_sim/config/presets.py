@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from fedjax_sim.config import registry
 from fedjax_sim.config.defaults import base_config, variant
 
 
@@ -62,7 +63,7 @@ def digits_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDict
     config = base_config("digits", algorithm)
     config.data.num_clients = 8
     config.eval_batch_size = 400
-    if algorithm == "centralized":
+    if registry.is_centralized(algorithm):
         config.batch_size = 128
         config.optimizer.weight_decay = 0.0
         config.optimizer.learning_rate = 0.05
@@ -86,7 +87,7 @@ def digits_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDict
         config.eval_every = 2
         config.checkpoint_every = 2
         config.rounds = 4
-        if algorithm == "centralized":
+        if registry.is_centralized(algorithm):
             config.batch_size = 32
         else:
             config.client.batch_size = 8
@@ -102,7 +103,7 @@ def cifar100_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDi
     config = base_config("cifar100", algorithm)
     config.data.partition = "iid"
     config.data.num_clients = 8
-    if algorithm == "centralized":
+    if registry.is_centralized(algorithm):
         opt = config.optimizer
         config.batch_size, config.micro_batch_size = 4096, 256
         opt.name, opt.learning_rate, opt.momentum, opt.weight_decay = "lars", 2.0, 0.9, 5e-4
@@ -127,7 +128,7 @@ def cifar100_workers(algorithm: str, arg: str | None) -> ml_collections.ConfigDi
         config.data.num_clients = 2
         config.rounds = 4
         config.eval_every = config.checkpoint_every = 2
-        if algorithm == "centralized":
+        if registry.is_centralized(algorithm):
             config.batch_size, config.micro_batch_size = 32, 16
             config.optimizer.warmup_steps = 1
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fedjax_sim.algorithms.local_sgd import resolved_sync_momentum
+from fedjax_sim.config import registry
 from fedjax_sim.config.checks import require
 from fedjax_sim.core.optimizers import SCHEDULES, excludes_bias_and_norm
 
@@ -143,7 +144,9 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
             f"learning rate over {old['rounds']} rounds and this config over {new['rounds']}, "
             "so it would resume mid-way through another schedule; use a new --workdir",
         )
-    if new.get("optimizer.schedule") not in _HORIZON_SCHEDULES or new["algorithm"] != "centralized":
+    if new.get("optimizer.schedule") not in _HORIZON_SCHEDULES or not registry.is_centralized(
+        new["algorithm"]
+    ):
         return
     old_horizon = old.get(horizon_field) or old["rounds"]
     new_horizon = new.get(horizon_field) or new["rounds"]

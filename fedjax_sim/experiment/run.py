@@ -19,8 +19,8 @@ import numpy as np
 from absl import logging
 
 from fedjax_sim.algorithms.fedseq_groups import build_superclients
+from fedjax_sim.config import registry
 from fedjax_sim.config.build import (
-    DISTRIBUTED_ALGORITHMS,
     build_algorithm,
     client_optimizer,
     clients_per_round,
@@ -138,7 +138,7 @@ def attack_of(config: ml_collections.ConfigDict) -> str:
 
 def bad_clients_of(config: ml_collections.ConfigDict, num_clients: int) -> np.ndarray:
     """The ids of the run's bad clients (`fedjax_sim.core.attacks`), none without an attack."""
-    if attack_of(config) == "none" or config.algorithm == "centralized":
+    if attack_of(config) == "none" or registry.get(config.algorithm).family == "centralized":
         return np.zeros(0, np.int64)
     return attacks.choose_bad_clients(num_clients, config.robust.bad_fraction, config.data.seed)
 
@@ -177,7 +177,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     check_config(config)
     dataset = load_dataset(config.data)
     exemplars = None
-    fedseq = config.algorithm == "fedseq"
+    fedseq = registry.get(config.algorithm).superclients
     if fedseq and config.fedseq.estimate == "confidence":  # the server's exemplars
         exemplars, dataset = set_aside_test_examples(
             dataset, config.fedseq.exemplars, config.data.seed
@@ -191,7 +191,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
             dataset, config.robust.attack, bad_clients, seed=config.data.seed,
             noise_std=config.robust.noise_std, sensor_fraction=config.robust.sensor_fraction,
         )  # fmt: skip
-    is_centralized = config.algorithm == "centralized"
+    is_centralized = registry.get(config.algorithm).family == "centralized"
     clients = pooled_client_data(dataset) if is_centralized else train_client_data(dataset)
     if bad_clients.size or attack_of(config) in attacks.UPDATE_ATTACKS:  # reaches updates
         flags = attacks.bad_client_flags(dataset.num_clients, bad_clients)
@@ -224,7 +224,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
             augment=config.data.augment, client_axis=resolve_client_axis(
                 config.client_axis, task.model, clients=clients.num_clients),
         )  # fmt: skip
-    per_client = config.algorithm not in ("centralized", *DISTRIBUTED_ALGORITHMS)  # IID shards
+    per_client = registry.get(config.algorithm).per_client_data  # else IID shards
 
     recompute_from, recompute = None, None
     if not is_centralized and config.model_state == "recompute":
@@ -272,7 +272,8 @@ def cost_model(experiment: Experiment) -> ledger.CostModel:
     by XLA's cost analysis of a training step at the run's batch size, the model's bytes, the
     workers of a synchronization, the config's speeds."""
     config = experiment.config
-    if config.algorithm == "centralized":
+    entry = registry.get(config.algorithm)
+    if entry.family == "centralized":
         batch, workers = config.micro_batch_size or config.batch_size, 1
     else:
         batch = config.client.batch_size
@@ -284,16 +285,16 @@ def cost_model(experiment: Experiment) -> ledger.CostModel:
     variables = {"params": state.params, "state": state.model_state}
     topology = config.ledger.topology
     if topology == "auto":
-        topology = {"localsgd": "allreduce", "gossip": "gossip"}.get(config.algorithm, "server")
+        topology = entry.ledger.topology
     return ledger.CostModel(
-        # Ditto and APFL train two models per step (global and personal)
+        # e.g. Ditto and APFL train two models per step (global and personal)
         flops_per_example=ledger.training_flops_per_example(experiment.task, variables, example)
-        * (2 if config.algorithm in ("ditto", "apfl") else 1),
+        * entry.ledger.compute_factor,
         parameter_bytes=ledger.parameter_bytes(state.params),
         workers=workers,
         train_examples=len(train["y"]),
         topology=topology,
-        copies=2 if config.algorithm == "scaffold" else 1,  # the control variate travels too
+        copies=entry.ledger.tensors_per_message,  # e.g. SCAFFOLD's control variate travels too
         worker_flops_per_s=config.ledger.worker_tflops * 1e12,
         bandwidth_bytes_per_s=config.ledger.bandwidth_gbps * 1e9 / 8,
         latency_s=config.ledger.latency_ms * 1e-3,
@@ -392,7 +393,7 @@ def run_experiment(
         outputs.write_json_atomic(os.path.join(workdir, "dataset.json"), summary)
 
     costs = cost_model(experiment)
-    syncs_per_round = 0.0 if config.algorithm == "centralized" else 1.0
+    syncs_per_round = 0.0 if registry.get(config.algorithm).family == "centralized" else 1.0
 
     if config.num_seeds > 1:
         return seed_runs.run_seeds(config, workdir, experiment, costs, syncs_per_round, progress)

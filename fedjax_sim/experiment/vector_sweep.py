@@ -26,19 +26,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from fedjax_sim.config import registry
 from fedjax_sim.config.checks import ConfigError, config_record
 from fedjax_sim.experiment import seeds as seed_runs
 from fedjax_sim.runtime import ledger, multihost, outputs
 
-# Numbers that only scale the round's arithmetic (each traced in tests/test_vector_sweep.py).
-VECTORIZABLE = (
-    "client.learning_rate",
-    "server.learning_rate",
-    "fedprox.mu",
-    "feddyn.alpha",
-    "personal.ditto_lambda",
-    "personal.apfl_alpha",
-)
+# Numbers that only scale the round's arithmetic (each traced in tests/test_vector_sweep.py):
+# the optimizers' learning rates and the fields each algorithm's registry entry declares.
+VECTORIZABLE = ("client.learning_rate", "server.learning_rate", *registry.vectorizable_fields())
 
 
 def with_values(config: ml_collections.ConfigDict, values: dict) -> ml_collections.ConfigDict:
