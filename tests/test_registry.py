@@ -14,7 +14,7 @@ import pytest
 from fedjax_sim.config import registry
 from fedjax_sim.config.build import build_algorithm
 from fedjax_sim.config.checks import ConfigError, check_config
-from fedjax_sim.config.files import load_config
+from fedjax_sim.config.files import load_config, with_overrides
 from fedjax_sim.data import cifar100, digits
 from fedjax_sim.data.shakespeare import LEAF_VOCABULARY
 from fedjax_sim.experiment.run import build_task, run_experiment
@@ -143,13 +143,7 @@ def _short(name: str, shakespeare_cache: str, **fields):
     config.rounds, config.eval_every, config.checkpoint_every = 2, 1, 1
     if config.data.name == "shakespeare":
         config.data.cache_dir = shakespeare_cache
-    for field, value in fields.items():
-        *path, last = field.split(".")
-        node = config
-        for key in path:
-            node = node[key]
-        node[last] = value
-    return config
+    return with_overrides(config, fields)
 
 
 @pytest.mark.slow
