@@ -4,6 +4,8 @@ import errno
 import json
 import logging
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -126,3 +128,31 @@ def test_a_failed_save_is_one_error_and_keeps_the_earlier_checkpoints(saved, mon
     checkpointer.close()
     assert sorted(os.listdir(saved)) == ["2", "3", "manifests"]  # the partial one removed
     assert int(restore(saved)[0]["step"]) == 3
+
+
+CLOSED_LOOP_REPORTS = """
+import sys, threading
+from fedjax_sim.runtime import checkpoints
+checkpoints._closed_loop_reports_dropped()
+def raise_in_thread(error):
+    def target():
+        raise error
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+raise_in_thread(RuntimeError("Event loop is closed"))
+raise_in_thread(ValueError("a thread's own error"))
+sys.excepthook(RuntimeError, RuntimeError("Event loop is closed"), None)
+sys.excepthook(KeyError, KeyError("an uncaught error"), None)
+"""
+
+
+def test_after_a_failed_save_only_the_closed_loop_reports_are_dropped():
+    """The race CI met: tensorstore's threads report orbax's closed event loop after the one-line
+    error; those reports are dropped, and any other error is still printed."""
+    result = subprocess.run(
+        [sys.executable, "-c", CLOSED_LOOP_REPORTS], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Event loop is closed" not in result.stderr
+    assert "a thread's own error" in result.stderr and "an uncaught error" in result.stderr

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -92,16 +93,37 @@ def _drop(record) -> bool:
     return False
 
 
+def _is_closed_loop(error: BaseException | None) -> bool:
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def _closed_loop_reports_dropped() -> tuple:
+    """Drops the reports of tensorstore's threads that call into orbax's closed event loop
+    during and after a failing save (printed through `sys.excepthook` or `threading.excepthook`
+    at any moment, until exit); other errors are reported as before. Returns the hooks it
+    replaced."""
+    hooks = sys.excepthook, threading.excepthook
+
+    def except_report(kind, error, trace):
+        if not _is_closed_loop(error):
+            hooks[0](kind, error, trace)
+
+    sys.excepthook = except_report
+    threading.excepthook = lambda args: None if _is_closed_loop(args.exc_value) else hooks[1](args)
+    return hooks
+
+
 @contextlib.contextmanager
 def _background_errors_held():
     """While a save runs, holds back what orbax's and tensorstore's background threads report
     of a failing write, each with its traceback: absl and asyncio log records and exceptions
     raised into an event loop already closed (`sys.unraisablehook`). A failing save raises its
     own error, which says it in one line; a save that succeeds hands on what was held."""
-    held, hook = [], sys.unraisablehook
+    held, hook, failed = [], sys.unraisablehook, False
     asyncio_logger = py_logging.getLogger("asyncio")
     asyncio_logger.addFilter(_drop)
     sys.unraisablehook = held.append
+    hooks = _closed_loop_reports_dropped()
     try:
         with _orbax_errors_unlogged():
             try:
@@ -110,10 +132,15 @@ def _background_errors_held():
                 held.clear()
                 gc.collect()  # the failed write's tasks report "never retrieved" as they go
                 held.clear()
+                failed = True
                 raise
     finally:
         sys.unraisablehook = hook
         asyncio_logger.removeFilter(_drop)
+        if failed:  # tensorstore's threads may report the closed loop until exit
+            sys.unraisablehook = lambda u: None if _is_closed_loop(u.exc_value) else hook(u)
+        else:
+            sys.excepthook, threading.excepthook = hooks
     for unraisable in held:
         hook(unraisable)
 
