@@ -1,6 +1,8 @@
 """CLI: ``python -m fedjax_sim --config configs/X.py[:smoke] --workdir DIR --config.key=value``.
 
-Runs (or resumes) the experiment of the config in DIR; see `fedjax_sim.experiment.run`. A bad input
+Runs (or resumes) the experiment of the config in DIR; see `fedjax_sim.experiment.run`.
+``python -m fedjax_sim evaluate --workdir DIR [--round N]`` evaluates a run's last (or round
+N's) checkpoint on the test split; see `fedjax_sim.experiment.reopen`. A bad input
 ends with one line on stderr, ``error: ...`` naming the field, file or value, and exit code 2
 (``FEDJAX_SIM_DEBUG=1`` shows the traceback instead).
 """
@@ -22,6 +24,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results and checkpoints.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
+_ROUND = flags.DEFINE_integer(
+    "round", None, "evaluate: the round of the kept checkpoint to evaluate (default: the last)."
+)
+COMMANDS = ("evaluate",)
 _HELP = ("--help", "--helpfull", "--helpshort", "-h", "-?")
 
 
@@ -71,9 +77,26 @@ def _parse_flags(argv: list[str]) -> list[str]:
         _fail(error)
 
 
+def evaluate() -> None:
+    """``evaluate --workdir DIR [--round N]``: prints the checkpoint's test metrics."""
+    from fedjax_sim.experiment.reopen import evaluate_run
+
+    try:
+        if not _WORKDIR.value:
+            raise ConfigError("evaluate: --workdir DIR (a run's directory) is required")
+        metrics = evaluate_run(_WORKDIR.value, _ROUND.value)
+    except (ValueError, OSError) as error:  # ConfigError, CheckpointError, DataError
+        _fail(error)
+    print(f"round {metrics.pop('round')}: {_metrics_line(metrics)}")
+
+
 def main(argv):
-    del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+    if argv[1:] == ["evaluate"]:
+        return evaluate()
+    if argv[1:]:
+        command = " ".join(argv[1:])
+        _fail(ConfigError(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}"))
     from fedjax_sim.experiment.run import run_experiment
     from fedjax_sim.experiment.xla_flags import apply_xla_flags
     from fedjax_sim.runtime.multihost import initialize_from_environment, is_writer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import json
 import os
 
 import ml_collections
@@ -16,7 +17,8 @@ from fedjax_sim.config.checks import ConfigError
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
-    """``get_config(variant)`` of the config file ``spec`` = ``"path.py[:variant]"``.
+    """``get_config(variant)`` of the config file ``spec`` = ``"path.py[:variant]"``, or the
+    config a run recorded, ``spec`` = its ``config.json`` (`config_of_record`).
 
     Raises:
       ConfigError: no such file, the file fails to import or has no ``get_config``, or the
@@ -25,6 +27,8 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
         raise ConfigError(f"--config: no config file {path!r}")
+    if path.endswith(".json") and not arg:
+        return config_of_record(path)
     module_spec = importlib.util.spec_from_file_location("fedjax_sim_config", path)
     if module_spec is None:
         raise ConfigError(f"--config {path}: not a Python config file (*.py)")
@@ -43,6 +47,23 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"--config {spec}: get_config() returned {type(config).__name__}")
     return config
+
+
+def config_of_record(path: str) -> ml_collections.ConfigDict:
+    """The config of a run's ``config.json``: the fields as that run resolved and recorded
+    them (``weighting`` as it ran), so running it again in a new workdir repeats the run.
+
+    Raises:
+      ConfigError: the file is not JSON, or not a config's record.
+    """
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--config {path}: not a run's config.json ({error})") from error
+    if not isinstance(record, dict) or "algorithm" not in record:
+        raise ConfigError(f"--config {path}: not a run's config.json (no 'algorithm' field)")
+    return ml_collections.ConfigDict(record)
 
 
 def with_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:

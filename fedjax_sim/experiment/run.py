@@ -342,8 +342,10 @@ def run_experiment(
     Writes ``config.json``, ``dataset.json`` (statistics, and the `local_parameters` of
     algorithms that keep some), ``metrics.jsonl``, ``metrics.csv`` (with the cumulative
     `fedjax_sim.runtime.ledger` counters), ``curves.png``, ``ledger.png`` (accuracy against epochs,
-    bytes and simulated time), ``params.msgpack`` (final parameters) and orbax checkpoints
-    under ``checkpoints/``; running again on the same ``workdir`` resumes from the last checkpoint
+    bytes and simulated time), ``params.msgpack`` (final parameters), ``variables.msgpack``
+    (final parameters and model state, e.g. BatchNorm statistics: ``{"params", "state"}``) and
+    orbax checkpoints under ``checkpoints/`` (`fedjax_sim.experiment.reopen.load_run` reopens
+    them); running again on the same ``workdir`` resumes from the last checkpoint
     (`fedjax_sim.config.resume.check_resumable` says which config changes it accepts).
 
     Args:
@@ -419,10 +421,11 @@ def run_experiment(
         rounds_per_call=config.rounds_per_call,
     )
     ledger.annotate(history, costs, syncs_per_round)
-    params = multihost.local_copy(state.params)
+    variables = multihost.local_copy({"params": state.params, "state": state.model_state})
     if writer:  # only process 0 writes; every process ran the same rounds
         outputs.write_metrics(workdir, history)
-        outputs.write_params(os.path.join(workdir, "params.msgpack"), params)
+        outputs.write_params(os.path.join(workdir, "params.msgpack"), variables["params"])
+        outputs.write_params(os.path.join(workdir, "variables.msgpack"), variables)
         title = f"{config.algorithm} on {config.data.name}"
         outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
         outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})

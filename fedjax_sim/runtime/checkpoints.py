@@ -222,15 +222,32 @@ class Checkpointer:
             os.remove(self._manifest_path(step))
         return target
 
-    def restore(self, state_template) -> tuple[Any, list[dict], list[dict]] | None:
+    def rounds(self) -> list[int]:
+        """The rounds whose checkpoints are kept, oldest first."""
+        return sorted(self.manager.all_steps())
+
+    def restore(
+        self, state_template, round_number: int | None = None
+    ) -> tuple[Any, list[dict], list[dict]] | None:
         """The newest readable checkpoint as ``(state, history, pending)``, or None if there
-        is none; damaged newer ones are moved to ``damaged/`` with a warning.
+        is none; damaged newer ones are moved to ``damaged/`` with a warning. With
+        ``round_number``, that round's checkpoint only.
 
         Raises:
-          CheckpointError: checkpoints exist and none of them is readable.
+          CheckpointError: checkpoints exist and none of them is readable, or
+            ``round_number`` is not a kept checkpoint.
         """
+        steps = self.rounds()
+        if round_number is not None:
+            if round_number not in steps:
+                kept = ", ".join(map(str, steps)) or "none"
+                raise CheckpointError(
+                    f"--round={round_number}: no checkpoint of that round in {self.directory}; "
+                    f"kept rounds: {kept}"
+                )
+            steps = [round_number]
         damaged = []
-        for step in sorted(self.manager.all_steps(), reverse=True):
+        for step in reversed(steps):
             problem = self._damage(step)
             if problem is None:
                 try:
