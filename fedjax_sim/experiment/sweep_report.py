@@ -110,59 +110,76 @@ def json_safe(value):
 
 
 def _label(fields, values) -> str:
-    return ", ".join(f"{f.split('.')[-1]}={_format(v)}" for f, v in zip(fields, values,
-                                                                       strict=True))  # fmt: skip
+    return ", ".join(f"{f}={_format(v)}" for f, v in zip(fields, values, strict=True))
+
+
+def _cell_lines(ax, cells: list[dict], histories: dict, hidden: list[str], metric: str,
+                x: str, colors: dict) -> None:  # fmt: skip
+    """One line per cell, labelled with its swept fields (full names) but ``hidden``."""
+    for cell in cells:
+        points = [(r[x], r[metric]) for r in histories.get(cell["name"], [])
+                  if metric in r and x in r]  # fmt: skip
+        if points:
+            rest = {k: v for k, v in cell["overrides"].items() if k not in hidden}
+            label = _label(rest, rest.values()) or cell["name"]
+            ax.plot(*zip(*points, strict=True), marker=".", color=colors[cell["name"]],
+                    label=label)  # fmt: skip
+
+
+def _final_against_last(ax, summary: dict, histories: dict, metric: str) -> None:
+    """The final ``metric`` against the last dimension's value, a line per combination of
+    the other dimensions."""
+    last_fields = summary["dimensions"][-1]["fields"]
+    groups = {}
+    for cell in summary["cells"]:
+        rest = tuple((k, json_safe(v)) for k, v in cell["overrides"].items()
+                     if k not in last_fields)  # fmt: skip
+        value = _evaluated(histories.get(cell["name"], []), metric)
+        groups.setdefault(rest, []).append((cell["overrides"][last_fields[0]], value))
+    for index, (rest, points) in enumerate(groups.items()):
+        points = [(a, np.nan if b is None else b) for a, b in points]
+        label = _label([k for k, _ in rest], [v for _, v in rest]) or metric
+        ax.plot(*zip(*points, strict=True), marker="o", color=f"C{index % 10}", label=label)
+    outputs.style_axes(ax, last_fields[0], f"final {metric}")
+
+
+def sweep_figure(summary: dict, histories: dict, metric: str = "test_accuracy",
+                 x: str = "round"):  # fmt: skip
+    """``metric`` against ``x`` for every cell: a one-dimensional sweep on one axes, a
+    larger one with a panel per value of the first dimension (shared axes); with a numeric
+    last dimension, a last panel draws the final ``metric`` against it. Labels carry the full
+    field names; each cell keeps one colour."""
+    dims = summary["dimensions"]
+    first = dims[0]
+    last_values = [v[0] for v in dims[-1]["values"]]
+    numeric_last = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       for v in last_values)  # fmt: skip
+    groups = [None] if len(dims) == 1 else first["values"]
+    panels = len(groups) + numeric_last
+    fig, axes = outputs.new_figure(1, panels, figsize=(5 * panels, 4.2), squeeze=False,
+                                   sharey=True)  # fmt: skip
+    axes = axes[0]
+    colors = {cell["name"]: f"C{i % 10}" for i, cell in enumerate(summary["cells"])}
+    for ax, value in zip(axes, groups, strict=False):
+        cells = [
+            c
+            for c in summary["cells"]
+            if value is None or [c["overrides"][f] for f in first["fields"]] == list(value)
+        ]
+        hidden = [] if value is None else first["fields"]
+        _cell_lines(ax, cells, histories, hidden, metric, x, colors)
+        if value is not None:
+            ax.set_title(_label(first["fields"], value), fontsize="medium")
+        outputs.style_axes(ax, x, metric)
+    if numeric_last:
+        _final_against_last(axes[-1], summary, histories, metric)
+    return fig
 
 
 def plot_sweep(path: str, summary: dict, histories: dict, metric: str = "test_accuracy",
                x: str = "round") -> None:  # fmt: skip
-    """``metric`` against ``x`` for every cell, one panel per value of the first dimension
-    (shared axes), as a PNG; with a numeric last dimension, a last panel draws the final
-    ``metric`` against it, a line per combination of the other dimensions."""
-    dims = summary["dimensions"]
-    first = dims[0]
-    last_values = [v[0] for v in dims[-1]["values"]] if len(dims) > 1 else []
-    numeric_last = len(dims[-1]["fields"]) >= 1 and last_values and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in last_values)  # fmt: skip
-    panels = len(first["values"]) + bool(numeric_last)
-    fig, axes = outputs.new_figure(1, panels, figsize=(4.5 * panels, 3.8), squeeze=False,
-                                   sharey=True)  # fmt: skip
-    axes = axes[0]
-    for ax, value in zip(axes, first["values"], strict=False):
-        for cell in summary["cells"]:
-            if [cell["overrides"][f] for f in first["fields"]] != list(value):
-                continue
-            points = [(r[x], r[metric]) for r in histories.get(cell["name"], [])
-                      if metric in r and x in r]  # fmt: skip
-            if points:
-                rest = {k: v for k, v in cell["overrides"].items() if k not in first["fields"]}
-                label = ", ".join(f"{k.split('.')[-1]}={_format(v)}" for k, v in rest.items())
-                ax.plot(*zip(*points, strict=True), marker=".", label=label or cell["name"])
-        ax.set_title(_label(first["fields"], value), fontsize="medium")
-        ax.set_xlabel(x)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="x-small")
-    if numeric_last:
-        ax = axes[-1]
-        last_fields = dims[-1]["fields"]
-        groups = {}
-        for cell in summary["cells"]:
-            rest = tuple((k, json_safe(v)) for k, v in cell["overrides"].items()
-                         if k not in last_fields)  # fmt: skip
-            value = _evaluated(histories.get(cell["name"], []), metric)
-            groups.setdefault(rest, []).append((cell["overrides"][last_fields[0]], value))
-        for rest, points in groups.items():
-            points = [(a, np.nan if b is None else b) for a, b in points]
-            label = ", ".join(f"{k.split('.')[-1]}={_format(v)}" for k, v in rest)
-            ax.plot(*zip(*points, strict=True), marker="o", label=label)
-        ax.set_xlabel(last_fields[0])
-        ax.set_ylabel(f"final {metric}")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="x-small")
-    outputs.save_png(fig, path)
+    """`sweep_figure` as a PNG at ``path``."""
+    outputs.save_png(sweep_figure(summary, histories, metric, x), path)
 
 
 def sweep_section(png_path: str, summary: dict, histories: dict, metric: str = "test_accuracy",

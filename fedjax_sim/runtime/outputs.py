@@ -73,32 +73,38 @@ def dataset_summary(dataset: FederatedDataset) -> dict:
     }
 
 
-def plot_curves(path: str, history: list[dict], title: str = "") -> None:
-    """Test accuracy and train/test loss against rounds, as a PNG; a metric whose records also
-    hold ``<metric>_std`` (means over seeds) gets a +-1 std band."""
-    rounds = [r["round"] for r in history]
-    fig, (ax_acc, ax_loss) = new_figure(1, 2, figsize=(10, 4))
+CURVES = (
+    ("accuracy", ("test_accuracy", "train_accuracy", "client_accuracy_p10",
+                  "personal_test_accuracy", "finetuned_test_accuracy")),
+    ("loss", ("test_loss", "train_loss", "personal_test_loss", "finetuned_test_loss")),
+)  # fmt: skip
 
-    def draw(ax, name):
-        if not any(name in r for r in history):
-            return
-        mean = np.array([r.get(name, np.nan) for r in history])
-        (line,) = ax.plot(rounds, mean, label=name)
-        if any(f"{name}_std" in r for r in history):
-            std = np.array([r.get(f"{name}_std", np.nan) for r in history])
-            ax.fill_between(rounds, mean - std, mean + std, color=line.get_color(), alpha=0.2)
 
-    for name in ("test_accuracy", "train_accuracy", "client_accuracy_p10"):
-        draw(ax_acc, name)
-    for name in ("test_loss", "train_loss"):
-        draw(ax_loss, name)
-    for ax, label in ((ax_acc, "accuracy"), (ax_loss, "loss")):
-        ax.set_xlabel("round")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
+def curves_figure(history: list[dict], title: str = ""):
+    """Accuracy (test, train, the worst 10% of clients and, where the run has them, the
+    personalized and fine-tuned models' test accuracy) and losses against rounds; a metric whose
+    records also hold ``<metric>_std`` (means over seeds) gets a +-1 std band. One colour per
+    metric in both panels."""
+    fig, axes = new_figure(1, len(CURVES), figsize=(11, 4.2))
+    names = [name for _, group in CURVES for name in group]
+    for ax, (label, group) in zip(axes, CURVES, strict=True):
+        for name in group:
+            points = [(r["round"], r[name], r.get(f"{name}_std")) for r in history if name in r]
+            if not points:
+                continue
+            rounds, mean, std = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+            color = f"C{names.index(name)}"
+            ax.plot(rounds, mean, color=color, label=name)
+            if any(f"{name}_std" in r for r in history):
+                ax.fill_between(rounds, mean - std, mean + std, color=color, alpha=0.2)
+        style_axes(ax, "round", label)
     fig.suptitle(title)
-    save_png(fig, path)
+    return fig
+
+
+def plot_curves(path: str, history: list[dict], title: str = "") -> None:
+    """`curves_figure` as a PNG at ``path``."""
+    save_png(curves_figure(history, title), path)
 
 
 LEDGER_AXES = (
@@ -108,23 +114,55 @@ LEDGER_AXES = (
 )
 
 
-def plot_ledger(path: str, runs: dict[str, list[dict]], metric: str = "test_accuracy") -> None:
-    """``metric`` of each run (label -> history with `fedjax_sim.runtime.ledger` fields) against
-    epochs, bytes communicated and simulated time, side by side, as a PNG."""
-    fig, axes = new_figure(1, len(LEDGER_AXES), figsize=(5 * len(LEDGER_AXES), 4))
+def ledger_figure(runs: dict[str, list[dict]], metric: str = "test_accuracy"):
+    """``metric`` of each run (label -> history with `fedjax_sim.runtime.ledger` fields)
+    against epochs, bytes communicated and simulated time, side by side. Each run keeps its
+    colour in every panel; a run with nothing to draw on a log axis (a centralized run sends
+    no bytes) is left out of that panel, never drawn in another run's colour."""
+    fig, axes = new_figure(1, len(LEDGER_AXES), figsize=(5.5 * len(LEDGER_AXES), 4.2))
     for ax, (field, label, scale) in zip(axes, LEDGER_AXES, strict=True):
-        for name, history in runs.items():
+        for index, (name, history) in enumerate(runs.items()):
             points = [(r[field], r[metric]) for r in history if field in r and metric in r]
-            if points and (scale == "linear" or max(p[0] for p in points) > 0):
-                xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker=".", label=name)
-                if scale == "log" and min(xs) > 0:
-                    ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
-    save_png(fig, path)
+            if scale == "log":
+                points = [p for p in points if p[0] > 0]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker=".", color=f"C{index % 10}",
+                        label=name)  # fmt: skip
+        if scale == "log" and ax.lines:
+            ax.set_xscale("log")
+        style_axes(ax, label, metric, legend=False)
+    handles = [line for ax in axes for line in ax.lines]
+    unique = {line.get_label(): line for line in handles}
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncols=min(4, len(unique)),
+               fontsize="medium", frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(unique) - 1) // 4), 1, 1))
+    return fig
+
+
+def plot_ledger(path: str, runs: dict[str, list[dict]], metric: str = "test_accuracy") -> None:
+    """`ledger_figure` as a PNG at ``path``."""
+    save_png(ledger_figure(runs, metric), path, layout=False)
+
+
+def style_axes(ax, xlabel: str, ylabel: str, legend: bool = True) -> None:
+    """Labels, a light grid, whole-number ticks on a round (or step) axis, at most a few
+    labelled ticks per decade on a log axis, and a legend readable at the figure's size."""
+    from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if xlabel in ("round", "rounds", "step"):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.get_xscale() == "log":
+        # 1, 2, 5 per decade, written short (200k, 1M): scientific labels overlap
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_minor_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_minor_locator(LogLocator(subs="auto", numticks=12))
+        ax.tick_params(axis="x", which="minor", labelbottom=False)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
 
 
 def new_figure(rows: int, cols: int, **subplots):
@@ -136,9 +174,11 @@ def new_figure(rows: int, cols: int, **subplots):
     return fig, fig.subplots(rows, cols, **subplots)
 
 
-def save_png(fig, path: str) -> None:
-    """Writes the matplotlib figure ``fig`` to ``path`` as a PNG, atomically."""
-    fig.tight_layout()
+def save_png(fig, path: str, layout: bool = True) -> None:
+    """Writes the matplotlib figure ``fig`` to ``path`` as a PNG, atomically (laid out tight
+    first unless ``layout`` is False: the figure was laid out already)."""
+    if layout:
+        fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     write_bytes_atomic(path, buffer.getvalue())
