@@ -1,16 +1,20 @@
 r"""What the composable round costs: stateful algorithms against FedAvg, ResNet-20 under each
 norm, and rounds per compiled call.
 
-  python experiments/bench_algorithms.py --json OUT.json --markdown OUT.md [--quick]
+  python experiments/benchmarks/bench_algorithms.py [--json OUT.json] [--markdown OUT.md] \
+      [--sections algorithms,resnet,rounds_per_call] [--reps 5]
 
-Sections, each workload in its own process with the XLA flags bench_round.py gives it:
-  algorithms: bench_round.py's cnn and lstm workloads (100 clients x 500 examples, 10 per
+--json defaults to the current record, experiments/benchmarks/results/bench_algorithms.json;
+its table is bench_algorithms.md beside it.
+
+Sections, each workload in its own process with the XLA flags workloads.py gives it:
+  algorithms: workloads.py's cnn and lstm workloads (100 clients x 500 examples, 10 per
       round, J=8; B=64 / B=10), the round of FedAvg, FedProx (mu 0.01), SCAFFOLD (option II)
       and FedDyn (alpha 0.01) with the CPU's client axis ("map"), alternately in one process;
       each with its per-client state's bytes (K x parameters for SCAFFOLD and FedDyn).
   resnet: ResNet-20 FedAvg rounds on CIFAR-shaped data (100 clients x 500, 4 per round, J=2,
       B=32, clients as "auto" runs them on CPU) under norm batch, group, layer, none.
-  rounds_per_call: bench_round.py's mlp workload (1000 clients x 50 examples, J=5, B=10, vmap)
+  rounds_per_call: workloads.py's mlp workload (1000 clients x 50 examples, J=5, B=10, vmap)
       with 100 and with 10 clients per round: rounds per second of `simulate` running 200
       rounds at rounds_per_call 1, 10 and 100.
 Each record: section, workload, variant, seconds per round (median/min/max of --reps timed
@@ -29,7 +33,7 @@ import time
 
 import jax
 import optax
-from bench_round import WORKLOADS, matmul_peak_gflops, synthetic_clients
+from workloads import WORKLOADS, matmul_peak_gflops, synthetic_clients
 
 from fedjax_sim.algorithms.fedavg import fedavg_parts
 from fedjax_sim.algorithms.feddyn import feddyn_parts
@@ -205,7 +209,7 @@ def markdown(records) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--json", default="bench_algorithms.json")
+    parser.add_argument("--json", default="experiments/benchmarks/results/bench_algorithms.json")
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--sections", default="algorithms,resnet,rounds_per_call")
     parser.add_argument("--child", nargs=3, metavar=("SECTION", "WORKLOAD", "OUT"))

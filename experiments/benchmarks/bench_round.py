@@ -1,14 +1,12 @@
 r"""Throughput of one FedAvg round under each client-axis formulation, against the centralized step.
 
-  python experiments/bench_round.py [--quick] --json bench.json [--markdown bench.md]
+  python experiments/benchmarks/bench_round.py [--quick] [--json OUT.json] [--markdown OUT.md]
 
-Workloads (synthetic data of the real shapes):
-  cnn:  the course CNN on CIFAR-100-shaped images, 100 clients x 500 examples, 10 clients per
-        round, J=8, B=64, SGD.
-  lstm: LEAF's LSTM on 80-character sequences, 100 clients x 500 sequences, 10 per round, J=8,
-        B=10.
-  mlp:  many small clients: 1000 clients x 50 examples of 64 features, MLP 64-128-10, 100 clients
-        per round, J=5, B=10.
+--json defaults to the current record, experiments/benchmarks/results/bench_round.json (redraw
+its tables with --render); its tables are bench_round.md beside it.
+
+Workloads: cnn, lstm and mlp of workloads.py (synthetic data of the real shapes: the course CNN,
+LEAF's LSTM, 1000 small clients on an MLP).
 --quick runs 4 clients x 2 local steps per round for the CNN and the LSTM (same shapes per step,
 so the same per-sample speed up to per-round overheads) without the CNN's chunked, sequential and
 2-device rows nor the LSTM's vmap, chunked and sequential rows, 3 repetitions, and the scaling
@@ -24,7 +22,7 @@ Formulations, all measured in this one process, alternately, after their own war
   python_loop_sharded: the same loop placing client c on host device c mod 2, so that JAX's
         asynchronous dispatch runs two clients at a time (the loop's own use of both devices);
   pytorch_loop: with --torch-python PY (a virtualenv holding torch), PyTorch's plain per-client
-        loop of experiments/torch_peer.py in a worker process, its rounds alternated with ours.
+        loop of torch_peer.py (this folder) in a worker process, its rounds alternated with ours.
 FLOPs per sample come from XLA's cost analysis of one optimizer step with every loop unrolled
 (cost analysis counts a loop body once); the matmul peak is a 2048^2 float32 matmul measured in the
 same run. Each record: workload, formulation, samples_per_s, gflops_per_s, pct_matmul_peak,
@@ -50,6 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from bench_scaling import markdown_table as scaling_table
+from workloads import QUICK, WORKLOADS, matmul_peak_gflops, synthetic_clients, timed
 
 from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.algorithms.fedavg import fed_avg
@@ -57,80 +57,8 @@ from fedjax_sim.core.aggregation import client_weights
 from fedjax_sim.core.engine import client_mesh_for
 from fedjax_sim.core.local import make_local_steps
 from fedjax_sim.core.tasks import cross_entropy, make_task
-from fedjax_sim.data.client_data import (
-    client_data_from_indices,
-    round_batch_plan,
-    sample_clients,
-)
+from fedjax_sim.data.client_data import round_batch_plan, sample_clients
 
-# Each workload runs in its own process with the XLA flags that serve it best on CPU (flags are
-# process-wide): the CNN with XLA:CPU's YNNPACK fusions off (2-3x faster convolutions), the LSTM
-# and the MLP with YNNPACK on (that flag makes the LSTM 2.5x slower). The CNN's local steps are
-# unrolled as `unroll_local_steps="auto"` does on CPU (~8% faster than rolled with the
-# loop-friendly convolution; XLA's own would be 20x slower rolled, jax-ml/jax#12868).
-# Every process splits the CPU into 2 host devices so that the "sharded" row can spread the
-# round's clients over them (the workload's best one-device formulation per device); the other
-# rows use one.
-TWO_HOST_DEVICES = "--xla_force_host_platform_device_count=2"
-WORKLOADS = {
-    "cnn": dict(
-        model="cnn",
-        classes=100,
-        clients=100,
-        examples=500,
-        C=10,
-        J=8,
-        B=64,
-        lr=0.05,
-        unroll=True,
-        xla_flags=f"--xla_cpu_experimental_ynn_fusion_type= {TWO_HOST_DEVICES}",
-        sharded="map",
-        # The centralized step and the Python loop run XLA's own convolution (`nn.Conv`: fast
-        # outside loops, what a user would write); the compiled rounds run the CPU default, the
-        # loop-friendly one (fedjax_sim/models/conv.py), equal in values.
-        reference_task=dict(conv="xla"),
-    ),
-    "lstm": dict(
-        model="lstm",
-        classes=80,
-        clients=100,
-        examples=500,
-        C=10,
-        J=8,
-        B=10,
-        lr=1.0,
-        unroll=1,
-        xla_flags=TWO_HOST_DEVICES,
-        sharded="map",
-    ),
-    # Many small clients: digits-sized (64 features valued 0-16), MLP 64-128-10. Unrolling 100
-    # clients ("sequential") is left out: its compile time grows with C and it only pays for
-    # convolutions.
-    "mlp": dict(
-        model="mlp",
-        classes=10,
-        clients=1000,
-        examples=50,
-        C=100,
-        J=5,
-        B=10,
-        lr=0.1,
-        unroll=1,
-        xla_flags=TWO_HOST_DEVICES,
-        sharded="vmap",
-        skip=("sequential",),
-    ),
-}
-# --quick keeps every workload's shapes per step but runs fewer clients and local steps, and
-# keeps to the rows that matter on CPU: it skips the CNN's chunked (vmap's grouped
-# convolutions), sequential (the longest compile) and 2-device rows, the LSTM's vmap, chunked
-# and sequential rows (within 10% of map in full runs), and the MLP's 2-device loop (slower
-# than one device), to stay under 3 minutes.
-QUICK = {
-    "cnn": dict(C=4, J=2, skip=("chunked", "sequential", "sharded", "python_loop_sharded")),
-    "lstm": dict(C=4, J=2, skip=("vmap", "chunked", "sequential")),
-    "mlp": dict(skip=("sequential", "python_loop_sharded")),
-}
 FORMULATIONS = (
     "centralized",
     "vmap",
@@ -143,39 +71,6 @@ FORMULATIONS = (
     "pytorch_loop",
 )
 SLOW_CALL_S = 30.0  # a formulation whose warm-up call takes longer is timed once
-
-
-def synthetic_clients(spec, num_clients, examples, seed=0, seq_len=80):
-    rng = np.random.default_rng(seed)
-    n = num_clients * examples
-    if spec["model"] == "cnn":
-        x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    elif spec["model"] == "mlp":
-        x = rng.integers(0, 17, (n, 64), dtype=np.uint8)
-    else:
-        x = rng.integers(0, spec["classes"], (n, seq_len), dtype=np.uint8)
-    y = rng.integers(0, spec["classes"], n).astype(np.int32)
-    return client_data_from_indices({"x": x, "y": y}, np.split(np.arange(n), num_clients))
-
-
-def timed(fn, reps):
-    """(compile-and-first-call seconds, list of per-call seconds); ``fn`` returns arrays."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return first, times
-
-
-def matmul_peak_gflops(reps=5):
-    a = jax.random.normal(jax.random.key(0), (2048, 2048), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    _, times = timed(lambda: f(a), reps)
-    return 2 * 2048**3 / min(times) / 1e9
 
 
 def flops_per_sample(spec):
@@ -414,7 +309,7 @@ def main():
     parser.add_argument(
         "--quick", action="store_true", help="fewer clients and steps per round, 3 repetitions"
     )
-    parser.add_argument("--json", default="bench_round.json")
+    parser.add_argument("--json", default="experiments/benchmarks/results/bench_round.json")
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--formulations", default=",".join(FORMULATIONS))
@@ -424,7 +319,7 @@ def main():
     )
     parser.add_argument(
         "--torch-python", default=None,
-        help="a Python with torch installed: adds the pytorch_loop row (experiments/torch_peer.py)",
+        help="a Python with torch installed: adds the pytorch_loop row (torch_peer.py)",
     )  # fmt: skip
     parser.add_argument("--no-scaling", action="store_true", help="skip bench_scaling.py")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
@@ -524,11 +419,9 @@ def markdown_table(records):
 
 def render(records):
     """Both Markdown tables of a results JSON (round formulations, then scaling scans)."""
-    import bench_scaling  # imports this module; the script's folder is on sys.path
-
     scaling = [r for r in records if "scan" in r]
     table = markdown_table(records)
-    return table + ("\n\n" + bench_scaling.markdown_table(scaling) if scaling else "")
+    return table + ("\n\n" + scaling_table(scaling) if scaling else "")
 
 
 if __name__ == "__main__":

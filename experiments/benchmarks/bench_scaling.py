@@ -1,8 +1,8 @@
 r"""How a round's time and memory scale with clients per round and with the population.
 
-  python experiments/bench_scaling.py [--quick] --json scaling.json
+  python experiments/benchmarks/bench_scaling.py [--quick] [--json OUT.json]
 
-Workload "mlp" of bench_round.py (MLP 64-128-10, J=5, B=10, 50 examples per client), client axis
+Workload "mlp" of workloads.py (MLP 64-128-10, J=5, B=10, 50 examples per client), client axis
 "vmap", every point compiled first in this one process, then timed alternately:
   clients_per_round: C = 10, 100, 1000 from a population of 1000 clients, under the default
       memory budget (8 GiB: every C fits vectorized) and under a budget too small for C = 1000
@@ -13,7 +13,8 @@ Each record: scan, population, clients_per_round, chunk (clients vectorized at o
 memory_budget_gb, xla_peak_mb (XLA's memory analysis of the compiled round: arguments, outputs,
 temporaries), data_mb (the population's arrays on the device), seconds (median/min/max),
 samples_per_s and process_peak_rss_mb (cumulative over the process, so the last is the
-largest). bench_round.py runs this too and puts the records in its JSON and table.
+largest). bench_round.py runs this too and puts the records in its JSON and table: the current
+record is experiments/benchmarks/results/bench_round.json, so --json defaults to a file of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import statistics
 
 import jax
 import optax
-from bench_round import WORKLOADS, synthetic_clients, timed
+from workloads import WORKLOADS, synthetic_clients, timed
 
 from fedjax_sim.algorithms.fedavg import fed_avg
 from fedjax_sim.core.engine import clients_within_memory_budget
@@ -142,7 +143,7 @@ def markdown_table(records):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 repetitions instead of 20")
-    parser.add_argument("--json", default="bench_scaling.json")
+    parser.add_argument("--json", default="experiments/benchmarks/results/bench_scaling.json")
     args = parser.parse_args()
     records = run(args.quick)
     with open(args.json, "w") as f:

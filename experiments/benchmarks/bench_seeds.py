@@ -1,8 +1,13 @@
 r"""Many runs in one compiled program: N = 1, 4, 16 seeds vectorized against N separate runs.
 
-  python experiments/bench_seeds.py --json OUT.json --markdown OUT.md [--sections rounds,processes]
+  python experiments/benchmarks/bench_seeds.py [--json OUT.json] [--markdown OUT.md] \
+      [--sections rounds,processes]
 
-rounds: in this one process, the FedAvg round of bench_round.py's workloads over a leading run
+--json defaults to the current record, experiments/benchmarks/results/bench_seeds.json (the
+sections not run keep their records there); bench_seeds.md beside it is its table with how it
+was measured.
+
+rounds: in this one process, the FedAvg round of workloads.py's workloads over a leading run
   axis of N seeds (`fedjax_sim.runtime.simulate.over_runs`), jitted once per N and timed alternately
   after a warm-up: "mlp" (1000 clients x 50 examples of 64 features, MLP 64-128-10, 100 per
   round, J=5, B=10, vmap) and "lstm_smoke" (LEAF's LSTM on 80-character sequences, 100 clients x
@@ -12,7 +17,7 @@ processes: whole commands, as a user runs them: ``python -m fedjax_sim --config 
   --config.rounds=R --config.num_seeds=N`` once, against N commands ``--config.seed=s`` one
   after another (start-up, data, compilation and rounds each time), for the digits smoke config
   (the course CNN) and the Shakespeare smoke config (the LSTM). Runs per second = N / wall seconds.
-Nothing else may run meanwhile (experiments/results/ says how they were measured).
+Nothing else may run meanwhile.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import tempfile
 import time
 
 NS = (1, 4, 16)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMMANDS = {  # workload -> (config, extra overrides)
     "cnn (digits smoke)": ("configs/fedavg_digits.py:smoke", []),
     "lstm (shakespeare smoke)": ("configs/fedavg_shakespeare.py:smoke", []),
@@ -38,7 +43,7 @@ def bench_rounds(reps: int, keep) -> None:
     """The rounds section; ``keep(record)`` takes each record as it is measured."""
     import jax
     import optax
-    from bench_round import QUICK, WORKLOADS, synthetic_clients
+    from workloads import QUICK, WORKLOADS, synthetic_clients
 
     from fedjax_sim.algorithms.fedavg import fed_avg
     from fedjax_sim.core.tasks import make_task
@@ -165,7 +170,7 @@ def _write(path: str, records: list[dict]) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", default="bench_seeds.json")
+    parser.add_argument("--json", default="experiments/benchmarks/results/bench_seeds.json")
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--sections", default="rounds,processes")
     parser.add_argument("--reps", type=int, default=5)

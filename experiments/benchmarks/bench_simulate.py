@@ -1,8 +1,11 @@
 r"""What `simulate`'s loop adds to a round: metrics to host, the NaN/inf check, bookkeeping.
 
-  python experiments/bench_simulate.py --json OUT.json --markdown OUT.md
+  python experiments/benchmarks/bench_simulate.py [--json OUT.json] [--markdown OUT.md]
 
-Workload "mlp" of bench_round.py (1000 clients x 50 examples, 100 per round, J=5, B=10, client
+--json defaults to the current record, experiments/benchmarks/results/bench_simulate.json;
+bench_simulate.md beside it is its table with how it was measured.
+
+Workload "mlp" of workloads.py (1000 clients x 50 examples, 100 per round, J=5, B=10, client
 axis vmap, one device): its ~12 ms round is the shortest of the bench, so the loop's per-round
 costs weigh most there. Loops, each `ROUNDS` rounds from the same state, timed alternately in
 this one process after one warm-up each (the round is compiled once and shared):
@@ -22,7 +25,7 @@ import time
 import jax
 import numpy as np
 import optax
-from bench_round import WORKLOADS, synthetic_clients
+from workloads import WORKLOADS, synthetic_clients
 
 from fedjax_sim.algorithms.fedavg import fed_avg
 from fedjax_sim.core.tasks import make_task
@@ -35,7 +38,7 @@ ROUNDS = 50
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--json", default="bench_simulate.json")
+    parser.add_argument("--json", default="experiments/benchmarks/results/bench_simulate.json")
     parser.add_argument("--markdown", default=None)
     args = parser.parse_args()
 

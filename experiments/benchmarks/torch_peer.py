@@ -1,8 +1,9 @@
-r"""The PyTorch peer of experiments/bench_round.py: a FedAvg round as the plain per-client loop a
-researcher writes by hand (copy the global model, J SGD steps on the client's batches, average
-the weighted deltas, server SGD at lr 1), on the bench's workloads.
+r"""The PyTorch peer of bench_round.py: a FedAvg round as the plain per-client loop a researcher
+writes by hand (copy the global model, J SGD steps on the client's batches, average the weighted
+deltas, server SGD at lr 1), on the bench's workloads.
 
-  /path/to/torch-venv/bin/python experiments/torch_peer.py --spec '{"model": "lstm", ...}'
+  /path/to/torch-venv/bin/python experiments/benchmarks/torch_peer.py \
+      --spec '{"model": "lstm", ...}'
 
 Runs in a separate virtualenv holding PyTorch (``pip install torch==2.13.0 numpy``; PyTorch is
 not a dependency of fedjax-sim). It builds the workload's model (the same shapes as
