@@ -2,8 +2,8 @@ r"""FL-tailored architectures: the course CNN, ResNet-20 with BatchNorm, GroupNo
 LayerNorm, and a small ViT as the label skew grows, the study of Qu et al. 2022 and Pieri et
 al. 2023, on the digits.
 
-  python experiments/architectures_digits.py --workdir runs/architectures \
-      --out experiments/results/architectures_digits [--smoke]
+  python experiments/architectures_digits/architectures_digits.py --workdir runs/architectures \
+      --out experiments/architectures_digits/architectures_digits [--smoke]
 
 FedAvg in configs/fedavg_digits.py's setting (K = 20 clients, 10 per round, J = 8 SGD steps of
 B = 16, 60 rounds) as one sweep (fedjax_sim.experiment.sweep, resumable per cell): model (CNN and
@@ -22,9 +22,9 @@ from fedjax_sim.experiment.xla_flags import apply_xla_flags
 
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report_sweep import sweep_experiment  # noqa: E402
-
+# experiments/ is not installed: the repository root on the path makes experiments.tools importable.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from experiments.tools.report_sweep import sweep_experiment  # noqa: E402
 from fedjax_sim.config import files as config_files  # noqa: E402
 
 # model : norm (ResNets) : client learning rate

@@ -4,16 +4,16 @@ Dirichlet alpha), participation and skewed participation, the algorithms (FedSeq
 also FedProx, SCAFFOLD, FedDyn, FedAvgM, FedAdam, FedYogi), architectures, personalization and
 robustness.
 
-  python experiments/course_grid.py --data shakespeare --workdir runs/shakespeare_grid \
-      --out experiments/results/shakespeare_grid [--only local_steps,participation] [--smoke]
-  python experiments/course_grid.py --data cifar100 --workdir runs/cifar100_grid \
-      --out experiments/results/cifar100_grid --set 'data.data_dir=DIR'  # DIR: the archive's
+  python experiments/course_grid/course_grid.py --data shakespeare --workdir runs/shakespeare_grid \
+      --out experiments/course_grid/shakespeare_grid [--only local_steps,participation] [--smoke]
+  python experiments/course_grid/course_grid.py --data cifar100 --workdir runs/cifar100_grid \
+      --out experiments/course_grid/cifar100_grid --set 'data.data_dir=DIR'  # DIR: the archive's
 
 Shakespeare (real data, offline): every cell is configs/fedavg_shakespeare.py (the main job:
 100 clients, 10 per round, J = 4 SGD steps of B = 10, client lr 1, server SGD lr 1, evaluated
 on 1,989 test samples of LEAF's per-client split) with 100 rounds (J x rounds = 400) and the
-study's changes; its other algorithms are experiments/shakespeare_algorithms.py's. CIFAR-100:
-configs/fedavg_cifar100.py (K = 100, C = 0.1, J = 8 of B = 64, Dirichlet(0.5)) with 1,000
+study's changes; its other algorithms are experiments/shakespeare/shakespeare_algorithms.py's.
+CIFAR-100: configs/fedavg_cifar100.py (K = 100, C = 0.1, J = 8 of B = 64, Dirichlet(0.5)) with 1,000
 rounds (J x rounds = 8,000). Each study runs with `fedjax_sim.experiment.sweep.run_sweep` in
 WORKDIR/<study> (resumable per cell; a finished cell is only read back). Writes OUT.md (a
 table per study: every cell's last evaluation, the per-client mean and worst 10%, rounds to the

@@ -1,7 +1,7 @@
 r"""The distributed track on real offline data: the course CNN on scikit-learn's digits.
 
-  python experiments/distributed_digits.py --runs runs/distributed \
-      --out experiments/results/distributed_digits [--only batch|grid|tuned] [--smoke]
+  python experiments/distributed/distributed_digits.py --runs runs/distributed \
+      --out experiments/distributed/distributed_digits [--only batch|grid|tuned] [--smoke]
 
 Three studies, each at a fixed budget of epochs, every run with its ledger:
   * batch: centralized SGD-momentum, AdamW, LARS and LAMB at batches 64 ... 32,768 (gradient
@@ -43,7 +43,7 @@ from fedjax_sim.config import files as config_files  # noqa: E402
 from fedjax_sim.experiment.run import run_experiment  # noqa: E402
 from fedjax_sim.runtime import outputs  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_EXAMPLES = 1438
 BATCH_EPOCHS, GRID_EPOCHS = 50, 20
 BATCHES = (64, 256, 1024, 4096, 16384, 32768)
@@ -268,7 +268,7 @@ def plot_grid(results: dict, path: str) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", default="runs/distributed")
-    parser.add_argument("--out", default="experiments/results/distributed_digits")
+    parser.add_argument("--out", default="experiments/distributed/distributed_digits")
     parser.add_argument("--only", choices=("batch", "grid", "tuned"))
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument(

@@ -1,7 +1,7 @@
 r"""The asynchronous and adaptive schemes against their synchronous baselines, on the digits.
 
-  python experiments/distributed_schemes.py --runs runs/schemes \
-      --out experiments/results/distributed_schemes [--smoke]
+  python experiments/distributed/distributed_schemes.py --runs runs/schemes \
+      --out experiments/distributed/distributed_schemes [--smoke]
 
 K = 8 workers, B = 16, the course CNN, every scheme at a budget of 20 epochs (runs whose
 epochs per round vary are read at the first record past 20 epochs), every run with its ledger:
@@ -163,7 +163,7 @@ def plot_speeds(results: dict, path: str) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", default="runs/schemes")
-    parser.add_argument("--out", default="experiments/results/distributed_schemes")
+    parser.add_argument("--out", default="experiments/distributed/distributed_schemes")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)

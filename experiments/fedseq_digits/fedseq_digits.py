@@ -1,8 +1,8 @@
 r"""FedSeq against FedAvg: rounds to a target test accuracy under strong label skew, the
 comparison of Zaccone et al. 2022, on the digits.
 
-  python experiments/fedseq_digits.py --workdir runs/fedseq \
-      --out experiments/results/fedseq_digits [--smoke]
+  python experiments/fedseq_digits/fedseq_digits.py --workdir runs/fedseq \
+      --out experiments/fedseq_digits/fedseq_digits [--smoke]
 
 configs/fedseq_digits.py's setting (K = 50 clients, Dirichlet(0.1), J = 8 SGD steps of
 B = 16 per client, 60 rounds) as one sweep (fedjax_sim.experiment.sweep, resumable per cell): FedAvg
@@ -24,9 +24,9 @@ from fedjax_sim.experiment.xla_flags import apply_xla_flags
 
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report_sweep import sweep_experiment  # noqa: E402
-
+# experiments/ is not installed: the repository root on the path makes experiments.tools importable.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from experiments.tools.report_sweep import sweep_experiment  # noqa: E402
 from fedjax_sim.config import files as config_files  # noqa: E402
 
 TARGET = 0.8

@@ -1,7 +1,7 @@
 r"""Each robust aggregator's accuracy as the share of bad clients grows, on the digits.
 
-  python experiments/robustness_digits.py --workdir runs/robustness \
-      --out experiments/results/robustness_digits [--smoke]
+  python experiments/robustness_digits/robustness_digits.py --workdir runs/robustness \
+      --out experiments/robustness_digits/robustness_digits [--smoke]
 
 configs/fedavg_digits.py (K = 20 clients, Dirichlet(0.5) label skew, 10 per round, J = 8
 SGD steps of B = 16, 40 rounds) as one sweep (fedjax_sim.experiment.sweep, resumable per cell):
@@ -23,9 +23,9 @@ from fedjax_sim.experiment.xla_flags import apply_xla_flags
 
 apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on CPU
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report_sweep import sweep_experiment  # noqa: E402
-
+# experiments/ is not installed: the repository root on the path makes experiments.tools importable.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from experiments.tools.report_sweep import sweep_experiment  # noqa: E402
 from fedjax_sim.config import files as config_files  # noqa: E402
 
 AGGREGATORS = "mean,median,trimmed_mean,norm_clipping,krum,noise_aware"

@@ -1,7 +1,7 @@
 r"""FedAvg, FedProx, SCAFFOLD, FedDyn and the FedOpt family on the main job's Shakespeare setting.
 
-  python experiments/shakespeare_algorithms.py --runs runs/algorithms \
-      --out experiments/results/shakespeare_algorithms [--smoke]
+  python experiments/shakespeare/shakespeare_algorithms.py --runs runs/algorithms \
+      --out experiments/shakespeare/shakespeare_algorithms [--smoke]
 
 Every run is the CLI on the 100 clients of configs/fedavg_shakespeare.py (10 per round, J=4,
 B=10, client SGD lr 1, 150 rounds, evaluation every 15 rounds on 1,989 test samples), one
@@ -31,7 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # name -> (config file, overrides)
 RUNS = {
@@ -109,7 +109,7 @@ def recorded_run(args, name: str) -> tuple[list[dict], float] | None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs/algorithms")
-    parser.add_argument("--out", default="experiments/results/shakespeare_algorithms")
+    parser.add_argument("--out", default="experiments/shakespeare/shakespeare_algorithms")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated row-name prefixes to rerun")
     parser.add_argument("--report-only", action="store_true", help="rerun nothing; redraw")

@@ -2,8 +2,8 @@ r"""Compares the README's FedAvg and centralized Shakespeare runs: one PNG and a
 
   python -m fedjax_sim --config configs/fedavg_shakespeare.py --workdir runs/fedavg_shakespeare
   python -m fedjax_sim --config configs/centralized_shakespeare.py --workdir runs/central_shak
-  python experiments/shakespeare_report.py runs/fedavg_shakespeare runs/central_shak \
-      --out experiments/results/shakespeare
+  python experiments/shakespeare/shakespeare_report.py runs/fedavg_shakespeare runs/central_shak \
+      --out experiments/shakespeare/shakespeare
 
 Accuracy is plotted against training samples processed (FedAvg: rounds x C x J x B;
 centralized: steps x B), the budget both runs spend.

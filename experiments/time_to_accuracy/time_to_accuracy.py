@@ -1,7 +1,8 @@
 r"""Wall-clock time to a test accuracy: runs one config through the CLI and times its records.
 
-  python experiments/time_to_accuracy.py --config configs/fedavg_shakespeare_to50.py \
-      --workdir runs/to50 --target 0.5 --out experiments/results/time_to_50
+  python experiments/time_to_accuracy/time_to_accuracy.py \
+      --config configs/fedavg_shakespeare_to50.py --workdir runs/to50 --target 0.5 \
+      --out experiments/time_to_accuracy/time_to_50
 
 The run is the CLI's (`python -m fedjax_sim --config CONFIG --workdir WORKDIR`, resumable);
 this script watches WORKDIR/metrics.jsonl and notes the wall-clock seconds since the command
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from fedjax_sim.runtime import outputs  # noqa: E402

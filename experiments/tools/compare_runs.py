@@ -1,7 +1,7 @@
 r"""Several runs on one plot: test accuracy against epochs, bytes communicated and simulated
 time (the ledger every run writes), from their workdirs or metrics.jsonl files.
 
-  python experiments/compare_runs.py runs/localsgd_digits runs/slowmo_digits \
+  python experiments/tools/compare_runs.py runs/localsgd_digits runs/slowmo_digits \
       runs/diloco_digits --out runs/compare.png [--labels LocalSGD SlowMo DiLoCo] \
       [--metric test_accuracy]
 """

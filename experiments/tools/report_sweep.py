@@ -1,6 +1,6 @@
 r"""The table and plots of a sweep run with ``--config.sweep`` (see fedjax_sim.experiment.sweep).
 
-  python experiments/report_sweep.py --workdir runs/my_sweep --out runs/my_sweep/report \
+  python experiments/tools/report_sweep.py --workdir runs/my_sweep --out runs/my_sweep/report \
       [--metric test_accuracy] [--x round|ledger_epochs|ledger_time_s] [--target 0.8]
 
 Writes OUT.md (every cell's last evaluation, and a pivot of the first dimension against the
