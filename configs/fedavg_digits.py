@@ -1,7 +1,7 @@
 r"""FedAvg on scikit-learn's digits (real data, no download): the course CNN, K = 20 clients
 with Dirichlet(0.5) label skew over the 1,438 training images, 10 per round, J = 8 local SGD
 steps of B = 16, 60 rounds (about 50 epochs; a minute on 2 cores). The federated track's
-quick offline setting, used by the robustness experiment (experiments/robustness_digits.py).
+quick offline setting, used by the robustness experiment (experiments/robustness_digits/).
 
   python -m fedjax_sim --config configs/fedavg_digits.py --workdir runs/fedavg_digits
 

@@ -1,8 +1,9 @@
 r"""FedAvg to LEAF's 50% next-character accuracy on the main job's 100 Shakespeare clients, in
 about an hour on 2 CPU cores.
 
-  python experiments/time_to_accuracy.py --config configs/fedavg_shakespeare_to50.py \
-      --workdir runs/to50 --target 0.5 --out experiments/results/time_to_50
+  python experiments/time_to_accuracy/time_to_accuracy.py \
+      --config configs/fedavg_shakespeare_to50.py --workdir runs/to50 --target 0.5 \
+      --out experiments/time_to_accuracy/time_to_50
   (or plainly: python -m fedjax_sim --config configs/fedavg_shakespeare_to50.py --workdir runs/to50)
 
 The main job's setting (100 clients, 10 per round, B = 10, client SGD lr 1) with what the
@@ -13,7 +14,7 @@ samples. The sample budget, not the rounds, sets the wall time: these 2 cores tr
 at 185-320 samples a second from day to day, 50-86 minutes for the run. Measured
 2026-12-04: 50.4% at round 360 (28.9 min), 51.5% at round 600 (49.5 min). Earlier versions:
 a constant server lr for 400 rounds plateaued at 46-50% from round 280 on, and the same cosine
-decay over 360 rounds ended at 48.9% (experiments/results/time_to_50_*.md).
+decay over 360 rounds ended at 48.9% (experiments/time_to_accuracy/time_to_50_*.md).
 Smoke (seconds): --config configs/fedavg_shakespeare_to50.py:smoke
 """
 

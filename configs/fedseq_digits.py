@@ -4,7 +4,7 @@ superclients of at most 5 dissimilar clients (greedy KL); 2 superclients per rou
 trained through its members in sequence (J = 8 SGD steps of B = 16 per member, client lr 0.02),
 so a round trains 10 clients, as configs/fedavg_digits.py's FedAvg does in parallel. 60 rounds.
 At FedAvg's lr 0.05 the 40-step chains through one- or two-digit clients can collapse to chance
-(experiments/results/fedseq_digits.md); at 0.02 every grouper beats FedAvg there.
+(experiments/fedseq_digits/fedseq_digits.md); at 0.02 every grouper beats FedAvg there.
 
   python -m fedjax_sim --config configs/fedseq_digits.py --workdir runs/fedseq_digits
 

@@ -3,7 +3,7 @@ r"""FedAvg with a small ViT on scikit-learn's digits (real data, no download): 1
 client SGD at 0.01 (at the CNN's 0.05 it stalled at 12% test accuracy over 10 rounds);
 otherwise configs/fedavg_digits.py (K = 20 clients, Dirichlet(0.5), 10 per round, J = 8 SGD
 steps of B = 16, 60 rounds). The ViT of the architecture study
-(experiments/architectures_digits.py: CNN vs ResNet-20 with BatchNorm, GroupNorm and
+(experiments/architectures_digits/: CNN vs ResNet-20 with BatchNorm, GroupNorm and
 LayerNorm vs ViT as the label skew grows).
 
   python -m fedjax_sim --config configs/vit_digits.py --workdir runs/vit_digits

@@ -96,7 +96,8 @@ def test_a_runs_ledger_counts_its_syncs_and_bytes(tmp_path):
 def test_compare_runs_puts_several_runs_on_one_plot(tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("compare_runs", "experiments/compare_runs.py")
+    script = "experiments/tools/compare_runs.py"
+    spec = importlib.util.spec_from_file_location("compare_runs", script)
     compare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare)
     for name, accuracy in (("a", 0.5), ("b", 0.7)):

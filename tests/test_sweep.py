@@ -92,7 +92,7 @@ def test_a_sweep_runs_each_cell_once_records_divergence_and_reports(tmp_path, mo
     again = sweep.run_sweep(config, str(tmp_path), progress=False, log=lambda line: None)
     assert again["cells"] == summary["cells"]
 
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    sys.path.insert(0, os.path.join(ROOT, "experiments", "tools"))
     import matplotlib
     from report_sweep import write_report
 
@@ -110,7 +110,7 @@ def test_a_sweep_runs_each_cell_once_records_divergence_and_reports(tmp_path, mo
 
 
 def _grid(tmp_path, *args):
-    script = os.path.join(ROOT, "experiments", "course_grid.py")
+    script = os.path.join(ROOT, "experiments", "course_grid", "course_grid.py")
     command = [sys.executable, script, "--workdir", str(tmp_path / "runs"),
                "--out", str(tmp_path / "grid"), *args]  # fmt: skip
     # HOME: the Shakespeare cache (~/.cache/fedjax_sim) built here, not in the user's
@@ -120,7 +120,7 @@ def _grid(tmp_path, *args):
 
 @pytest.mark.parametrize("data", ["shakespeare", "cifar100"])
 def test_every_study_of_the_course_grid_is_a_valid_sweep(data):
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    sys.path.insert(0, os.path.join(ROOT, "experiments", "course_grid"))
     import course_grid
 
     for study in course_grid.GRIDS[data][-1]:
@@ -144,7 +144,7 @@ def test_the_course_grid_refuses_an_unknown_study_and_missing_data_in_one_line(t
 @pytest.mark.slow
 @pytest.mark.parametrize("data", ["shakespeare", "cifar100"])
 def test_the_course_grid_runs_and_reports_every_study_on_smoke(data, tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    sys.path.insert(0, os.path.join(ROOT, "experiments", "course_grid"))
     import course_grid
 
     result = _grid(tmp_path, "--data", data, "--smoke")

@@ -70,7 +70,7 @@ def resolve_client_axis(
 
     On GPU/TPU the vectorized round (``"vmap"``) is expected to win; on CPU it is the model's
     own ``cpu_client_axis`` (`fedjax_sim.models.model.Model`), measured in
-    experiments/bench_round.py: e.g. ``"map"`` for the course CNN with the loop-friendly
+    experiments/benchmarks/bench_round.py: e.g. ``"map"`` for the course CNN with the loop-friendly
     convolution and for the LSTM, ``"vmap"`` for many small clients (MLP). A ``"sequential"``
     choice becomes ``"map"`` when ``clients`` (each device's; None: unknown) times
     ``steps_in_program`` (the local steps written out, `resolve_unroll`) exceeds

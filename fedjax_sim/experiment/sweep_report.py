@@ -1,6 +1,6 @@
 """Tables and plots of a sweep (`fedjax_sim.experiment.sweep`): every cell on shared axes.
 
-`experiments/report_sweep.py` is the command line; notebooks call these directly.
+`experiments/tools/report_sweep.py` is the command line; notebooks call these directly.
 """
 
 from __future__ import annotations

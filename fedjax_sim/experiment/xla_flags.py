@@ -12,12 +12,12 @@ import sys
 
 from fedjax_sim.config.checks import ConfigError
 
-# Measured in experiments/bench_round.py. Turning YNNPACK fusions off makes the CNN's
+# Measured in experiments/benchmarks/bench_round.py. Turning YNNPACK fusions off makes the CNN's
 # convolutions 2-3x faster and the LSTM 2.5x slower. Two host devices let
 # `fedjax_sim.core.engine.client_mesh_for` split the LSTM's clients over the 2 cores as two single
 # streams (its small per-step matmuls use a second core poorly): 1.4x per round there; for the
 # CNN it was slower. The ResNets get the CNN's flag for their convolutions (their rows of
-# experiments/bench_algorithms.py ran under it; not compared without it).
+# experiments/benchmarks/bench_algorithms.py ran under it; not compared without it).
 RECOMMENDED_CPU_XLA_FLAGS = {
     "cnn": "--xla_cpu_experimental_ynn_fusion_type=",
     "resnet20": "--xla_cpu_experimental_ynn_fusion_type=",

@@ -59,9 +59,9 @@ def make_cnn(num_classes: int = 100, image_shape=(32, 32, 3), conv: str = "auto"
     """
     conv = resolve_conv(conv)
     example_x = jnp.zeros((1, *image_shape), jnp.float32)
-    # On XLA:CPU (experiments/bench_round.py): vmap's grouped convolutions run at half speed,
-    # so clients run one after another, in a `lax.map` with the loop-friendly convolution, or
-    # unrolled into the program (with fully unrolled local steps) with XLA's own.
+    # On XLA:CPU (experiments/benchmarks/bench_round.py): vmap's grouped convolutions run at
+    # half speed, so clients run one after another, in a `lax.map` with the loop-friendly
+    # convolution, or unrolled into the program (with fully unrolled local steps) with XLA's own.
     loop_friendly = conv == "loop_friendly"
     return from_linen(
         CourseCNN(num_classes, conv),

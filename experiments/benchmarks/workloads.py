@@ -1,0 +1,126 @@
+r"""The benchmarks' workloads (synthetic data of the real shapes) and their timers.
+
+  cnn:  the course CNN on CIFAR-100-shaped images, 100 clients x 500 examples, 10 clients per
+        round, J=8, B=64, SGD.
+  lstm: LEAF's LSTM on 80-character sequences, 100 clients x 500 sequences, 10 per round, J=8,
+        B=10.
+  mlp:  many small clients: 1000 clients x 50 examples of 64 features, MLP 64-128-10, 100 clients
+        per round, J=5, B=10.
+
+Every bench script in this folder imports them from here (bench_round.py, bench_scaling.py,
+bench_algorithms.py, bench_simulate.py, bench_seeds.py), so that none imports another's script.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_sim.data.client_data import client_data_from_indices
+
+# Each workload runs in its own process with the XLA flags that serve it best on CPU (flags are
+# process-wide): the CNN with XLA:CPU's YNNPACK fusions off (2-3x faster convolutions), the LSTM
+# and the MLP with YNNPACK on (that flag makes the LSTM 2.5x slower). The CNN's local steps are
+# unrolled as `unroll_local_steps="auto"` does on CPU (~8% faster than rolled with the
+# loop-friendly convolution; XLA's own would be 20x slower rolled, jax-ml/jax#12868).
+# Every process splits the CPU into 2 host devices so that the "sharded" row can spread the
+# round's clients over them (the workload's best one-device formulation per device); the other
+# rows use one.
+TWO_HOST_DEVICES = "--xla_force_host_platform_device_count=2"
+WORKLOADS = {
+    "cnn": dict(
+        model="cnn",
+        classes=100,
+        clients=100,
+        examples=500,
+        C=10,
+        J=8,
+        B=64,
+        lr=0.05,
+        unroll=True,
+        xla_flags=f"--xla_cpu_experimental_ynn_fusion_type= {TWO_HOST_DEVICES}",
+        sharded="map",
+        # The centralized step and the Python loop run XLA's own convolution (`nn.Conv`: fast
+        # outside loops, what a user would write); the compiled rounds run the CPU default, the
+        # loop-friendly one (fedjax_sim/models/conv.py), equal in values.
+        reference_task=dict(conv="xla"),
+    ),
+    "lstm": dict(
+        model="lstm",
+        classes=80,
+        clients=100,
+        examples=500,
+        C=10,
+        J=8,
+        B=10,
+        lr=1.0,
+        unroll=1,
+        xla_flags=TWO_HOST_DEVICES,
+        sharded="map",
+    ),
+    # Many small clients: digits-sized (64 features valued 0-16), MLP 64-128-10. Unrolling 100
+    # clients ("sequential") is left out: its compile time grows with C and it only pays for
+    # convolutions.
+    "mlp": dict(
+        model="mlp",
+        classes=10,
+        clients=1000,
+        examples=50,
+        C=100,
+        J=5,
+        B=10,
+        lr=0.1,
+        unroll=1,
+        xla_flags=TWO_HOST_DEVICES,
+        sharded="vmap",
+        skip=("sequential",),
+    ),
+}
+# bench_round.py's --quick (and bench_seeds.py's LSTM) keeps every workload's shapes per step
+# but runs fewer clients and local steps, and keeps to the rows that matter on CPU: it skips
+# the CNN's chunked (vmap's grouped convolutions), sequential (the longest compile) and
+# 2-device rows, the LSTM's vmap, chunked and sequential rows (within 10% of map in full runs),
+# and the MLP's 2-device loop (slower than one device), to stay under 3 minutes.
+QUICK = {
+    "cnn": dict(C=4, J=2, skip=("chunked", "sequential", "sharded", "python_loop_sharded")),
+    "lstm": dict(C=4, J=2, skip=("vmap", "chunked", "sequential")),
+    "mlp": dict(skip=("sequential", "python_loop_sharded")),
+}
+
+
+def synthetic_clients(spec, num_clients, examples, seed=0, seq_len=80):
+    """``num_clients`` clients of ``examples`` random inputs and labels of ``spec``'s shapes."""
+    rng = np.random.default_rng(seed)
+    n = num_clients * examples
+    if spec["model"] == "cnn":
+        x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    elif spec["model"] == "mlp":
+        x = rng.integers(0, 17, (n, 64), dtype=np.uint8)
+    else:
+        x = rng.integers(0, spec["classes"], (n, seq_len), dtype=np.uint8)
+    y = rng.integers(0, spec["classes"], n).astype(np.int32)
+    return client_data_from_indices({"x": x, "y": y}, np.split(np.arange(n), num_clients))
+
+
+def timed(fn, reps):
+    """(compile-and-first-call seconds, list of per-call seconds); ``fn`` returns arrays."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return first, times
+
+
+def matmul_peak_gflops(reps=5):
+    """This machine's float32 GFLOP/s on a 2048^2 matmul (best of ``reps``): the bar for % peak."""
+    a = jax.random.normal(jax.random.key(0), (2048, 2048), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    _, times = timed(lambda: f(a), reps)
+    return 2 * 2048**3 / min(times) / 1e9
