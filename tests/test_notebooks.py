@@ -60,3 +60,20 @@ def test_notebook_runs_on_its_smoke_settings(name, tmp_path, monkeypatch, shakes
             source = f"config.data.cache_dir = {shakespeare_cache!r}\n" + source
         exec(compile(source, f"{name}:cell", "exec"), namespace)
     _check(name, namespace, tmp_path)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_opens_in_colab_from_the_projects_repository(name):
+    """Its badge opens this notebook from the repository of pyproject.toml's [project.urls],
+    and its setup cell clones that repository and installs the tested versions."""
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        repository = tomllib.load(f)["project"]["urls"]["Repository"]
+    with open(os.path.join(ROOT, "colab", name)) as f:
+        cells = json.load(f)["cells"]
+    path = repository.removeprefix("https://github.com/")
+    badge = f"https://colab.research.google.com/github/{path}/blob/main/colab/{name}"
+    assert badge in "".join(cells[0]["source"])
+    setup = "".join(cells[1]["source"])
+    assert f'REPO = "{repository}"' in setup and "constraints.txt" in setup
