@@ -249,6 +249,9 @@ def test_divergence_stops_the_run(tmp_path):
         r"no checkpoint yet; lower the learning rate, or set allow_nan=True to run on",
     )
     assert not (workdir / "metrics.jsonl").exists() and not (workdir / "params.msgpack").exists()
+    assert "cifar100 (SYNTHETIC: random CIFAR-shaped images): 8 clients" in result.stdout
+    with open(workdir / "dataset.json") as f:
+        assert json.load(f)["synthetic"].startswith("random CIFAR-shaped images")
 
 
 @pytest.fixture(scope="module")

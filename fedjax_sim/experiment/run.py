@@ -383,9 +383,13 @@ def run_experiment(
     local = local_parameters(experiment.initial_state)
     if local:
         summary["local_parameters"] = local
+    synthetic = config.data.name == "cifar100" and config.data.source == "synthetic"
+    if synthetic:
+        summary["synthetic"] = "random CIFAR-shaped images (data.source=synthetic), not CIFAR-100"
     writer = multihost.is_writer()
     (log if log and writer else logging.info)(
-        f"{summary['name']}: {summary['clients']} clients, {summary['train_examples']:,} "
+        f"{summary['name']}{' (SYNTHETIC: random CIFAR-shaped images)' if synthetic else ''}: "
+        f"{summary['clients']} clients, {summary['train_examples']:,} "
         f"training examples; evaluating on {summary['test_examples']:,} test examples"
         + (f"; per-client state {state_bytes / 1e6:,.1f} MB" if state_bytes else "")
         + (f"; {len(local)} parameter leaves stay local (dataset.json)" if local else "")
