@@ -26,6 +26,7 @@ apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from experiments.tools.report_sweep import sweep_experiment  # noqa: E402
 from fedjax_sim.config import files as config_files  # noqa: E402
+from fedjax_sim.experiment.script import run_script  # noqa: E402
 
 # model : norm (ResNets) : client learning rate
 MODELS = ("cnn:batch:0.05,resnet20:batch:0.05,resnet20:group:0.05,resnet20:layer:0.05,"
@@ -44,4 +45,4 @@ def sweep_config(smoke: bool):
 
 
 if __name__ == "__main__":
-    sweep_experiment(__doc__.splitlines()[0], sweep_config)
+    run_script(sweep_experiment, __doc__.splitlines()[0], sweep_config)

@@ -43,6 +43,7 @@ from fedjax_sim.core.engine import Execution, resolve_client_axis, resolve_unrol
 from fedjax_sim.core.round import federated_algorithm, per_client_state_bytes
 from fedjax_sim.core.selection import uniform
 from fedjax_sim.core.tasks import cross_entropy, make_task
+from fedjax_sim.experiment.script import run_script
 from fedjax_sim.runtime.simulate import simulate
 
 SIMULATED_ROUNDS = 200
@@ -251,4 +252,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

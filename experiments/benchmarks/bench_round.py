@@ -58,6 +58,7 @@ from fedjax_sim.core.engine import client_mesh_for
 from fedjax_sim.core.local import make_local_steps
 from fedjax_sim.core.tasks import cross_entropy, make_task
 from fedjax_sim.data.client_data import round_batch_plan, sample_clients
+from fedjax_sim.experiment.script import run_script
 
 FORMULATIONS = (
     "centralized",
@@ -329,6 +330,9 @@ def main():
         with open(args.render) as f:
             print(render(json.load(f)))
         return
+    unknown = sorted(set(args.workloads.split(",")) - set(WORKLOADS))
+    if unknown:
+        raise ValueError(f"--workloads: unknown {unknown}; allowed: {', '.join(WORKLOADS)}")
     reps = args.reps or (3 if args.quick else 5)
     formulations = args.formulations.split(",")
     if args.inner:
@@ -425,4 +429,4 @@ def render(records):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

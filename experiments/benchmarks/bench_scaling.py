@@ -31,6 +31,7 @@ from workloads import WORKLOADS, synthetic_clients, timed
 from fedjax_sim.algorithms.fedavg import fed_avg
 from fedjax_sim.core.engine import clients_within_memory_budget
 from fedjax_sim.core.tasks import make_task
+from fedjax_sim.experiment.script import run_script
 
 SPEC = WORKLOADS["mlp"]
 DEFAULT_BUDGET_GB = 8.0
@@ -152,4 +153,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

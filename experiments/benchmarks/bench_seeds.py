@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+from fedjax_sim.experiment.script import run_script
+
 NS = (1, 4, 16)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMMANDS = {  # workload -> (config, extra overrides)
@@ -199,4 +201,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -29,6 +29,7 @@ from workloads import WORKLOADS, synthetic_clients
 
 from fedjax_sim.algorithms.fedavg import fed_avg
 from fedjax_sim.core.tasks import make_task
+from fedjax_sim.experiment.script import run_script
 from fedjax_sim.runtime.simulate import simulate
 
 SPEC = WORKLOADS["mlp"]
@@ -120,4 +121,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from fedjax_sim.experiment.script import run_script
+
 # study -> (what it asks, the sweep, its smoke sweep, the fields every cell changes, plot's x)
 PARTICIPATION = (
     "clients per round C in {5, 20} of the 100 (the C = 10 reference is local_steps' first "
@@ -215,4 +217,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

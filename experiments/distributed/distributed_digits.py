@@ -41,6 +41,7 @@ apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on 
 
 from fedjax_sim.config import files as config_files  # noqa: E402
 from fedjax_sim.experiment.run import run_experiment  # noqa: E402
+from fedjax_sim.experiment.script import run_script  # noqa: E402
 from fedjax_sim.runtime import outputs  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -306,4 +307,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -31,6 +31,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from distributed_digits import TRAIN_EXAMPLES, outputs, run_one  # noqa: E402
 
+from fedjax_sim.experiment.script import run_script
+
 EPOCHS, K, B, H = 20, 8, 16, 8
 SPEEDS = {
     "fixed": {"speed.model": "fixed"},
@@ -186,4 +188,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

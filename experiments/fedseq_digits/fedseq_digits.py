@@ -28,6 +28,7 @@ apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from experiments.tools.report_sweep import sweep_experiment  # noqa: E402
 from fedjax_sim.config import files as config_files  # noqa: E402
+from fedjax_sim.experiment.script import run_script  # noqa: E402
 
 TARGET = 0.8
 # algorithm : clients (or superclients) per round : grouper : estimate
@@ -45,4 +46,4 @@ def sweep_config(smoke: bool):
 
 
 if __name__ == "__main__":
-    sweep_experiment(__doc__.splitlines()[0], sweep_config, TARGET)
+    run_script(sweep_experiment, __doc__.splitlines()[0], sweep_config, TARGET)

@@ -27,6 +27,7 @@ apply_xla_flags("auto", "cnn")  # before JAX starts: the CNN's measured best on 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from experiments.tools.report_sweep import sweep_experiment  # noqa: E402
 from fedjax_sim.config import files as config_files  # noqa: E402
+from fedjax_sim.experiment.script import run_script  # noqa: E402
 
 AGGREGATORS = "mean,median,trimmed_mean,norm_clipping,krum,noise_aware"
 ATTACKS = "label_flip,sign_flip,broken_sensor"
@@ -48,4 +49,4 @@ def sweep_config(smoke: bool):
 
 
 if __name__ == "__main__":
-    sweep_experiment(__doc__.splitlines()[0], sweep_config)
+    run_script(sweep_experiment, __doc__.splitlines()[0], sweep_config)

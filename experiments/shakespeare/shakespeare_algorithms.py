@@ -31,6 +31,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from fedjax_sim.experiment.script import run_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # name -> (config file, overrides)
@@ -163,4 +165,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

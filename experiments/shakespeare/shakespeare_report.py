@@ -20,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from fedjax_sim.experiment.script import run_script
+
 
 def load_run(workdir):
     with open(os.path.join(workdir, "config.json")) as f:
@@ -78,4 +80,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -24,6 +24,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from fedjax_sim.experiment.script import run_script  # noqa: E402
 from fedjax_sim.runtime import outputs  # noqa: E402
 
 
@@ -44,8 +45,8 @@ def watch(command: list[str], metrics_path: str, poll_s: float = 2.0) -> list[di
         if done:
             break
         time.sleep(poll_s)
-    if process.returncode:
-        raise SystemExit(f"the run failed with exit code {process.returncode}")
+    if process.returncode:  # the CLI said why, in one line
+        raise SystemExit(process.returncode)
     return seen
 
 
@@ -86,4 +87,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

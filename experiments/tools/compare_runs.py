@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 
+from fedjax_sim.experiment.script import run_script
 from fedjax_sim.runtime import outputs
 
 
@@ -44,4 +45,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

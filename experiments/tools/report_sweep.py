@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from fedjax_sim.experiment.script import run_script
 from fedjax_sim.experiment.sweep import load_sweep
 from fedjax_sim.experiment.sweep_report import pivot_table, sweep_section
 from fedjax_sim.runtime import outputs
@@ -59,4 +60,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
