@@ -155,7 +155,8 @@ def main(argv):
 
 
 def _metrics_line(record: dict) -> str:
-    shown = {k: v for k, v in record.items() if k != "round" and not k.startswith("ledger_")}
+    shown = {k: v for k, v in record.items()
+             if k not in ("round", "wall_s") and not k.startswith("ledger_")}  # fmt: skip
     return ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,7 @@ from fedjax_sim.runtime.evaluation import (
     personalized_evaluation,
     prefixed,
 )
+from fedjax_sim.runtime.run_log import RunLog
 from fedjax_sim.runtime.simulate import simulate
 
 
@@ -404,12 +406,36 @@ def run_experiment(
     if config.num_seeds > 1:
         return seed_runs.run_seeds(config, workdir, experiment, costs, syncs_per_round, progress)
 
+    # a bar where a person watches (a terminal, a notebook); else a line per evaluation
+    bar = progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
+    run_log = RunLog(workdir, line=log if writer and not bar else None, tensorboard=writer)
+
     def on_record(history):
         ledger.annotate(history, costs, syncs_per_round)
+        run_log.update(history)
         if writer:
             outputs.write_metrics(workdir, history)
 
-    state, history = simulate(
+    try:
+        state, history = _simulate_experiment(experiment, workdir, on_record, bar)
+    finally:
+        run_log.close()
+    ledger.annotate(history, costs, syncs_per_round)
+    variables = multihost.local_copy({"params": state.params, "state": state.model_state})
+    if writer:  # only process 0 writes; every process ran the same rounds
+        outputs.write_metrics(workdir, history)
+        outputs.write_params(os.path.join(workdir, "params.msgpack"), variables["params"])
+        outputs.write_params(os.path.join(workdir, "variables.msgpack"), variables)
+        title = f"{config.algorithm} on {config.data.name}"
+        outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
+        outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
+    return state, history
+
+
+def _simulate_experiment(experiment: Experiment, workdir: str, on_record, progress: bool):
+    """`simulate` over the experiment's rounds, checkpoints in ``workdir/checkpoints``."""
+    config = experiment.config
+    return simulate(
         experiment.algorithm.round_fn,
         experiment.clients,
         config.rounds,
@@ -424,13 +450,3 @@ def run_experiment(
         allow_nan=config.allow_nan,
         rounds_per_call=config.rounds_per_call,
     )
-    ledger.annotate(history, costs, syncs_per_round)
-    variables = multihost.local_copy({"params": state.params, "state": state.model_state})
-    if writer:  # only process 0 writes; every process ran the same rounds
-        outputs.write_metrics(workdir, history)
-        outputs.write_params(os.path.join(workdir, "params.msgpack"), variables["params"])
-        outputs.write_params(os.path.join(workdir, "variables.msgpack"), variables)
-        title = f"{config.algorithm} on {config.data.name}"
-        outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
-        outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
-    return state, history

@@ -1,0 +1,86 @@
+"""What a run reports as it goes, beside ``metrics.jsonl``: the wall clock of every record, a
+line per evaluation, and TensorBoard event files (tensorboardX: no TensorFlow needed).
+
+A resumed run continues the wall clock from its last restored record and rewrites the event
+file from its first round with TensorBoard's ``purge_step``, so TensorBoard shows one curve
+per metric, not the killed run's tail beside the resumed one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+
+WALL = "wall_s"
+
+
+class RunLog:
+    """Annotates and reports a run's records (the dicts of ``metrics.jsonl``) as they come.
+
+    Args:
+      workdir: the run's directory; event files go to ``workdir/tensorboard``.
+      line: receives one line per new evaluation (None: no lines).
+      tensorboard: write TensorBoard event files.
+    """
+
+    def __init__(
+        self, workdir: str, line: Callable[[str], None] | None = None, tensorboard: bool = True
+    ):
+        self._start = time.monotonic()
+        self._line = line
+        self._logdir = os.path.join(workdir, "tensorboard") if tensorboard else None
+        self._board = None
+        self._boarded = -1  # the last round written to the event file
+
+    def update(self, history: list[dict]) -> None:
+        """Gives the records without ``wall_s`` (the ones this process made) the seconds since
+        the run began, counting the runs it resumes; reports them; writes what the event file
+        lacks. Idempotent for records already seen."""
+        done = [r[WALL] for r in history if WALL in r]
+        base = done[-1] if done else 0.0
+        elapsed = time.monotonic() - self._start
+        new = [r for r in history if WALL not in r]
+        for record in new:
+            record[WALL] = round(base + elapsed, 3)
+        if self._line:
+            for record in new:
+                self._line(evaluation_line(record))
+        if self._logdir:
+            self._write_events(history)
+
+    def _write_events(self, history: list[dict]) -> None:
+        pending = [r for r in history if r["round"] > self._boarded]
+        if not pending:
+            return
+        if self._board is None:
+            from tensorboardX import SummaryWriter
+
+            # purge_step: TensorBoard drops earlier files' events from this round on
+            self._board = SummaryWriter(self._logdir, purge_step=pending[0]["round"])
+        for record in pending:
+            for name, value in record.items():
+                if name != "round" and _is_number(value):
+                    self._board.add_scalar(name, value, global_step=record["round"])
+        self._board.flush()
+        self._boarded = pending[-1]["round"]
+
+    def close(self) -> None:
+        if self._board is not None:
+            self._board.close()
+            self._board = None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def evaluation_line(record: dict) -> str:
+    """``round 20 (41.2 s): test_accuracy=0.3120, test_loss=2.4410, ...`` (ledger counters and
+    the per-round training count left out)."""
+    shown = {k: v for k, v in record.items()
+             if k not in ("round", WALL) and not k.startswith("ledger_")
+             and _is_number(v)}  # fmt: skip
+    clock = f" ({record[WALL]:.1f} s)" if WALL in record else ""
+    return f"round {record['round']}{clock}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
