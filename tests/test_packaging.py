@@ -16,8 +16,10 @@ def _normalized(name):
 def _floors():
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         project = tomllib.load(f)["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
-    floors = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", r).groups() for r in requirements)
+    extras = project["optional-dependencies"]
+    requirements = project["dependencies"] + extras["test"] + extras["docs"]
+    requirement = re.compile(r"([A-Za-z0-9_.-]+)(?:\[[a-z,]+\])?>=([0-9.]+)")  # name[extras]>=v
+    floors = dict(requirement.fullmatch(r).groups() for r in requirements)
     return {_normalized(name): version for name, version in floors.items()}, project
 
 

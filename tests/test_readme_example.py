@@ -1,4 +1,5 @@
-"""The README's "Writing an algorithm" example runs as printed, on a tiny population."""
+"""The README's Python API example and the docs' "Writing an algorithm" example run as printed
+(the first smoke-sized, the second on a tiny population)."""
 
 import os
 
@@ -16,11 +17,35 @@ clients = client_data_from_indices(examples, np.array_split(np.arange(40), 20))
 """
 
 
+def _python_block(path, heading):
+    with open(os.path.join(ROOT, path)) as f:
+        text = f.read()
+    section = text[text.index(heading) :]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_python_api_example_runs_smoke_sized(shakespeare_cache, capsys):
+    code = _python_block("README.md", "## The Python API")
+    smaller = {  # the main job's data and algorithm; 2 rounds of a narrow LSTM
+        "rounds=150": "rounds=2",
+        "eval_every=50": "eval_every=1",
+        '"/tmp/shakespeare"': repr(shakespeare_cache),
+        'make_task("lstm", num_classes=80)': 'make_task("lstm", num_classes=80, hidden=8)',
+    }
+    for printed, smoke in smaller.items():
+        assert code.count(printed) == 1, printed
+        code = code.replace(printed, smoke)
+    namespace = {}
+    exec(code, namespace)
+    assert namespace["clients"].num_clients == 100
+    assert [record["round"] for record in namespace["history"]] == [1, 2]
+    accuracy = namespace["history"][-1]["test_accuracy"]
+    assert 0 <= accuracy <= 1
+    assert f"round 2: test accuracy {accuracy:.3f}" in capsys.readouterr().out
+
+
 def test_writing_an_algorithm_example_runs():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    section = readme[readme.index("### Writing an algorithm") :]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code = _python_block("docs/concepts.md", "## Writing an algorithm")
     namespace = {}
     exec(SETUP + code, namespace)
     jax = namespace["jax"]
