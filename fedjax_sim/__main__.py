@@ -2,7 +2,9 @@
 
 Runs (or resumes) the experiment of the config in DIR; see `fedjax_sim.experiment.run`.
 ``python -m fedjax_sim evaluate --workdir DIR [--round N]`` evaluates a run's last (or round
-N's) checkpoint on the test split; see `fedjax_sim.experiment.reopen`. A bad input
+N's) checkpoint on the test split; see `fedjax_sim.experiment.reopen`.
+``python -m fedjax_sim fields --config FILE[:variant] [--config.key=value]`` lists every field
+of the config with its value and meaning (`fedjax_sim.config.reference`). A bad input
 ends with one line on stderr, ``error: ...`` naming the field, file or value, and exit code 2
 (``FEDJAX_SIM_DEBUG=1`` shows the traceback instead).
 """
@@ -27,7 +29,7 @@ _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
 _ROUND = flags.DEFINE_integer(
     "round", None, "evaluate: the round of the kept checkpoint to evaluate (default: the last)."
 )
-COMMANDS = ("evaluate",)
+COMMANDS = ("evaluate", "fields")
 _HELP = ("--help", "--helpfull", "--helpshort", "-h", "-?")
 
 
@@ -90,10 +92,25 @@ def evaluate() -> None:
     print(f"round {metrics.pop('round')}: {_metrics_line(metrics)}")
 
 
+def fields() -> None:
+    """``fields --config FILE``: every field, its value in that config and its meaning."""
+    from fedjax_sim.config.reference import field_reference, shown
+
+    if _CONFIG.value is None:
+        _fail(ConfigError("fields: --config FILE[:variant] is required"))
+    listed, _ = field_reference(_CONFIG.value)
+    width = max(len(f"{f.name} = {shown(f.value)}") for f in listed)
+    for field in listed:
+        entry = f"{field.name} = {shown(field.value)}"
+        print(f"{entry:<{width}}  # {field.meaning}" if field.meaning else entry)
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     if argv[1:] == ["evaluate"]:
         return evaluate()
+    if argv[1:] == ["fields"]:
+        return fields()
     if argv[1:]:
         command = " ".join(argv[1:])
         _fail(ConfigError(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}"))
