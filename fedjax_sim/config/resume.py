@@ -3,8 +3,8 @@
 A run's ``config.json`` may predate today's fields and defaults. It is first brought to today's
 terms (`upgraded`) by one table of upgrades: the ``config.json`` written before FedOpt followed
 Reddi et al.'s Algorithm 2, and each field that a registry entry's `ResumedField` says was added
-later. The fields of those rules then compare by what they do in each config, the others by
-their value.
+later. Those resumed fields then compare by what they do in each config (their entries say
+what), every other field by its value.
 """
 
 from __future__ import annotations
