@@ -13,9 +13,10 @@ from records import metrics_without_wall_clock
 
 from fedjax_sim.config import build as algorithm_configs
 from fedjax_sim.config import checks as config_checks
-from fedjax_sim.config import registry as algorithm_registry
+from fedjax_sim.config import fields as config_fields
 from fedjax_sim.config.checks import ConfigError, check_config
 from fedjax_sim.config.files import load_config, with_overrides
+from fedjax_sim.config.registry import centralized as centralized_entry
 from fedjax_sim.core.tasks import make_task
 from fedjax_sim.data.dataset import DataError
 from fedjax_sim.experiment import run as experiment_lib
@@ -474,9 +475,9 @@ def test_optimizer_fields_reach_the_optimizers(shakespeare_cache, monkeypatch):
 
         monkeypatch.setattr(module, name, spy)
 
-    spy_on(config_checks, "make_optimizer")
-    spy_on(config_checks, "server_optimizer")
-    spy_on(algorithm_registry, "make_optimizer")  # the centralized entry's builder
+    spy_on(config_fields, "make_optimizer")
+    spy_on(config_fields, "server_optimizer")
+    spy_on(centralized_entry, "make_optimizer")  # the centralized entry's builder
     task = make_task("lstm", 80, hidden=8)
     federated = {"server.optimizer": "adam", "server.eps": 1e-3, "client.optimizer": "adam",
                  "client.b1": 0.8, "client.b2": 0.95}  # fmt: skip

@@ -1,4 +1,4 @@
-"""From a config to an `Algorithm`: the algorithm's parts, its sampler, and the execution.
+"""From a config to an `Algorithm`: its registry entry's builder, and the execution.
 
 The algorithm (``config.algorithm`` and its groups) and the execution (``client_axis``,
 ``chunk_size``, ``client_devices``, ``unroll_local_steps``) are built separately, so fitting a
@@ -12,8 +12,8 @@ import dataclasses
 import ml_collections
 from absl import logging
 
-from fedjax_sim.config.checks import ConfigError, build_optimizer, resolved_weighting
-from fedjax_sim.core.attacks import attack_updates
+from fedjax_sim.config import registry
+from fedjax_sim.config.building_blocks import clients_per_round
 from fedjax_sim.core.engine import (
     Execution,
     client_mesh_for,
@@ -23,25 +23,7 @@ from fedjax_sim.core.engine import (
     steps_in_program,
 )
 from fedjax_sim.core.local import Algorithm
-from fedjax_sim.core.robust_aggregation import make_aggregator
-from fedjax_sim.core.round import federated_round
-from fedjax_sim.core.selection import make_sampler
-from fedjax_sim.core.speeds import make_job_durations
-from fedjax_sim.core.tasks import Task, cross_entropy
-
-
-def clients_per_round(config: ml_collections.ConfigDict, num_clients: int) -> int:
-    """C: ``clients_per_round``, or ``participation`` x K when it is 0.
-
-    Raises:
-      ConfigError: ``clients_per_round`` exceeds the K clients of the population.
-    """
-    if config.clients_per_round > num_clients:
-        raise ConfigError(
-            f"clients_per_round={config.clients_per_round} exceeds the {num_clients} clients of "
-            f"the population; at most {num_clients}"
-        )
-    return config.clients_per_round or max(1, round(config.participation * num_clients))
+from fedjax_sim.core.tasks import Task
 
 
 def execution_for(config: ml_collections.ConfigDict, task: Task, num_clients: int) -> Execution:
@@ -60,113 +42,30 @@ def execution_for(config: ml_collections.ConfigDict, task: Task, num_clients: in
     )
 
 
-def job_durations(config, num_workers: int):
-    """Each worker's job durations (`fedjax_sim.core.speeds.make_job_durations`) of ``speed``."""
-    speed = config.speed
-    try:
-        return make_job_durations(
-            speed.model, num_workers=num_workers, seed=config.seed, sigma=speed.sigma,
-            straggler_fraction=speed.straggler_fraction, slowdown=speed.slowdown,
-            durations=speed.durations,
-        )  # fmt: skip
-    except ValueError as error:  # durations for another number of workers
-        raise ConfigError(str(error)) from error
-
-
-def optimizers(config):
-    """The client (or inner) and the server (or outer) optimizers of ``config``."""
-    return build_optimizer(config, "client"), build_optimizer(config, "server")
-
-
-def client_optimizer(config):
-    """The client (or inner) optimizer of ``config`` (also the fine-tuning optimizer)."""
-    return optimizers(config)[0]
-
-
-def federated_algorithm(
-    config, task: Task, num_clients: int, execution: Execution, parts, *, run_members=None
-) -> Algorithm:
-    """A federated `Algorithm`: `fedjax_sim.core.round.federated_round` over the parts
-    ``parts(config, task, objective, client_tx, server_tx, aggregator, options)`` (``options``:
-    num_clients, model_state, client_optimizer_state, unroll), with ``config.robust.attack`` on
-    the clients' updates. ``run_members(parts, round_options)``, when given, runs the round
-    instead (FedSeq's superclients)."""
-    count = clients_per_round(config, num_clients)
-    sampler = None
-    if run_members is None:
-        selection = config.selection
-        sampler = make_sampler(
-            selection.name,
-            count,
-            num_clients,
-            gamma=selection.gamma,
-            candidates=selection.candidates,
-            replace=selection.replace,
-            dropout=selection.dropout,
-            seed=config.data.seed,
-        )
-    objective = cross_entropy(task, augment=config.data.augment)
-    client_tx, server_tx = optimizers(config)
-    robust = config.robust
-    try:  # checked against the clients a round, known once the data is
-        aggregator = make_aggregator(
-            robust.aggregator, trim_fraction=robust.trim_fraction, max_norm=robust.max_norm,
-            byzantine=robust.byzantine, krum_selected=robust.krum_selected,
-            clients_per_round=count,
-        )  # fmt: skip
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
-    options = {
-        "num_clients": num_clients,
-        "model_state": config.model_state,
-        "client_optimizer_state": config.client.optimizer_state,
-        "unroll": execution.unroll,
-    }
-    built = parts(config, task, objective, client_tx, server_tx, aggregator, options)
-    built = attack_updates(built, config.robust.attack, config.robust.attack_scale)
-    round_options = {
-        "local_steps": config.client.local_steps,
-        "batch_size": config.client.batch_size,
-        "local_epochs": config.client.local_epochs or None,
-        "weighting": resolved_weighting(config),
-        "execution": execution,
-    }
-    if run_members is not None:
-        return run_members(built, round_options)
-    round_fn = federated_round(
-        built, task=task, sampler=sampler, local_work=config.client.local_work, **round_options
-    )
-    return Algorithm(init=built.init, round_fn=round_fn, personal=built.personal)
-
-
 def build_algorithm(
     config: ml_collections.ConfigDict,
     task: Task,
     num_clients: int,
     execution: Execution | None = None,
-    *,
-    superclients=None,
+    **prepared,
 ) -> Algorithm:
     """The `Algorithm` that ``config.algorithm`` names (its `fedjax_sim.config.registry`
-    entry's builder), run with ``execution`` (default: the config's, `execution_for`); FedSeq
-    needs its ``superclients``, the ``[G, M]`` groups of
-    `fedjax_sim.algorithms.fedseq_groups.group_clients`.
+    entry's builder), run with ``execution`` (default: the config's, `execution_for`);
+    ``prepared`` are the keyword arguments of the entry's `HostStep` (FedSeq's
+    ``superclients``, the ``[G, M]`` groups of `fedjax_sim.algorithms.fedseq_groups`), which an
+    entry without one ignores.
 
     Raises:
-      ConfigError: an unknown algorithm, fedseq without superclients, or more superclients per
-        round than groups.
+      ConfigError: an unknown algorithm, or what the entry's builder refuses (fedseq without
+        superclients, or more superclients per round than groups).
     """
-    from fedjax_sim.config import registry
-
     entry = registry.get(config.algorithm)
     if entry.family != "centralized":
         execution = execution or execution_for(config, task, num_clients)
-    return entry.build(config, task, num_clients, execution, superclients=superclients)
+    return entry.build(config, task, num_clients, execution, **prepared)
 
 
-def fit_algorithm_to_memory(
-    config, task, clients, state, key, algorithm, *, superclients=None
-) -> Algorithm:
+def fit_algorithm_to_memory(config, task, clients, state, key, algorithm, **prepared) -> Algorithm:
     """``algorithm``, or when its vectorized round would exceed ``config.memory_budget_gb``,
     the same algorithm run in chunks of as many clients as fit
     (`engine.clients_within_memory_budget`); only the execution changes.
@@ -174,8 +73,6 @@ def fit_algorithm_to_memory(
     The check compiles the round as training will (reused from JAX's cache when it fits); a
     round over budget costs one more compilation per chunk size tried.
     """
-    from fedjax_sim.config import registry
-
     if registry.get(config.algorithm).family == "centralized" or not config.memory_budget_gb:
         return algorithm
     execution = execution_for(config, task, clients.num_clients)
@@ -189,9 +86,7 @@ def fit_algorithm_to_memory(
     def round_for_chunk(k):
         if k == num:  # all clients at once: the vectorized round itself
             return algorithm.round_fn
-        return build_algorithm(
-            config, task, clients.num_clients, chunked(k), superclients=superclients
-        ).round_fn
+        return build_algorithm(config, task, clients.num_clients, chunked(k), **prepared).round_fn
 
     chunk, chunk_bytes = clients_within_memory_budget(
         round_for_chunk, (state, clients, key), num, config.memory_budget_gb * 2**30
@@ -206,6 +101,4 @@ def fit_algorithm_to_memory(
         chunk,
         chunk_bytes / 2**30,
     )
-    return build_algorithm(
-        config, task, clients.num_clients, chunked(chunk), superclients=superclients
-    )
+    return build_algorithm(config, task, clients.num_clients, chunked(chunk), **prepared)

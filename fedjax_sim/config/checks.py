@@ -12,15 +12,19 @@ import json
 import ml_collections
 
 from fedjax_sim.algorithms.fedavg import CLIENT_OPTIMIZER_STATE, MODEL_STATE_MODES
+from fedjax_sim.config import registry
+from fedjax_sim.config.fields import (
+    ConfigError,
+    build_optimizer,
+    check_optimizer,
+    integer,
+    number,
+    one_of,
+    require,
+)
 from fedjax_sim.core.attacks import ATTACKS, UPDATE_ATTACKS
 from fedjax_sim.core.engine import CLIENT_AXIS_MODES
-from fedjax_sim.core.fedopt import SERVER_OPTIMIZERS, server_optimizer
-from fedjax_sim.core.optimizers import (
-    OPTIMIZERS,
-    SCHEDULES,
-    make_optimizer,
-    make_schedule,
-)
+from fedjax_sim.core.optimizers import SCHEDULES, make_schedule
 from fedjax_sim.core.robust_aggregation import AGGREGATORS, check_round_size
 from fedjax_sim.core.round import LOCAL_WORK
 from fedjax_sim.core.selection import SELECTIONS
@@ -31,25 +35,21 @@ from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 from fedjax_sim.models.resnet import NORMS
 from fedjax_sim.runtime.ledger import TOPOLOGIES
 
+# ConfigError and build_optimizer live in fedjax_sim.config.fields; imported from here too.
+__all__ = [
+    "DISTRIBUTED_ALGORITHMS",
+    "FEDERATED_ALGORITHMS",
+    "ROBUST_ALGORITHMS",
+    "ConfigError",
+    "build_optimizer",
+    "check_config",
+    "config_record",
+    "resolved_weighting",
+]
 
-class ConfigError(ValueError):
-    """A config field has a value outside what it allows; the message names both."""
-
-
-def __getattr__(name: str):
-    """``FEDERATED_ALGORITHMS``, ``DISTRIBUTED_ALGORITHMS`` (K workers training one model) and
-    ``ROBUST_ALGORITHMS`` (those taking robust.aggregator), read from
-    `fedjax_sim.config.registry` (which imports this module, hence read when asked)."""
-    from fedjax_sim.config import registry
-
-    if name == "FEDERATED_ALGORITHMS":
-        return registry.names("federated")
-    if name == "DISTRIBUTED_ALGORITHMS":
-        return registry.names("distributed")
-    if name == "ROBUST_ALGORITHMS":
-        return tuple(n for n, e in registry.ALGORITHMS.items() if e.robust_aggregation)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+FEDERATED_ALGORITHMS = registry.names("federated")
+DISTRIBUTED_ALGORITHMS = registry.names("distributed")  # K workers training one model
+ROBUST_ALGORITHMS = tuple(n for n, e in registry.ALGORITHMS.items() if e.robust_aggregation)
 
 _DATASETS = {
     "shakespeare": ("lstm",),
@@ -65,73 +65,10 @@ _PARTITIONS = {
 _CIFAR_SOURCES = ("auto", "python", "binary", "tfds", "synthetic")
 
 
-def require(ok: bool, message: str):
-    """Raises `ConfigError` with ``message`` unless ``ok``."""
-    if not ok:
-        raise ConfigError(message)
-
-
-def one_of(field: str, value, allowed):
-    require(value in allowed, f"{field} must be one of {list(allowed)}, got {value!r}")
-
-
-def integer(field: str, value, minimum: int = 1):
-    require(
-        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-        f"{field} must be an integer >= {minimum}, got {value!r}",
-    )
-
-
-def number(field: str, value, minimum: float = 0.0, *, strict: bool = False):
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = is_number and (value > minimum if strict else value >= minimum)
-    require(ok, f"{field} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
-
-
-def optimizer_arguments(config: ml_collections.ConfigDict, field: str) -> tuple[str, float, dict]:
-    """``(name, learning_rate, options)`` from the config's optimizer block ``field``:
-    ``"optimizer"`` (a centralized run) and ``"client"`` for `make_optimizer`, ``"server"`` for
-    `fedjax_sim.core.fedopt.server_optimizer` (`build_optimizer` calls the right one), so that what
-    `check_config` builds to check is what `fedjax_sim.config.build` builds to run.
-
-    The centralized learning rate is the block's own, before ``optimizer.lr_scaling``
-    (`fedjax_sim.core.optimizers.scaled_learning_rate`, positive exactly when it is).
-    """
-    block = config[field]
-    options = {"momentum": block.momentum, "eps": block.eps, "field": field}
-    if field == "optimizer":
-        options.update(
-            weight_decay=block.weight_decay,
-            schedule=block.schedule,
-            total_steps=block.schedule_steps or config.rounds,
-            warmup_steps=block.warmup_steps,
-            power=block.decay_power,
-            exclude_bias_and_norm=block.exclude_bias_and_norm,
-        )
-        return block.name, block.learning_rate, options
-    if field == "client":
-        options.update(b1=block.b1, b2=block.b2)
-    if field == "server":
-        options.update(
-            b1=block.b1,
-            b2=block.b2,
-            initial_accumulator=block.initial_accumulator,
-            schedule=block.schedule,
-            total_steps=config.rounds,
-            warmup_steps=block.warmup_steps,
-            nesterov=block.nesterov,
-        )
-    else:
-        options.update(weight_decay=block.weight_decay, b1=block.b1, b2=block.b2)
-    return block.optimizer, block.learning_rate, options
-
-
 def resolved_weighting(config: ml_collections.ConfigDict) -> str:
     """``config.weighting`` with ``"auto"`` resolved to the algorithm's paper's weighting."""
     if config.weighting != "auto":
         return config.weighting
-    from fedjax_sim.config import registry
-
     return registry.get(config.algorithm).weighting
 
 
@@ -144,28 +81,8 @@ def config_record(config: ml_collections.ConfigDict) -> dict:
     return record
 
 
-def build_optimizer(config: ml_collections.ConfigDict, field: str):
-    """The optax optimizer of block ``field`` (`optimizer_arguments`), unscaled learning rate."""
-    name, learning_rate, options = optimizer_arguments(config, field)
-    build = server_optimizer if field == "server" else make_optimizer
-    return build(name, learning_rate, **options)
-
-
-def check_optimizer(config: ml_collections.ConfigDict, field: str):
-    """An optimizer block, checked by building it (the builders name the bad field)."""
-    name = config[field]["name" if field == "optimizer" else "optimizer"]
-    allowed = SERVER_OPTIMIZERS if field == "server" else OPTIMIZERS
-    one_of(f"{field}.{'name' if field == 'optimizer' else 'optimizer'}", name, allowed)
-    try:
-        build_optimizer(config, field)
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
-
-
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Raises `ConfigError` naming the first field whose value is not allowed."""
-    from fedjax_sim.config import registry
-
     entry = registry.get(config.algorithm)
     centralized_config = "optimizer" in config and "client" not in config
     require(
@@ -177,6 +94,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         + "; this config file is for "
         + ("algorithm='centralized'" if centralized_config else "the other algorithms"),
     )  # fmt: skip
+    _check_run(config)
+    _check_data(config.data)
+    _check_sweep(config)
+    _check_ledger(config.ledger)
+    _check_model(config.model, config.data.name)
+    if entry.family == "centralized":
+        entry.check(config)
+    else:
+        _check_federated(config, entry)
+
+
+def _check_run(config: ml_collections.ConfigDict) -> None:
     integer("rounds", config.rounds)
     integer("eval_every", config.eval_every, 0)
     integer("checkpoint_every", config.checkpoint_every, 0)
@@ -187,7 +116,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     require(
         isinstance(config.xla_flags, str), f"xla_flags must be a string, got {config.xla_flags!r}"
     )
-    data = config.data
+
+
+def _check_data(data: ml_collections.ConfigDict) -> None:
     one_of("data.name", data.name, tuple(_DATASETS))
     one_of("data.partition", data.partition, _PARTITIONS[data.name])
     integer("data.num_clients", data.num_clients, 0 if data.name == "shakespeare" else 1)
@@ -212,6 +143,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         bool(data.leaf_train_dir) == bool(data.leaf_test_dir),
         "data.leaf_train_dir and data.leaf_test_dir go together: give both or neither",
     )
+
+
+def _check_sweep(config: ml_collections.ConfigDict) -> None:
     integer("rounds_per_call", config.rounds_per_call)
     require(isinstance(config.sweep, str), f"sweep must be a string, got {config.sweep!r}")
     require(
@@ -222,33 +156,33 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         not config.sweep_vectorized or config.sweep,
         "sweep_vectorized needs a sweep, e.g. --config.sweep='client.learning_rate=0.3,1'",
     )
-    ledger = config.ledger
+
+
+def _check_ledger(ledger: ml_collections.ConfigDict) -> None:
     one_of("ledger.topology", ledger.topology, ("auto", *TOPOLOGIES))
     for name in ("worker_tflops", "bandwidth_gbps"):
         number(f"ledger.{name}", ledger[name], strict=True)
     number("ledger.latency_ms", ledger.latency_ms)
-    model = config.model
-    one_of(f"model.name (for data.name={data.name!r})", model.name, _DATASETS[data.name])
+
+
+def _check_model(model: ml_collections.ConfigDict, dataset: str) -> None:
+    one_of(f"model.name (for data.name={dataset!r})", model.name, _DATASETS[dataset])
     integer("model.hidden", model.hidden)
     one_of("model.conv", model.conv, CONV_IMPLEMENTATIONS)
     one_of("model.norm", model.norm, NORMS)
     integer("model.groups", model.groups)
     for name in ("patch", "depth", "width", "heads", "mlp_ratio"):
         integer(f"model.{name}", model[name])
-    side = _IMAGE_SIDES.get(data.name)
+    side = _IMAGE_SIDES.get(dataset)
     require(
         model.name != "vit" or side % model.patch == 0,
-        f"model.patch must divide the {side}x{side} images of data.name={data.name!r}, "
+        f"model.patch must divide the {side}x{side} images of data.name={dataset!r}, "
         f"got {model.patch}",
     )
     require(
         model.name != "vit" or model.width % model.heads == 0,
         f"model.width must be a multiple of model.heads={model.heads}, got {model.width}",
     )
-    if entry.family == "centralized":
-        entry.check(config)
-    else:
-        _check_federated(config, entry)
 
 
 # Client optimizers without moment decays (client.b1 and client.b2 are refused for them).
@@ -257,8 +191,24 @@ _NO_MOMENT_DECAYS = ("sgd", "adagrad", "lars", "optax_lars")
 
 def _check_federated(config: ml_collections.ConfigDict, entry) -> None:
     """The fields of a federated or distributed config; ``entry`` is its algorithm's."""
-    from fedjax_sim.config import registry
+    _check_optimizers(config, entry)
+    _check_speed(config)
+    # Every federated and distributed config carries every algorithm's group.
+    for owner in registry.trained_groups().values():
+        owner.check_group(config)
+    integer("finetune.steps", config.finetune.steps, 0)
+    one_of("client.local_work", config.client.local_work, LOCAL_WORK)
+    one_of("client.optimizer_state", config.client.optimizer_state, CLIENT_OPTIMIZER_STATE)
+    one_of("model_state", config.model_state, MODEL_STATE_MODES)
+    _check_selection(config.selection)
+    _check_robust(config, entry)
+    if entry.check is not None:
+        entry.check(config)
+    _check_round(config)
 
+
+def _check_optimizers(config: ml_collections.ConfigDict, entry) -> None:
+    """The client (inner) and server (outer) optimizers and the inner learning-rate schedule."""
     client, server = config.client, config.server
     for name in ("b1", "b2"):
         require(
@@ -281,6 +231,9 @@ def _check_federated(config: ml_collections.ConfigDict, entry) -> None:
         make_schedule(1.0, client.schedule, total_steps=config.rounds,
                       warmup_steps=client.warmup_steps, field="client")  # fmt: skip
     check_optimizer(config, "server")
+
+
+def _check_speed(config: ml_collections.ConfigDict) -> None:
     speed = config.speed
     one_of("speed.model", speed.model, SPEED_MODELS)
     number("speed.sigma", speed.sigma)
@@ -305,14 +258,9 @@ def _check_federated(config: ml_collections.ConfigDict, entry) -> None:
             parse_durations(speed.durations, workers)
         except ValueError as error:
             raise ConfigError(str(error)) from error
-    # Every federated and distributed config carries every algorithm's group.
-    for owner in registry.trained_groups().values():
-        owner.check_group(config)
-    integer("finetune.steps", config.finetune.steps, 0)
-    one_of("client.local_work", client.local_work, LOCAL_WORK)
-    one_of("client.optimizer_state", client.optimizer_state, CLIENT_OPTIMIZER_STATE)
-    one_of("model_state", config.model_state, MODEL_STATE_MODES)
-    selection = config.selection
+
+
+def _check_selection(selection: ml_collections.ConfigDict) -> None:
     one_of("selection.name", selection.name, SELECTIONS)
     number("selection.gamma", selection.gamma, strict=True)
     integer("selection.candidates", selection.candidates, 0)
@@ -322,6 +270,10 @@ def _check_federated(config: ml_collections.ConfigDict, entry) -> None:
     )
     number("selection.dropout", selection.dropout)
     require(selection.dropout < 1, f"selection.dropout must be in [0, 1), got {selection.dropout}")
+
+
+def _check_robust(config: ml_collections.ConfigDict, entry) -> None:
+    """The robust aggregator (for the algorithms that take one) and the attack."""
     robust = config.robust
     one_of("robust.aggregator", robust.aggregator, AGGREGATORS)
     number("robust.trim_fraction", robust.trim_fraction)
@@ -342,8 +294,7 @@ def _check_federated(config: ml_collections.ConfigDict, entry) -> None:
             raise ConfigError(str(error)) from error
     require(
         robust.aggregator == "mean" or entry.robust_aggregation,
-        f"robust.aggregator={robust.aggregator!r} is for "
-        f"{', '.join(n for n, e in registry.ALGORITHMS.items() if e.robust_aggregation)}; "
+        f"robust.aggregator={robust.aggregator!r} is for {', '.join(ROBUST_ALGORITHMS)}; "
         f"{config.algorithm} takes robust.aggregator='mean'",
     )
     one_of("robust.attack", robust.attack, ATTACKS)
@@ -352,14 +303,16 @@ def _check_federated(config: ml_collections.ConfigDict, entry) -> None:
         require(robust[name] <= 1, f"robust.{name} must be in [0, 1], got {robust[name]}")
     number("robust.noise_std", robust.noise_std)
     number("robust.attack_scale", robust.attack_scale, strict=True)
-    federated = registry.names("federated")
     require(
         robust.attack not in UPDATE_ATTACKS or entry.family == "federated",
         f"robust.attack={robust.attack!r} changes federated clients' updates, for one of "
-        f"{list(federated)}; {config.algorithm} takes a data attack or 'none'",
+        f"{list(FEDERATED_ALGORITHMS)}; {config.algorithm} takes a data attack or 'none'",
     )
-    if entry.check is not None:
-        entry.check(config)
+
+
+def _check_round(config: ml_collections.ConfigDict) -> None:
+    """A round's clients, their local work and how the round runs."""
+    client = config.client
     integer("client.local_steps", client.local_steps)
     integer("client.batch_size", client.batch_size)
     integer("client.local_epochs", client.local_epochs, 0)

@@ -11,7 +11,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from fedjax_sim.config import registry
-from fedjax_sim.config.checks import ConfigError
+from fedjax_sim.config.fields import ConfigError
 
 VARIANTS = ("smoke",)
 
@@ -61,6 +61,48 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     family = registry.ALGORITHMS[algorithm].family if algorithm in registry.ALGORITHMS else None
     config = ml_collections.ConfigDict()
     config.algorithm = algorithm
+    _set_run_fields(config)
+    config.data = _data(dataset)
+    config.ledger = _ledger(family)
+    # Rounds run per compiled call (a lax.scan over rounds; evaluation and checkpoints land
+    # on call boundaries): fewer host round trips for short rounds, same results.
+    config.rounds_per_call = 1
+    config.model = _model(dataset)
+    if family == "centralized":
+        config.batch_size = 64
+        entry = registry.ALGORITHMS[algorithm]
+        config[entry.group] = entry.defaults()
+        # Gradient accumulation: batch_size examples per optimizer step, in micro-batches of
+        # this size (0: one batch); memory is that of one micro-batch.
+        config.micro_batch_size = 0
+        return config
+    config.clients_per_round = 10  # 0: use participation * num_clients
+    config.participation = 0.1
+    # The aggregation weights: "examples" (n_k, FedAvg's), "uniform" (each reporting client
+    # alike) or "auto": each algorithm's paper (uniform for scaffold and feddyn, else examples;
+    # config.json records the resolved one).
+    config.weighting = "auto"
+    config.client = _client()
+    config.server = _server()
+    config.selection = _selection()
+    # BatchNorm statistics: "average" (with the weights), "local" (each client keeps its own),
+    # "recompute" (dropped after each round; recomputed from training data to evaluate).
+    config.model_state = "average"
+    # Every algorithm's group (config.fedprox, config.scaffold, ..., config.gossip), whatever
+    # the algorithm, so that --config.algorithm may switch between them.
+    for group, owner in registry.trained_groups().items():
+        config[group] = owner.defaults()
+    config.robust = _robust()
+    # Evaluation also reports each client's model fine-tuned for `steps` local steps (client
+    # optimizer, batch size) on its training data (finetuned_*); 0: off. FedBABU needs it.
+    config.finetune = ml_collections.ConfigDict({"steps": 0})
+    config.speed = _speed()
+    _set_execution_fields(config)
+    return config
+
+
+def _set_run_fields(config: ml_collections.ConfigDict) -> None:
+    """The run's own fields: seeds, length, evaluation and checkpoint pace, sweeps."""
     config.seed = 0  # model initialization and the rounds' sampling; the data has data.seed
     # N > 1: seeds seed, ..., seed + N - 1 as one vectorized program (a leading run axis over
     # the whole state), on the same data; outputs per seed in seed_<s>/ and their mean +- std.
@@ -83,14 +125,16 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # True: the sweep's cells (scalar hyper-parameters only: fedjax_sim.experiment.vector_sweep)
     # and the num_seeds seeds run as ONE vectorized program instead of one run after another.
     config.sweep_vectorized = False
-    config.data = _data(dataset)
+
+
+def _ledger(family: str | None) -> ml_collections.ConfigDict:
     # The ledger's simulated wall clock (fedjax_sim.runtime.ledger): each worker's sustained
     # TFLOP/s, each link's Gbit/s and each message's latency. Defaults: a data-center GPU and
     # network for centralized and distributed runs, a phone on a mobile link for federated ones.
     # topology "auto": a parameter server for federated runs, a ring all-reduce for
     # distributed ones ("server", "allreduce").
     data_center = family not in ("federated", None)
-    config.ledger = ml_collections.ConfigDict(
+    return ml_collections.ConfigDict(
         {
             "topology": "auto",
             "worker_tflops": 50.0 if data_center else 0.05,
@@ -98,14 +142,14 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "latency_ms": 0.01 if data_center else 50.0,
         }
     )
-    # Rounds run per compiled call (a lax.scan over rounds; evaluation and checkpoints land
-    # on call boundaries): fewer host round trips for short rounds, same results.
-    config.rounds_per_call = 1
-    # model.name: lstm (shakespeare); cnn, resnet20, resnet18 (cifar100); cnn (digits).
-    # model.conv (CNN): "auto" (loop-friendly on CPU, XLA's elsewhere), "xla", "loop_friendly"
-    # model.norm (ResNets): "batch", "group", "layer", "none"; model.groups: GroupNorm's groups
-    # ViT: model.patch (side of a patch), depth (encoder blocks), width, heads, mlp_ratio
-    config.model = ml_collections.ConfigDict(
+
+
+# model.name: lstm (shakespeare); cnn, resnet20, resnet18 (cifar100); cnn (digits).
+# model.conv (CNN): "auto" (loop-friendly on CPU, XLA's elsewhere), "xla", "loop_friendly"
+# model.norm (ResNets): "batch", "group", "layer", "none"; model.groups: GroupNorm's groups
+# ViT: model.patch (side of a patch), depth (encoder blocks), width, heads, mlp_ratio
+def _model(dataset: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
         {
             "name": "lstm" if dataset == "shakespeare" else "cnn",
             "hidden": 256,
@@ -119,21 +163,10 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "mlp_ratio": 2,
         }
     )
-    if family == "centralized":
-        config.batch_size = 64
-        entry = registry.ALGORITHMS[algorithm]
-        config[entry.group] = entry.defaults()
-        # Gradient accumulation: batch_size examples per optimizer step, in micro-batches of
-        # this size (0: one batch); memory is that of one micro-batch.
-        config.micro_batch_size = 0
-        return config
-    config.clients_per_round = 10  # 0: use participation * num_clients
-    config.participation = 0.1
-    # The aggregation weights: "examples" (n_k, FedAvg's), "uniform" (each reporting client
-    # alike) or "auto": each algorithm's paper (uniform for scaffold and feddyn, else examples;
-    # config.json records the resolved one).
-    config.weighting = "auto"
-    config.client = ml_collections.ConfigDict(
+
+
+def _client() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
         {
             "optimizer": "sgd",
             "learning_rate": 0.05,
@@ -157,14 +190,17 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "warmup_steps": 0,
         }
     )
-    # The server optimizer on the negated aggregated delta
-    # (fedjax_sim.core.fedopt.server_optimizer):
-    # sgd (lr 1: FedAvg; momentum: FedAvgM); adam, yogi, adagrad = FedAdam, FedYogi, FedAdagrad
-    # exactly as Reddi et al. 2021's Algorithm 2 (no bias correction; eps is their tau, unset
-    # 1e-3; b1, b2 unset 0.9, 0.99; initial_accumulator their v_{-1}, unset tau^2);
-    # optax_adam, optax_yogi, optax_adagrad = optax's own (not Algorithm 2); lars, lamb.
-    # A field the chosen optimizer does not read is refused.
-    config.server = ml_collections.ConfigDict(
+
+
+# The server optimizer on the negated aggregated delta
+# (fedjax_sim.core.fedopt.server_optimizer):
+# sgd (lr 1: FedAvg; momentum: FedAvgM); adam, yogi, adagrad = FedAdam, FedYogi, FedAdagrad
+# exactly as Reddi et al. 2021's Algorithm 2 (no bias correction; eps is their tau, unset
+# 1e-3; b1, b2 unset 0.9, 0.99; initial_accumulator their v_{-1}, unset tau^2);
+# optax_adam, optax_yogi, optax_adagrad = optax's own (not Algorithm 2); lars, lamb.
+# A field the chosen optimizer does not read is refused.
+def _server() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
         {
             "optimizer": "sgd",
             "learning_rate": 1.0,
@@ -179,10 +215,13 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "nesterov": False,  # Nesterov momentum of an sgd server (DiLoCo's outer step)
         }
     )
-    # Who takes part: uniform; proportional (to data size); skewed (fixed p ~ Dirichlet(gamma):
-    # SMALL gamma = STRONG skew); power_of_choice (candidates d, the C with the highest loss).
-    # replace: with replacement (proportional, skewed); dropout: chance a client fails to report.
-    config.selection = ml_collections.ConfigDict(
+
+
+# Who takes part: uniform; proportional (to data size); skewed (fixed p ~ Dirichlet(gamma):
+# SMALL gamma = STRONG skew); power_of_choice (candidates d, the C with the highest loss).
+# replace: with replacement (proportional, skewed); dropout: chance a client fails to report.
+def _selection() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
         {
             "name": "uniform",
             "gamma": 1.0,
@@ -191,37 +230,37 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
             "dropout": 0.0,
         }
     )
-    # BatchNorm statistics: "average" (with the weights), "local" (each client keeps its own),
-    # "recompute" (dropped after each round; recomputed from training data to evaluate).
-    config.model_state = "average"
-    # Every algorithm's group (config.fedprox, config.scaffold, ..., config.gossip), whatever
-    # the algorithm, so that --config.algorithm may switch between them.
-    for group, owner in registry.trained_groups().items():
-        config[group] = owner.defaults()
-    # How the server combines the client deltas (fedavg, fedbn, fedprox): "mean"
-    # (weighted), "median" and "trimmed_mean" (coordinate-wise, trim_fraction from each end),
-    # "norm_clipping" (each delta to norm <= max_norm, then the mean), "krum" (byzantine: the
-    # bad clients assumed; krum_selected > 1: multi-Krum), "noise_aware" (FedGW-style: trust =
-    # positive cosine with the median delta). attack (fedjax_sim.core.attacks) on a bad_fraction of
-    # the clients (drawn from data.seed): label_flip, random_labels, gaussian_noise (noise_std
-    # of the pixel range), broken_sensor (sensor_fraction dead pixels, plus noise_std),
-    # sign_flip (-attack_scale x delta), scaled (attack_scale x delta).
-    config.robust = ml_collections.ConfigDict(
+
+
+# How the server combines the client deltas (fedavg, fedbn, fedprox): "mean"
+# (weighted), "median" and "trimmed_mean" (coordinate-wise, trim_fraction from each end),
+# "norm_clipping" (each delta to norm <= max_norm, then the mean), "krum" (byzantine: the
+# bad clients assumed; krum_selected > 1: multi-Krum), "noise_aware" (FedGW-style: trust =
+# positive cosine with the median delta). attack (fedjax_sim.core.attacks) on a bad_fraction of
+# the clients (drawn from data.seed): label_flip, random_labels, gaussian_noise (noise_std
+# of the pixel range), broken_sensor (sensor_fraction dead pixels, plus noise_std),
+# sign_flip (-attack_scale x delta), scaled (attack_scale x delta).
+def _robust() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
         {"aggregator": "mean", "trim_fraction": 0.1, "max_norm": 1.0, "byzantine": 0,
          "krum_selected": 1, "attack": "none", "bad_fraction": 0.0, "attack_scale": 1.0,
          "noise_std": 0.3, "sensor_fraction": 0.3}
     )  # fmt: skip
-    # Evaluation also reports each client's model fine-tuned for `steps` local steps (client
-    # optimizer, batch size) on its training data (finetuned_*); 0: off. FedBABU needs it.
-    config.finetune = ml_collections.ConfigDict({"steps": 0})
-    # How long each worker's jobs take (fedjax_sim.core.speeds): "fixed", "lognormal"
-    # (sigma), "straggler" (straggler_fraction of the workers, slowdown times slower), "given"
-    # (durations: one positive number per worker, e.g. "1,1,2,4"). The synchronous family
-    # waits for its slowest worker; asyncsgd applies jobs as they arrive.
-    config.speed = ml_collections.ConfigDict(
+
+
+# How long each worker's jobs take (fedjax_sim.core.speeds): "fixed", "lognormal"
+# (sigma), "straggler" (straggler_fraction of the workers, slowdown times slower), "given"
+# (durations: one positive number per worker, e.g. "1,1,2,4"). The synchronous family
+# waits for its slowest worker; asyncsgd applies jobs as they arrive.
+def _speed() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
         {"model": "fixed", "sigma": 0.5, "straggler_fraction": 0.25, "slowdown": 4.0,
          "durations": config_dict.placeholder(str)}
     )  # fmt: skip
+
+
+def _set_execution_fields(config: ml_collections.ConfigDict) -> None:
+    """How a round runs: the client axis, memory, unrolling and devices."""
     # "vmap", "map", "chunked", "sequential" or "auto" (fastest per backend and model)
     config.client_axis = "auto"
     config.chunk_size = 0
@@ -236,7 +275,6 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     # Devices each client's (worker's) batch is split over: a "data" mesh axis beside the
     # clients axis when above 1 (XLA sums the gradients across it); must divide the devices.
     config.data_devices = 1
-    return config
 
 
 def variant(arg: str | None) -> str | None:

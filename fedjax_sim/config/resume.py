@@ -1,11 +1,20 @@
-"""Whether a config may continue the run already in a workdir (`check_resumable`)."""
+"""Whether a config may continue the run already in a workdir (`check_resumable`).
+
+A run's ``config.json`` may predate today's fields and defaults. It is first brought to today's
+terms (`upgraded`) by one table of upgrades: the ``config.json`` written before FedOpt followed
+Reddi et al.'s Algorithm 2, and each field that a registry entry's `ResumedField` says was added
+later. Those resumed fields then compare by what they do in each config (their entries say
+what), every other field by its value.
+"""
 
 from __future__ import annotations
 
-from fedjax_sim.algorithms.local_sgd import resolved_sync_momentum
+import dataclasses
+from collections.abc import Callable
+
 from fedjax_sim.config import registry
-from fedjax_sim.config.checks import require
-from fedjax_sim.core.optimizers import SCHEDULES, excludes_bias_and_norm
+from fedjax_sim.config.fields import require
+from fedjax_sim.core.optimizers import SCHEDULES
 
 # Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
 _HORIZON_SCHEDULES = tuple(name for name in SCHEDULES if name != "constant")
@@ -14,36 +23,66 @@ _HORIZON_SCHEDULES = tuple(name for name in SCHEDULES if name != "constant")
 _RESUMABLE_CHANGES = (
     "rounds", "eval_every", "checkpoint_every", "allow_nan", "rounds_per_call", "sweep",
 )  # fmt: skip
+_HORIZON_FIELD = "optimizer.schedule_steps"
+_RESUMED = registry.resumed_fields()
+_ABSENT = object()  # a field that a config.json lacks
 
 
-# Fields whose None means "the papers' choice" in context, or that a config.json written before
-# them lacks (it ran with the value given here): compared by what they do in each config, so
-# that an old run resumes where nothing changed and is told the flag that keeps its behaviour
-# where something did.
-_ADDED_FIELDS = {
-    "localsgd.before_switch": "models",
-    "asynchronous.rule": "delta",
-    "asynchronous.mixing": 0.6,
-}
+@dataclasses.dataclass(frozen=True)
+class _Upgrade:
+    """A change after which an older ``config.json`` reads differently: where ``applies(flat)``,
+    each field of ``values`` takes ``values[field][its value then]`` (`_ABSENT`: it lacked the
+    field), other values staying."""
+
+    applies: Callable[[dict], bool]
+    values: dict[str, dict]
+
+
+# Written before FedOpt followed Algorithm 2 (server.b1 without client.b1): its server adam,
+# yogi and adagrad and its lars were optax's (now optax_*), and server.b1 = 0.9 and
+# server.b2 = 0.99 were the defaults that an unset field now means.
+_BEFORE_FEDOPT = _Upgrade(
+    lambda flat: "server.b1" in flat and "client.b1" not in flat,
+    {
+        "client.b1": {_ABSENT: None},
+        "client.b2": {_ABSENT: None},
+        "server.optimizer": {name: "optax_" + name for name in ("adam", "yogi", "adagrad", "lars")},
+        "client.optimizer": {"lars": "optax_lars"},  # optax's trust ratio then, You et al.'s now
+        "server.b1": {0.9: None},
+        "server.b2": {0.99: None},
+    },
+)
+
+
+def _added(field: str, value) -> _Upgrade:
+    """A field added to its group later: a config.json with the group but not the field ran
+    with ``value``."""
+    group = field.rpartition(".")[0] + "."
+    return _Upgrade(lambda flat: any(name.startswith(group) for name in flat),
+                    {field: {_ABSENT: value}})  # fmt: skip
+
+
+_UPGRADES = (_BEFORE_FEDOPT, *(_added(field, rule.added) for field, rule in _RESUMED.items()))
+
+
+def upgraded(previous: dict) -> dict:
+    """The flattened ``config.json`` ``previous`` in today's terms (`_UPGRADES`, in order)."""
+    flat = dict(previous)
+    for upgrade in _UPGRADES:
+        if not upgrade.applies(flat):
+            continue
+        for name, values in upgrade.values.items():
+            then = flat.get(name, _ABSENT)
+            now = values.get(then, then)
+            if now is not _ABSENT:
+                flat[name] = now
+    return flat
 
 
 def _meaning(name: str, flat: dict):
-    """What field ``name`` does in the flattened config ``flat`` (which may predate it); None
-    where it does nothing."""
-    value = flat.get(name, _ADDED_FIELDS.get(name))
-    algorithm, schedule = flat.get("algorithm"), flat.get("localsgd.schedule")
-    if name == "optimizer.exclude_bias_and_norm" and value is None:
-        return excludes_bias_and_norm(flat.get("optimizer.name", ""))
-    if name == "localsgd.sync_momentum" and value is None:
-        return resolved_sync_momentum(None, schedule if algorithm == "localsgd" else None)
-    if name == "localsgd.before_switch" and (algorithm, schedule) != ("localsgd", "post_local"):
-        return None
-    if name == "asynchronous.mixing" and flat.get("asynchronous.rule", "delta") != "fedasync":
-        return None
-    return value
-
-
-_BY_MEANING = ("optimizer.exclude_bias_and_norm", "localsgd.sync_momentum", *_ADDED_FIELDS)
+    """What resumed field ``name`` does in the flattened config ``flat``."""
+    meaning = _RESUMED[name].meaning
+    return flat.get(name) if meaning is None else meaning(flat)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -67,29 +106,14 @@ def _hints(old: dict, new: dict) -> str:
                 f"--config.{name}={old[name]} (optax's, as it ran) to resume it"
             )
     if old.get("weighting") == "examples" and new.get("weighting") == "uniform":
+        uniform = " and ".join(
+            n for n, e in registry.ALGORITHMS.items() if e.weighting == "uniform"
+        )
         hints.append(
-            "weighting 'auto' (the default) is now the paper's uniform mean for scaffold and "
-            "feddyn; pass --config.weighting=examples to resume this run"
+            f"weighting 'auto' (the default) is now the paper's uniform mean for {uniform}; "
+            "pass --config.weighting=examples to resume this run"
         )
     return "".join(f" ({hint})" for hint in hints)
-
-
-def upgraded(previous: dict) -> dict:
-    """A flattened ``config.json`` written before Algorithm 2's FedOpt (without
-    ``client.b1``), in today's terms: its server adam/yogi/adagrad and its lars were optax's
-    (now ``optax_*``), and ``server.b1 = 0.9``, ``server.b2 = 0.99`` were the defaults that an
-    unset field now means."""
-    if "server.b1" not in previous or "client.b1" in previous:
-        return previous
-    old = dict(previous, **{"client.b1": None, "client.b2": None})
-    if old["server.optimizer"] in ("adam", "yogi", "adagrad", "lars"):
-        old["server.optimizer"] = "optax_" + old["server.optimizer"]
-    if old["client.optimizer"] == "lars":  # optax's trust ratio then, You et al.'s now
-        old["client.optimizer"] = "optax_lars"
-    for name, former_default in (("server.b1", 0.9), ("server.b2", 0.99)):
-        if old[name] == former_default:
-            old[name] = None
-    return old
 
 
 def check_resumable(previous: dict, current: dict, workdir: str) -> None:
@@ -100,11 +124,10 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
       current: the resolved config (as JSON) asked for now.
       workdir: named in the message.
 
-    Fields whose default changed (``optimizer.exclude_bias_and_norm``,
-    ``localsgd.sync_momentum``: None, the papers' choice) or that the run's config predates
-    (``localsgd.before_switch``, ``asynchronous.rule``, ``asynchronous.mixing``) compare by
-    what they do: an old run whose behaviour a new default changes is refused with the flag
-    that keeps it.
+    ``previous`` is read in today's terms (`upgraded`). The registry entries' resumed fields
+    (e.g. ``localsgd.sync_momentum``, whose None is the papers' choice, or
+    ``asynchronous.rule``, which older runs lack) compare by what they do: an old run whose
+    behaviour a new default changes is refused with the flag that keeps it.
 
     Lengthening (``rounds``), re-pacing (``eval_every``, ``checkpoint_every``) and ``allow_nan``
     may change. A schedule whose horizon is ``rounds`` (every one but ``constant``, centralized
@@ -113,11 +136,10 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
     the old one, which is what the error says.
     """
     old, new = upgraded(_flatten(previous)), _flatten(current)
-    horizon_field = "optimizer.schedule_steps"
     changed = sorted(
         name
         for name in old.keys() | new.keys()
-        if name not in (*_RESUMABLE_CHANGES, horizon_field, *_BY_MEANING)
+        if name not in (*_RESUMABLE_CHANGES, _HORIZON_FIELD, *_RESUMED)
         and old.get(name) != new.get(name)
     )
     require(
@@ -127,7 +149,7 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
     )
     keep = [
         f"--config.{name}={_meaning(name, old)}"
-        for name in _BY_MEANING
+        for name in _RESUMED
         if (name in old or name in new) and _meaning(name, old) != _meaning(name, new)
     ]
     require(
@@ -136,6 +158,11 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
         f"default may have changed); pass {' '.join(keep)} to resume it as it ran, or use a "
         "new --workdir",
     )
+    _check_horizons(old, new, workdir)
+
+
+def _check_horizons(old: dict, new: dict, workdir: str) -> None:
+    """A decaying schedule keeps its horizon (see `check_resumable`)."""
     for block in ("server", "client"):
         schedule = new.get(f"{block}.schedule")
         require(
@@ -148,8 +175,8 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
         new["algorithm"]
     ):
         return
-    old_horizon = old.get(horizon_field) or old["rounds"]
-    new_horizon = new.get(horizon_field) or new["rounds"]
+    old_horizon = old.get(_HORIZON_FIELD) or old["rounds"]
+    new_horizon = new.get(_HORIZON_FIELD) or new["rounds"]
     require(
         old_horizon == new_horizon,
         f"rounds={new['rounds']}: the run in {workdir} decays its {new['optimizer.schedule']} "

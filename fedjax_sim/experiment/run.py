@@ -19,14 +19,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fedjax_sim.algorithms.fedseq_groups import build_superclients
 from fedjax_sim.config import registry
-from fedjax_sim.config.build import (
-    build_algorithm,
-    client_optimizer,
-    clients_per_round,
-    fit_algorithm_to_memory,
-)
+from fedjax_sim.config.build import build_algorithm, fit_algorithm_to_memory
+from fedjax_sim.config.building_blocks import client_optimizer, clients_per_round
 from fedjax_sim.config.checks import ConfigError, check_config, config_record
 from fedjax_sim.config.resume import check_resumable
 from fedjax_sim.core import attacks
@@ -41,7 +36,6 @@ from fedjax_sim.data.dataset import (
     FederatedDataset,
     keep_test_examples,
     label_matched_test_split,
-    set_aside_test_examples,
 )
 from fedjax_sim.data.synthetic import synthetic_images
 from fedjax_sim.experiment import seeds as seed_runs
@@ -168,7 +162,8 @@ class Experiment:
     initial_state: Any
     key: jax.Array
     evaluate: Any
-    superclients: np.ndarray | None = None  # FedSeq's [G, M] groups (-1: padding)
+    # The keyword arguments its registry entry's HostStep prepared for the builder; {}: none.
+    prepared: dict[str, Any] = dataclasses.field(default_factory=dict)
     # seed -> (initial state, data key, evaluate) of the same experiment under another
     # training seed (``config.seed``'s equal the fields above): the runs of ``num_seeds``.
     seeded: Callable[[int], tuple] | None = None
@@ -178,12 +173,10 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     """Checks ``config`` and builds data, task, algorithm and the initial state."""
     check_config(config)
     dataset = load_dataset(config.data)
-    exemplars = None
-    fedseq = registry.get(config.algorithm).superclients
-    if fedseq and config.fedseq.estimate == "confidence":  # the server's exemplars
-        exemplars, dataset = set_aside_test_examples(
-            dataset, config.fedseq.exemplars, config.data.seed
-        )
+    host_step = registry.get(config.algorithm).host_step
+    held = None
+    if host_step is not None:  # before the test split is matched to the clients or subsampled
+        dataset, held = host_step.set_aside(config, dataset)
     if config.data.test_per_client:  # each client's own test set, with its label distribution
         dataset = label_matched_test_split(dataset, config.data.test_per_client, config.data.seed)
     dataset = subsample_test(dataset, config.eval_max_examples, config.data.seed)
@@ -202,18 +195,13 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     task = build_task(config, dataset.num_classes, x.shape[1:] if x.ndim == 4 else None)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     initial_variables = task.model.init(init_key)
-    groups = None
-    if fedseq:
-        groups = build_superclients(
-            config, task, dataset, clients, tx=client_optimizer(config),
-            initial_variables=initial_variables,
-            exemplars_x=None if exemplars is None else exemplars["x"],
-            key=jax.random.fold_in(jax.random.key(config.seed), 0x5EC),
-        )  # fmt: skip
-    algorithm = build_algorithm(config, task, dataset.num_clients, superclients=groups)
+    prepared = {}
+    if host_step is not None:
+        prepared = host_step.prepare(config, task, dataset, clients, initial_variables, held)
+    algorithm = build_algorithm(config, task, dataset.num_clients, **prepared)
     state = algorithm.init(initial_variables)
     algorithm = fit_algorithm_to_memory(
-        config, task, clients, state, data_key, algorithm, superclients=groups
+        config, task, clients, state, data_key, algorithm, **prepared
     )
     evaluator = make_evaluator(task, config.eval_batch_size)
     personal_of = algorithm.personal  # None: every client uses the global model
@@ -265,7 +253,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
 
     return Experiment(
         config, dataset, clients, task, algorithm, state, data_key, evaluate_of(config.seed),
-        groups, seeded,
+        prepared, seeded,
     )  # fmt: skip
 
 
@@ -378,10 +366,9 @@ def run_experiment(
             "bad_clients": [int(k) for k in bad],
             "bad_client_names": [experiment.dataset.client_ids[k] for k in bad],
         }
-    if experiment.superclients is not None:
-        summary["superclients"] = [
-            [int(k) for k in group if k >= 0] for group in experiment.superclients
-        ]
+    host_step = registry.get(config.algorithm).host_step
+    if host_step is not None:
+        summary.update(host_step.describe(experiment.prepared))
     local = local_parameters(experiment.initial_state)
     if local:
         summary["local_parameters"] = local

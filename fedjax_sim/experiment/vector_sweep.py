@@ -48,16 +48,15 @@ def with_values(config: ml_collections.ConfigDict, values: dict) -> ml_collectio
     return copy
 
 
-def hyperparameter_round(config, task, num_clients, superclients=None) -> Callable:
+def hyperparameter_round(config, task, num_clients, **prepared) -> Callable:
     """``(state, clients, (key, values)) -> (state, metrics)``: the round of ``config`` with
-    the hyper-parameters ``values`` (field -> scalar array) in place of its own."""
+    the hyper-parameters ``values`` (field -> scalar array) in place of its own; ``prepared``
+    as `fedjax_sim.config.build.build_algorithm` takes them."""
     from fedjax_sim.config.build import build_algorithm
 
     def round_fn(state, clients, key_and_values):
         key, values = key_and_values
-        algorithm = build_algorithm(
-            with_values(config, values), task, num_clients, superclients=superclients
-        )
+        algorithm = build_algorithm(with_values(config, values), task, num_clients, **prepared)
         return algorithm.round_fn(state, clients, key)
 
     return round_fn
@@ -105,8 +104,8 @@ def run_vectorized_sweep(config, workdir: str, *, progress=True, log=print) -> d
     home = os.path.join(workdir, "vectorized")
     _check_workdir(home, config_record(config))
     experiment = build_experiment(base)
-    if experiment.superclients is not None:
-        raise ConfigError("sweep_vectorized is not available for algorithm=fedseq")
+    if experiment.prepared:  # built once on the host from one cell's config, not per cell
+        raise ConfigError(f"sweep_vectorized is not available for algorithm={base.algorithm}")
     seeds = [config.seed + i for i in range(config.num_seeds)]
     per_seed = [experiment.seeded(seed) for seed in seeds]
     runs = [(cell, s) for cell in range(len(cells)) for s in range(len(seeds))]
