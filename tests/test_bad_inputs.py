@@ -124,6 +124,11 @@ def broken_configs(tmp_path_factory):
             ["--config", DIGITS_SMOKE, "--config.algorithm=centralized"],
             r"algorithm='centralized' needs a centralized config \(optimizer.\*, batch_size\), .*",
         ),
+        (
+            ["--config.algorithm=fedadam"],
+            r"algorithm='fedadam' is fedavg with --config.server.optimizer=adam "
+            r"\(configs/fedadam_shakespeare.py\)",
+        ),
     ],
     ids=[
         "missing-config",
@@ -146,6 +151,7 @@ def broken_configs(tmp_path_factory):
         "first-config-missing",
         "centralized-config-run-federated",
         "federated-config-run-centralized",
+        "fedadam-is-fedavg-with-a-server-optimizer",
     ],
 )  # fmt: skip
 def test_bad_command_line(args, pattern, tmp_path):

@@ -26,7 +26,7 @@ module (a group's defaults and bounds beside it, when it has options of its own)
 
 from __future__ import annotations
 
-from fedjax_sim.config.fields import one_of
+from fedjax_sim.config.fields import ConfigError, one_of
 from fedjax_sim.config.registry import centralized, distributed, federated, fedseq, personalized
 from fedjax_sim.config.registry.entry import (
     FAMILIES,
@@ -85,8 +85,31 @@ def get(name: str) -> AlgorithmEntry:
     Raises:
       ConfigError: an unknown name; the message lists the known ones.
     """
+    if name in SPELLED_BY_FIELDS:
+        raise ConfigError(f"algorithm={name!r} is {SPELLED_BY_FIELDS[name]}")
     one_of("algorithm", name, tuple(ALGORITHMS))
     return ALGORITHMS[name]
+
+
+# Algorithms of the papers that are another entry with some fields set: the name a user tries
+# first gets the fields that run it.
+SPELLED_BY_FIELDS = {
+    "fedadam": "fedavg with --config.server.optimizer=adam (configs/fedadam_shakespeare.py)",
+    "fedyogi": "fedavg with --config.server.optimizer=yogi (configs/fedadam_shakespeare.py)",
+    "fedadagrad": "fedavg with --config.server.optimizer=adagrad (configs/fedadam_shakespeare.py)",
+    "fedopt": "fedavg with --config.server.optimizer=adam, yogi or adagrad "
+    "(configs/fedadam_shakespeare.py)",
+    "fedavgm": "fedavg with --config.server.momentum=0.9 --config.server.learning_rate=0.3 "
+    "(server momentum; configs/fedadam_shakespeare.py's docstring)",
+    "slowmo": "localsgd with --config.server.momentum (the slow momentum beta) "
+    "(configs/slowmo_digits.py)",
+    "diloco": "localsgd with an inner AdamW and an outer Nesterov server "
+    "(configs/diloco_digits.py)",
+    "postlocal": "localsgd with --config.localsgd.schedule=post_local "
+    "(configs/postlocal_digits.py)",
+    "lars": "centralized with --config.optimizer.name=lars (configs/largebatch_digits.py)",
+    "lamb": "centralized with --config.optimizer.name=lamb (configs/largebatch_digits.py)",
+}
 
 
 def groups(family: str) -> dict[str, AlgorithmEntry]:
