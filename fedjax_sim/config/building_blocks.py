@@ -8,6 +8,7 @@ it reads no entry, so an entry passes in what its own fields say (its paper's we
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 
 from fedjax_sim.config.fields import ConfigError, build_optimizer
 from fedjax_sim.core.attacks import attack_updates
@@ -127,3 +128,34 @@ def _aggregator(robust, count: int):
         )  # fmt: skip
     except ValueError as error:
         raise ConfigError(str(error)) from error
+
+
+MAX_EPOCH_STEPS = 1000  # the most local steps a round compiles for client.local_epochs
+
+
+def with_epoch_steps(
+    config: ml_collections.ConfigDict, client_sizes: np.ndarray
+) -> ml_collections.ConfigDict:
+    """``config`` with ``client.local_steps`` derived from ``client.local_epochs`` = E > 0:
+    each client makes E passes over its n_k examples, ceil(E n_k / B) steps, and the round
+    compiles J = ceil(E max_k n_k / B) steps (a client's steps past its E passes are masked).
+    With E = 0, ``config`` itself (J = ``client.local_steps``). The config a run records keeps
+    the fields as given; this copy only builds the round.
+
+    Raises:
+      ConfigError: J would exceed `MAX_EPOCH_STEPS`; the message says what to set.
+    """
+    epochs, batch = config.client.local_epochs, config.client.batch_size
+    if not epochs:
+        return config
+    steps = int(np.ceil(epochs * int(np.max(client_sizes)) / batch))
+    if steps > MAX_EPOCH_STEPS:
+        raise ConfigError(
+            f"client.local_epochs={epochs} at client.batch_size={batch} takes the largest "
+            f"client ({int(np.max(client_sizes))} examples) {steps} local steps a round, over "
+            f"the {MAX_EPOCH_STEPS} a round compiles: raise client.batch_size, lower "
+            "client.local_epochs, or set local_epochs=0 and client.local_steps"
+        )
+    derived = config.copy_and_resolve_references()
+    derived.client.local_steps = steps
+    return derived

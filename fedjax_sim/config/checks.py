@@ -205,6 +205,22 @@ def _check_federated(config: ml_collections.ConfigDict, entry) -> None:
     if entry.check is not None:
         entry.check(config)
     _check_round(config)
+    _check_local_epochs(config, entry)
+
+
+def _check_local_epochs(config: ml_collections.ConfigDict, entry) -> None:
+    """E local epochs set each federated client's steps (`building_blocks.with_epoch_steps`)."""
+    epochs = config.client.local_epochs
+    require(
+        not epochs or entry.family == "federated",
+        f"client.local_epochs={epochs} is for federated algorithms; {config.algorithm}'s "
+        "workers take client.local_steps (H) and local_epochs=0",
+    )
+    require(
+        not epochs or config.client.local_work == "fixed",
+        f"client.local_epochs={epochs} sets each client's work (E passes over its data); "
+        f"client.local_work={config.client.local_work!r} would set it too: use 'fixed'",
+    )
 
 
 def _check_optimizers(config: ml_collections.ConfigDict, entry) -> None:

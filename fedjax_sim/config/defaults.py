@@ -177,6 +177,8 @@ def _client() -> ml_collections.ConfigDict:
             "b1": config_dict.placeholder(float),
             "b2": config_dict.placeholder(float),
             "local_steps": 8,
+            # E > 0: each client makes E passes over its data, ceil(E n_k / B) steps (the
+            # round compiles those of the largest client, at most 1,000); local_steps unread
             "local_epochs": 0,
             "batch_size": 64,
             # How many of the local_steps each client runs: "fixed" (all), "proportional" (to

@@ -21,7 +21,11 @@ from absl import logging
 
 from fedjax_sim.config import registry
 from fedjax_sim.config.build import build_algorithm, fit_algorithm_to_memory
-from fedjax_sim.config.building_blocks import client_optimizer, clients_per_round
+from fedjax_sim.config.building_blocks import (
+    client_optimizer,
+    clients_per_round,
+    with_epoch_steps,
+)
 from fedjax_sim.config.checks import ConfigError, check_config, config_record
 from fedjax_sim.config.resume import check_resumable
 from fedjax_sim.core import attacks
@@ -188,6 +192,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
         )  # fmt: skip
     is_centralized = registry.get(config.algorithm).family == "centralized"
     clients = pooled_client_data(dataset) if is_centralized else train_client_data(dataset)
+    config = with_epoch_steps(config, dataset.client_sizes())  # E epochs: J from the data
     if bad_clients.size or attack_of(config) in attacks.UPDATE_ATTACKS:  # reaches updates
         flags = attacks.bad_client_flags(dataset.num_clients, bad_clients)
         clients = clients.replace(attributes={**clients.attributes, "bad": jnp.asarray(flags)})

@@ -156,7 +156,7 @@ def run_vectorized_sweep(config, workdir: str, *, progress=True, log=print) -> d
                 )
 
     state, histories = simulate(
-        hyperparameter_round(base, experiment.task, experiment.clients.num_clients),
+        hyperparameter_round(experiment.config, experiment.task, experiment.clients.num_clients),
         experiment.clients,
         config.rounds,
         state=stack_runs([per_seed[s][0] for _, s in runs]),
