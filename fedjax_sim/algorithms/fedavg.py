@@ -149,9 +149,7 @@ def fedavg_parts(
     keep_opt = client_optimizer_state == "keep"
     if (local_state or keep_opt) and num_clients < 1:
         raise ValueError("num_clients (K) is needed for per-client state, got 0")
-    server_chain = optax.chain(
-        aggregator or aggregation.weighted_mean(), optax.scale(-1.0), server_tx
-    )
+    server_chain = aggregation.server_chain(server_tx, aggregator)
     run_local = make_local_steps(objective, client_tx, unroll=unroll)
 
     def personal_of(model_state) -> Callable | None:

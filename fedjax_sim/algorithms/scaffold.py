@@ -82,9 +82,7 @@ def scaffold_parts(
     """
     if option not in OPTIONS:
         raise ValueError(f"scaffold.option must be one of {list(OPTIONS)}, got {option!r}")
-    server_chain = optax.chain(
-        aggregator or aggregation.weighted_mean(), optax.scale(-1.0), server_tx
-    )
+    server_chain = aggregation.server_chain(server_tx, aggregator)
     run_local = make_local_steps(with_linear_term(objective), client_tx, unroll=unroll)
 
     def init(variables) -> ServerState:

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_sim.core.aggregation import weighted_mean
+from fedjax_sim.core.aggregation import weighted_mean, weighted_sum
 
 AGGREGATORS = ("mean", "median", "trimmed_mean", "norm_clipping", "krum", "noise_aware")
 
@@ -146,7 +146,7 @@ def krum(num_byzantine: int, num_selected: int = 1) -> optax.GradientTransformat
         rank = jnp.argsort(jnp.argsort(scores))
         chosen = (rank < num_selected) & present_C
         share = chosen / jnp.maximum(chosen.sum(), 1)
-        return jax.tree.map(lambda d: jnp.tensordot(share.astype(d.dtype), d, axes=1), deltas_C)
+        return weighted_sum(share, deltas_C)
 
     return _transformation(aggregate)
 
