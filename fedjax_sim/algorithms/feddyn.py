@@ -49,11 +49,10 @@ def feddyn_parts(
       objective: the data objective.
       client_tx: the client optimizer.
       num_clients: m = K, the population.
-      alpha: the regularization coefficient (> 0).
+      alpha: the regularization coefficient, > 0 (unchecked: it may be traced; the config
+        checks ``feddyn.alpha``).
       unroll: ``unroll`` of the local-step scan.
     """
-    if not isinstance(alpha, jax.core.Tracer) and not alpha > 0:  # traced: checked before
-        raise ValueError(f"feddyn.alpha must be > 0, got {alpha}")
     run_local = make_local_steps(
         with_proximal_term(with_linear_term(objective), alpha), client_tx, unroll=unroll
     )
