@@ -41,6 +41,7 @@ the round reports ``clock`` (simulated time elapsed, in nominal jobs) and ``cloc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -162,14 +163,9 @@ def async_sgd(
         arrivals_per_round=arrivals_per_round or num_workers,
         execution=execution,
     )
-
-    def init(variables):
-        return _init(setup, variables)
-
-    def round_fn(state, clients: ClientData, key):
-        return _round(setup, state, clients, key)
-
-    return Algorithm(init=init, round_fn=round_fn)
+    return Algorithm(
+        init=functools.partial(_init, setup), round_fn=functools.partial(_round, setup)
+    )
 
 
 class _AsyncSetup(NamedTuple):

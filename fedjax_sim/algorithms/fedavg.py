@@ -21,6 +21,7 @@ their names: a LayerNorm, a GroupNorm or a Dense named ``normalizer`` is average
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -172,19 +173,12 @@ def fedavg_parts(
         client_extras=client_extras,
         num_clients=num_clients,
     )
-
-    def init(variables) -> ServerState:
-        return _init(setup, variables)
-
-    def client_update(state: ServerState, clients, inputs) -> ClientOutput:
-        return _client_update(setup, state, clients, inputs)
-
-    def server_update(state: ServerState, outputs_C: ClientOutput, weights_C) -> ServerState:
-        return _server_update(setup, state, outputs_C, weights_C)
-
     keeps_own = local_parameters is not None or local_state
     return FederatedParts(
-        client_update, server_update, init, _client_variables if keeps_own else None
+        client_update=functools.partial(_client_update, setup),
+        server_update=functools.partial(_server_update, setup),
+        init=functools.partial(_init, setup),
+        personal=_client_variables if keeps_own else None,
     )
 
 

@@ -30,6 +30,7 @@ gradient steps vectorized over the workers; the reported ``params`` are the work
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -173,14 +174,9 @@ def gossip_sgd(
         batch_size=batch_size,
         execution=execution or Execution(),
     )
-
-    def init(variables):
-        return _init(setup, variables)
-
-    def round_fn(state, clients: ClientData, key):
-        return _round(setup, state, clients, key)
-
-    return Algorithm(init=init, round_fn=round_fn)
+    return Algorithm(
+        init=functools.partial(_init, setup), round_fn=functools.partial(_round, setup)
+    )
 
 
 class _GossipSetup(NamedTuple):

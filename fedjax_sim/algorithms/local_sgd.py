@@ -55,6 +55,7 @@ as ``B_simple / K`` rises (never shrinking), unused slots masked and the stream 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -286,14 +287,9 @@ def local_sgd(
         local_steps=local_steps,
         batch_size=batch_size,
     )
-
-    def init(variables):
-        return _init(setup, variables)
-
-    def round_fn(state, clients: ClientData, key):
-        return _round(setup, state, clients, key)
-
-    return Algorithm(init=init, round_fn=round_fn)
+    return Algorithm(
+        init=functools.partial(_init, setup), round_fn=functools.partial(_round, setup)
+    )
 
 
 def _normalized_outer(outer_tx: optax.GradientTransformation) -> optax.GradientTransformation:
