@@ -85,12 +85,8 @@ def feddyn_parts(
 
     def server_update(state: ServerState, outputs_C: ClientOutput, weights_C) -> ServerState:
         mean_delta, _ = mean.update(outputs_C.delta, optax.EmptyState(), weights=weights_C)
-        reported = (weights_C > 0).astype(jnp.float32) / num_clients
-        h = jax.tree.map(
-            lambda h, d: h - alpha * jnp.tensordot(reported, d, axes=1),
-            state.extra["h"],
-            outputs_C.delta,
-        )
+        moved = aggregation.population_mean(outputs_C.delta, weights_C, num_clients)
+        h = jax.tree.map(lambda h, m: h - alpha * m, state.extra["h"], moved)
         params = jax.tree.map(lambda p, d, h: p + d - h / alpha, state.params, mean_delta, h)
         return state.replace(
             params=params,

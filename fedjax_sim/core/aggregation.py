@@ -25,6 +25,14 @@ def weighted_sum(scale_C, deltas_C):
     return jax.tree.map(lambda d: jnp.tensordot(scale_C.astype(d.dtype), d, axes=1), deltas_C)
 
 
+def population_mean(deltas_C, weights_C, num_clients: int):
+    """``(1/N) sum_c delta_c`` over the clients that reported (weight > 0), N the population:
+    how a mean over all N clients' per-client values moves when those clients' values move by
+    ``delta_c`` (SCAFFOLD's control variate, FedDyn's h)."""
+    reported = (weights_C > 0).astype(jnp.float32) / num_clients
+    return jax.tree.map(lambda d: jnp.tensordot(reported, d, axes=1), deltas_C)
+
+
 def weighted_mean() -> optax.GradientTransformationExtraArgs:
     """``sum_c w_c delta_c / sum_c w_c`` over the client axis; all-zero weights give zero."""
 
