@@ -35,18 +35,13 @@ def momentum_steps_norm(steps, momentum: float):
 def normalized_mean() -> optax.GradientTransformationExtraArgs:
     """FedNova's aggregator: ``tau_eff * sum p_i delta_i / a_i`` with ``local_work=a_C``."""
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
-    def update_fn(deltas_C, state, params=None, *, weights, local_work, **extra_args):
-        del params, extra_args
+    def mean(deltas_C, weights, *, local_work, **_):
         p = aggregation.normalized_weights(weights)
         a = jnp.maximum(local_work, 1e-12)  # a client with no step has a zero delta anyway
         tau_eff = jnp.sum(p * local_work)
-        return aggregation.weighted_sum(tau_eff * p / a, deltas_C), state
+        return aggregation.weighted_sum(tau_eff * p / a, deltas_C)
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return aggregation.stateless_aggregator(mean)
 
 
 def fednova_parts(

@@ -9,6 +9,8 @@ aggregators (median, trimmed mean) plug in at the same place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -33,18 +35,32 @@ def population_mean(deltas_C, weights_C, num_clients: int):
     return jax.tree.map(lambda d: jnp.tensordot(reported, d, axes=1), deltas_C)
 
 
-def weighted_mean() -> optax.GradientTransformationExtraArgs:
-    """``sum_c w_c delta_c / sum_c w_c`` over the client axis; all-zero weights give zero."""
+def stateless_aggregator(aggregate: Callable) -> optax.GradientTransformationExtraArgs:
+    """The aggregator whose ``update(deltas_C, state, params=None, *, weights, **extra_args)``
+    returns ``aggregate(deltas_C, weights, **extra_args)``, with an empty state.
+
+    ``aggregate`` takes the extra arguments it needs by name and ``**_`` for the others (a
+    chain hands every transformation all of them).
+    """
 
     def init_fn(params):
         del params
         return optax.EmptyState()
 
     def update_fn(deltas_C, state, params=None, *, weights, **extra_args):
-        del params, extra_args
-        return weighted_sum(normalized_weights(weights), deltas_C), state
+        del params
+        return aggregate(deltas_C, weights, **extra_args), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def weighted_mean() -> optax.GradientTransformationExtraArgs:
+    """``sum_c w_c delta_c / sum_c w_c`` over the client axis; all-zero weights give zero."""
+
+    def mean(deltas_C, weights, **_):
+        return weighted_sum(normalized_weights(weights), deltas_C)
+
+    return stateless_aggregator(mean)
 
 
 def server_chain(
