@@ -293,8 +293,8 @@ def local_sgd(
 
 
 def _normalized_outer(outer_tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    """``outer_tx`` between two injected scales: the pseudo-gradient / gamma_r, then the step
-    * gamma_r (`_outer_state_for`, which sets them, reads them at chain indices 0 and 2)."""
+    """``outer_tx`` between two injected scales, the pseudo-gradient / gamma_r before it and
+    the step * gamma_r after it; `_outer_state_for` sets them (this chain's states 0 and 2)."""
     return optax.chain(
         optax.inject_hyperparams(optax.scale)(step_size=1.0),
         outer_tx,
@@ -480,9 +480,9 @@ def _make_synchronous(setup: _LocalSetup, state, clients: ClientData, plan: _Rou
 
 
 def _round_metrics(setup: _LocalSetup, state, plan: _RoundPlan, metrics_K, delta_K, grads_K):
-    """``(metrics, extra)`` of the round: the reported metrics (module docstring of
-    `local_sgd`'s Returns) and the next ``extra``: the position read on, the adapted H, the
-    noise-scale state and grown batch."""
+    """``(metrics, extra)`` of the round: the metrics `local_sgd`'s Returns lists, and the
+    next ``extra``: the position read on, the adapted H, the noise-scale state and the grown
+    batch."""
     steps, batch = plan.steps, plan.batch
     extra = dict(state.extra)
     workers = jnp.arange(setup.num_workers)
