@@ -41,14 +41,22 @@ the round reports ``clock`` (simulated time elapsed, in nominal jobs) and ``cloc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_sim.core.engine import Execution, map_clients
-from fedjax_sim.core.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.core.engine import Execution
+from fedjax_sim.core.local import (
+    Algorithm,
+    job_keys,
+    make_local_steps,
+    sum_metrics,
+    training_metrics,
+)
 from fedjax_sim.core.round import new_server_state, replicate_for_clients, shard_client_states
 from fedjax_sim.core.speeds import make_job_durations
 from fedjax_sim.core.tasks import Objective
@@ -140,156 +148,211 @@ def async_sgd(
     if not 0 < mixing <= 1:
         raise ValueError(f"asynchronous.mixing must be in (0, 1], got {mixing}")
     execution = execution or Execution()
-    durations = durations or make_job_durations("fixed", num_workers=num_workers)
-    scale = staleness_scale(staleness_scaling, staleness_exponent)
-    outer = optax.chain(optax.scale(-1.0), outer_tx)
-    run_local = make_local_steps(objective, inner_tx, unroll=execution.unroll)
-    workers = jnp.arange(num_workers)
-    arrivals_per_round = arrivals_per_round or num_workers
-    job_examples = local_steps * batch_size
+    setup = _AsyncSetup(
+        inner_tx=inner_tx,
+        outer=optax.chain(optax.scale(-1.0), outer_tx),
+        run_local=make_local_steps(objective, inner_tx, unroll=execution.unroll),
+        durations=durations or make_job_durations("fixed", num_workers=num_workers),
+        scale=staleness_scale(staleness_scaling, staleness_exponent),
+        rule=rule,
+        mixing=mixing,
+        keep_inner_state=keep_inner_state,
+        workers=jnp.arange(num_workers),
+        local_steps=local_steps,
+        batch_size=batch_size,
+        arrivals_per_round=arrivals_per_round or num_workers,
+        execution=execution,
+    )
+    return Algorithm(
+        init=functools.partial(_init, setup), round_fn=functools.partial(_round, setup)
+    )
 
-    def init(variables):
-        params = variables["params"]
-        first = durations(workers, jnp.zeros(num_workers, jnp.int32))
-        own = (
-            {"params": params, "opt_state": inner_tx.init(params)}
-            if keep_inner_state
-            else {"params": params}
+
+class _AsyncSetup(NamedTuple):
+    """`async_sgd`'s fixed pieces, read by every step of its round: the optimizers (``outer``
+    takes the negated step), one job's local steps (``run_local``), the speed model, ``s``
+    (``scale``) and the rule's settings, the worker ids and sizes."""
+
+    inner_tx: optax.GradientTransformation
+    outer: optax.GradientTransformation
+    run_local: Callable
+    durations: Callable
+    scale: Callable
+    rule: str
+    mixing: float
+    keep_inner_state: bool
+    workers: jax.Array
+    local_steps: int
+    batch_size: int
+    arrivals_per_round: int
+    execution: Execution
+
+    @property
+    def num_workers(self) -> int:
+        return self.workers.shape[0]
+
+    @property
+    def job_examples(self) -> int:
+        return self.local_steps * self.batch_size
+
+
+def _init(setup: _AsyncSetup, variables):
+    """Every worker pulls the initial model and starts its first job at time 0."""
+    params, num_workers = variables["params"], setup.num_workers
+    first = setup.durations(setup.workers, jnp.zeros(num_workers, jnp.int32))
+    own = {"params": params}
+    if setup.keep_inner_state:
+        own["opt_state"] = setup.inner_tx.init(params)
+    clients = replicate_for_clients(own, num_workers)
+    clients.update(
+        version=jnp.zeros(num_workers, jnp.int32),
+        start=jnp.zeros(num_workers, jnp.float32),
+        finish=first.astype(jnp.float32),
+        jobs=jnp.zeros(num_workers, jnp.int32),
+    )
+    state = new_server_state(variables, setup.outer.init(params), clients)
+    return state.replace(extra={"version": jnp.zeros((), jnp.int32)})
+
+
+def _round(setup: _AsyncSetup, state, clients: ClientData, key):
+    """Waves until ``arrivals_per_round`` jobs have arrived: ``(state, metrics)``."""
+    data_key, train_key = jax.random.split(key)
+    target = setup.arrivals_per_round
+
+    def body(carry):
+        state, totals = carry
+        state, more = _wave(setup, state, clients, data_key, train_key, target - totals["arrivals"])
+        merged = jax.tree.map(jnp.add, totals, more)
+        merged["max_staleness"] = jnp.maximum(totals["max_staleness"], more["max_staleness"])
+        return state, merged
+
+    shapes = jax.eval_shape(lambda s: _wave(setup, s, clients, data_key, train_key, 1)[1], state)
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+    state, totals = jax.lax.while_loop(
+        lambda carry: carry[1]["arrivals"] < target, body, (state, zeros)
+    )
+    arrivals = totals["arrivals"].astype(jnp.float32)
+    metrics = training_metrics(totals["sums"])
+    metrics.update(
+        arrivals=arrivals,
+        syncs=arrivals / setup.num_workers,
+        staleness=totals["staleness"] / arrivals,
+        max_staleness=totals["max_staleness"].astype(jnp.float32),
+        waves=totals["waves"].astype(jnp.float32),
+        clock=totals["clock"],
+        clock_examples=totals["clock"] * setup.job_examples,
+    )
+    return state.replace(round=state.round + 1), metrics
+
+
+def _wave(setup: _AsyncSetup, state, clients: ClientData, data_key, train_key, limit):
+    """The next wave of at most ``limit`` arrivals: ``(state, totals)``."""
+    own = state.clients
+    delta_K, model_state_K, opt_state_K, metrics_K = _pending_jobs(
+        setup, state, clients, data_key, train_key
+    )
+    next_finish_K = own["finish"] + setup.durations(setup.workers, own["jobs"] + 1)
+    order_K, arrives_K = wave_of_arrivals(own["finish"], own["start"], next_finish_K)
+    arrives_K = arrives_K & (jnp.cumsum(arrives_K) <= limit)  # a prefix is exact too
+    server, (pulled_K, pulled_version_K, tau_K) = _apply_arrivals(
+        setup, state, delta_K, model_state_K, order_K, arrives_K
+    )
+    params, model_state, opt_state, version = server
+    # Back from arrival order to worker order.
+    rank_K = jnp.argsort(order_K)
+    arrived_K = arrives_K[rank_K]
+    pulled_K = jax.tree.map(lambda p: p[rank_K], pulled_K)
+    now = jnp.max(jnp.where(arrives_K, own["finish"][order_K], 0.0))
+
+    def where_arrived(new_K, old_K):
+        expand = lambda a, leaf: a.reshape(a.shape + (1,) * (leaf.ndim - 1))  # noqa: E731
+        return jax.tree.map(lambda n, o: jnp.where(expand(arrived_K, n), n, o), new_K, old_K)
+
+    new_own = {
+        "params": where_arrived(pulled_K, own["params"]),
+        "version": where_arrived(pulled_version_K[rank_K], own["version"]),
+        "start": jnp.where(arrived_K, own["finish"], own["start"]) - now,
+        "finish": jnp.where(arrived_K, next_finish_K, own["finish"]) - now,
+        "jobs": own["jobs"] + arrived_K.astype(jnp.int32),
+    }
+    if setup.keep_inner_state:
+        new_own["opt_state"] = where_arrived(opt_state_K, own["opt_state"])
+    new_state = state.replace(
+        params=params,
+        model_state=model_state,
+        opt_state=opt_state,
+        clients=shard_client_states(new_own, setup.execution.mesh),
+        extra={"version": version},
+    )
+    return new_state, _wave_totals(metrics_K, arrived_K, jnp.where(arrives_K, tau_K, 0), now)
+
+
+def _pending_jobs(setup: _AsyncSetup, state, clients: ClientData, data_key, train_key):
+    """Every worker's pending job, run from the model it pulled (along the worker axis):
+    ``(delta_K, model_state_K, opt_state_K, metrics_K)``."""
+    own = state.clients
+    indices_KxJxB, mask_KxJxB = round_batch_plan(
+        data_key, clients, setup.workers, num_steps=setup.local_steps,
+        batch_size=setup.batch_size, offset=own["jobs"] * setup.job_examples,
+    )  # fmt: skip
+    rngs_K = job_keys(train_key, setup.workers, own["jobs"])
+
+    def job(params, opt_state, indices_JxB, mask_JxB, rng):
+        opt_state = opt_state if setup.keep_inner_state else setup.inner_tx.init(params)
+        result = setup.run_local(
+            params, state.model_state, opt_state, clients, indices_JxB, mask_JxB, rng, None
         )
-        clients = replicate_for_clients(own, num_workers)
-        clients.update(
-            version=jnp.zeros(num_workers, jnp.int32),
-            start=jnp.zeros(num_workers, jnp.float32),
-            finish=first.astype(jnp.float32),
-            jobs=jnp.zeros(num_workers, jnp.int32),
+        delta = jax.tree.map(jnp.subtract, result.params, params)
+        return delta, result.model_state, result.opt_state, result.metrics
+
+    inner_K = own["opt_state"] if setup.keep_inner_state else jnp.zeros(setup.num_workers)
+    job_K = setup.execution.map_clients(job)
+    return job_K(own["params"], inner_K, indices_KxJxB, mask_KxJxB, rngs_K)
+
+
+def _apply_arrivals(setup: _AsyncSetup, state, delta_K, model_state_K, order_K, arrives_K):
+    """The server applying the wave's arrivals one after another (a scan in arrival order
+    ``order_K``; ``arrives_K`` false: skipped). Returns ``((params, model_state, opt_state,
+    version), (pulled_K, pulled_version_K, tau_K))``, the last three in arrival order: the
+    model each arrival pulls, its version, and the arrival's staleness."""
+    pulled_before_K, version_before_K = state.clients["params"], state.clients["version"]
+
+    def arrive(carry, inputs):
+        params, model_state, opt_state, version = carry
+        worker, arrives = inputs
+        tau = version - version_before_K[worker]
+        if setup.rule == "delta":
+            step = jax.tree.map(lambda d: setup.scale(tau).astype(d.dtype) * d[worker], delta_K)
+        else:  # x <- x + alpha_t (x_new - x), x_new = the pulled model + its delta
+            alpha = setup.mixing * setup.scale(tau)
+            step = jax.tree.map(
+                lambda x, pulled, d: alpha.astype(x.dtype) * (pulled[worker] + d[worker] - x),
+                params, pulled_before_K, delta_K,
+            )  # fmt: skip
+        updates, new_opt_state = setup.outer.update(step, opt_state, params)
+        applied = (
+            optax.apply_updates(params, updates),
+            jax.tree.map(lambda m: m[worker], model_state_K),
+            new_opt_state,
+            version + 1,
         )
-        state = new_server_state(variables, outer.init(params), clients)
-        return state.replace(extra={"version": jnp.zeros((), jnp.int32)})
+        carry = jax.tree.map(lambda new, old: jnp.where(arrives, new, old), applied, carry)
+        return carry, (carry[0], carry[3], tau)
 
-    def wave(state, clients: ClientData, data_key, train_key, limit):
-        """The next wave of at most ``limit`` arrivals: ``(state, totals)``."""
-        own = state.clients
-        jobs_K = own["jobs"]
-        indices_KxJxB, mask_KxJxB = round_batch_plan(
-            data_key, clients, workers, num_steps=local_steps, batch_size=batch_size,
-            offset=jobs_K * job_examples,
-        )  # fmt: skip
-        rngs_K = jax.vmap(lambda w, n: jax.random.fold_in(jax.random.fold_in(train_key, n), w))(
-            workers, jobs_K
-        )
+    carry = (state.params, state.model_state, state.opt_state, state.extra["version"])
+    return jax.lax.scan(arrive, carry, (order_K, arrives_K))
 
-        def job(params, opt_state, indices_JxB, mask_JxB, rng):
-            opt_state = opt_state if keep_inner_state else inner_tx.init(params)
-            result = run_local(
-                params, state.model_state, opt_state, clients, indices_JxB, mask_JxB, rng, None
-            )
-            delta = jax.tree.map(jnp.subtract, result.params, params)
-            return delta, result.model_state, result.opt_state, result.metrics
 
-        inner_K = own["opt_state"] if keep_inner_state else jnp.zeros(num_workers)
-        job_K = map_clients(job, execution.client_axis, execution.chunk_size, execution.mesh)
-        delta_K, model_state_K, opt_state_K, metrics_K = job_K(
-            own["params"], inner_K, indices_KxJxB, mask_KxJxB, rngs_K
-        )
-
-        next_finish_K = own["finish"] + durations(workers, jobs_K + 1)
-        order_K, arrives_K = wave_of_arrivals(own["finish"], own["start"], next_finish_K)
-        arrives_K = arrives_K & (jnp.cumsum(arrives_K) <= limit)  # a prefix is exact too
-
-        def arrive(carry, inputs):
-            params, model_state, opt_state, version = carry
-            worker, arrives = inputs
-            tau = version - own["version"][worker]
-            if rule == "delta":
-                step = jax.tree.map(lambda d: scale(tau).astype(d.dtype) * d[worker], delta_K)
-            else:  # x <- x + alpha_t (x_new - x), x_new = the pulled model + its delta
-                alpha = mixing * scale(tau)
-                step = jax.tree.map(
-                    lambda x, pulled, d: alpha.astype(x.dtype) * (pulled[worker] + d[worker] - x),
-                    params, own["params"], delta_K,
-                )  # fmt: skip
-            updates, new_opt_state = outer.update(step, opt_state, params)
-            applied = (
-                optax.apply_updates(params, updates),
-                jax.tree.map(lambda m: m[worker], model_state_K),
-                new_opt_state,
-                version + 1,
-            )
-            carry = jax.tree.map(lambda new, old: jnp.where(arrives, new, old), applied, carry)
-            return carry, (carry[0], carry[3], tau)
-
-        carry = (state.params, state.model_state, state.opt_state, state.extra["version"])
-        (params, model_state, opt_state, version), (pulled_K, pulled_version_K, tau_K) = (
-            jax.lax.scan(arrive, carry, (order_K, arrives_K))
-        )
-        # Back from arrival order to worker order.
-        rank_K = jnp.argsort(order_K)
-        arrived_K = arrives_K[rank_K]
-        pulled_K = jax.tree.map(lambda p: p[rank_K], pulled_K)
-        now = jnp.max(jnp.where(arrives_K, own["finish"][order_K], 0.0))
-
-        def where_arrived(new_K, old_K):
-            expand = lambda a, leaf: a.reshape(a.shape + (1,) * (leaf.ndim - 1))  # noqa: E731
-            return jax.tree.map(lambda n, o: jnp.where(expand(arrived_K, n), n, o), new_K, old_K)
-
-        new_own = {
-            "params": where_arrived(pulled_K, own["params"]),
-            "version": where_arrived(pulled_version_K[rank_K], own["version"]),
-            "start": jnp.where(arrived_K, own["finish"], own["start"]) - now,
-            "finish": jnp.where(arrived_K, next_finish_K, own["finish"]) - now,
-            "jobs": jobs_K + arrived_K.astype(jnp.int32),
-        }
-        if keep_inner_state:
-            new_own["opt_state"] = where_arrived(opt_state_K, own["opt_state"])
-        arrived_metrics = jax.tree.map(
-            lambda m: jnp.where(arrived_K, m, jnp.zeros_like(m)), metrics_K
-        )
-        stale_K = jnp.where(arrives_K, tau_K, 0)
-        totals = {
-            "sums": sum_metrics(arrived_metrics),
-            "arrivals": arrived_K.sum(dtype=jnp.int32),
-            "staleness": stale_K.sum(dtype=jnp.int32),
-            "max_staleness": stale_K.max(),
-            "clock": now,
-            "waves": jnp.ones((), jnp.int32),
-        }
-        new_state = state.replace(
-            params=params,
-            model_state=model_state,
-            opt_state=opt_state,
-            clients=shard_client_states(new_own, execution.mesh),
-            extra={"version": version},
-        )
-        return new_state, totals
-
-    def round_fn(state, clients: ClientData, key):
-        data_key, train_key = jax.random.split(key)
-
-        def body(carry):
-            state, totals = carry
-            state, more = wave(
-                state, clients, data_key, train_key, arrivals_per_round - totals["arrivals"]
-            )
-            merged = jax.tree.map(jnp.add, totals, more)
-            merged["max_staleness"] = jnp.maximum(totals["max_staleness"], more["max_staleness"])
-            return state, merged
-
-        shapes = jax.eval_shape(lambda s: wave(s, clients, data_key, train_key, 1)[1], state)
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
-        state, totals = jax.lax.while_loop(
-            lambda carry: carry[1]["arrivals"] < arrivals_per_round, body, (state, zeros)
-        )
-        arrivals = totals["arrivals"].astype(jnp.float32)
-        metrics = training_metrics(totals["sums"])
-        metrics.update(
-            arrivals=arrivals,
-            syncs=arrivals / num_workers,
-            staleness=totals["staleness"] / arrivals,
-            max_staleness=totals["max_staleness"].astype(jnp.float32),
-            waves=totals["waves"].astype(jnp.float32),
-            clock=totals["clock"],
-            clock_examples=totals["clock"] * job_examples,
-        )
-        return state.replace(round=state.round + 1), metrics
-
-    return Algorithm(init=init, round_fn=round_fn)
+def _wave_totals(metrics_K, arrived_K, stale_K, now) -> dict:
+    """What a wave adds to its round's totals: the arrived jobs' summed training metrics,
+    ``arrivals``, summed and largest ``staleness`` (``stale_K``: 0 where none arrived), the
+    ``clock`` it advanced and one wave."""
+    arrived_metrics = jax.tree.map(lambda m: jnp.where(arrived_K, m, jnp.zeros_like(m)), metrics_K)
+    return {
+        "sums": sum_metrics(arrived_metrics),
+        "arrivals": arrived_K.sum(dtype=jnp.int32),
+        "staleness": stale_K.sum(dtype=jnp.int32),
+        "max_staleness": stale_K.max(),
+        "clock": now,
+        "waves": jnp.ones((), jnp.int32),
+    }

@@ -21,7 +21,9 @@ their names: a LayerNorm, a GroupNorm or a Dense named ``normalizer`` is average
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -91,9 +93,18 @@ def mean_model_state(model_states_C, weights_C, previous):
 def personal_variables(state: ServerState, client_id: int, personal: str = "none") -> dict:
     """Client ``client_id``'s own variables: the global parameters with its personal
     (FedBN) parameters, and its own model state when it keeps one; else the global model's."""
+    own = _client_variables(state, client_id)
+    return own if personal != "none" else {**own, "params": state.params}
+
+
+def _client_variables(state: ServerState, client_id: int) -> dict:
+    """The global parameters with every parameter client ``client_id`` keeps for itself, and
+    its own model state when it keeps one (else the global model's)."""
     rows = jax.tree.map(lambda leaf: leaf[client_id], state.clients)
-    params = _merge(state.params, rows.get("params", {})) if personal != "none" else state.params
-    return {"params": params, "state": rows.get("model_state", state.model_state)}
+    return {
+        "params": _merge(state.params, rows.get("params", {})),
+        "state": rows.get("model_state", state.model_state),
+    }
 
 
 def fedavg_parts(
@@ -149,82 +160,113 @@ def fedavg_parts(
     keep_opt = client_optimizer_state == "keep"
     if (local_state or keep_opt) and num_clients < 1:
         raise ValueError("num_clients (K) is needed for per-client state, got 0")
-    server_chain = optax.chain(
-        aggregator or aggregation.weighted_mean(), optax.scale(-1.0), server_tx
+    setup = _FedAvgSetup(
+        client_tx=client_tx,
+        server_chain=aggregation.server_chain(server_tx, aggregator),
+        run_local=make_local_steps(objective, client_tx, unroll=unroll),
+        personal=personal,
+        local_parameters=local_parameters,
+        local_state=local_state,
+        keep_opt=keep_opt,
+        average_model_state=model_state == "average" and not local_state,
+        context=context,
+        client_extras=client_extras,
+        num_clients=num_clients,
     )
-    run_local = make_local_steps(objective, client_tx, unroll=unroll)
-
-    def personal_of(model_state) -> Callable | None:
-        return batch_norm_parameters(model_state) if personal == "norm" else local_parameters
-
-    def init(variables) -> ServerState:
-        params = variables["params"]
-        clients = {}
-        personal_fn = personal_of(variables["state"])
-        if personal_fn:
-            clients["params"] = _split(params, personal_fn)
-            if personal == "norm" and not clients["params"]:
-                raise ValueError(
-                    "personal='norm' (FedBN) keeps the BatchNorm layers local, and this model "
-                    "has none (no batch_stats in its state)"
-                )
-            logging.info("local parameters, never averaged: %s", ", ".join(clients["params"]))
-        if local_state:
-            clients["model_state"] = variables["state"]
-        if keep_opt:
-            clients["opt_state"] = client_tx.init(params)
-        return new_server_state(
-            variables, server_chain.init(params), replicate_for_clients(clients, num_clients)
-        )
-
-    def client_update(state: ServerState, clients, inputs) -> ClientOutput:
-        own = inputs.client_state
-        personal_fn = personal_of(state.model_state)
-        params = _merge(state.params, own.get("params", {}))
-        model_state_ = own.get("model_state", state.model_state)
-        opt_state = own["opt_state"] if keep_opt else client_tx.init(params)
-        result = run_local(
-            params,
-            model_state_,
-            opt_state,
-            clients,
-            inputs.indices_JxB,
-            inputs.mask_JxB,
-            inputs.rng,
-            None if context is None else context(state, inputs),
-        )
-        delta = jax.tree.map(jnp.subtract, result.params, params)
-        new_own = {}
-        if personal_fn:
-            new_own["params"] = _split(result.params, personal_fn)
-            zero = {k: jnp.zeros_like(v) for k, v in _split(delta, personal_fn).items()}
-            delta = _merge(delta, zero)  # personal layers are never averaged
-        if local_state:
-            new_own["model_state"] = result.model_state
-        if keep_opt:
-            new_own["opt_state"] = result.opt_state
-        extras = {} if client_extras is None else client_extras(inputs, result)
-        return ClientOutput(delta, result.model_state, new_own, result.metrics, extras)
-
-    def server_update(state: ServerState, outputs_C: ClientOutput, weights_C) -> ServerState:
-        updates, opt_state = server_chain.update(
-            outputs_C.delta, state.opt_state, state.params, weights=weights_C, **outputs_C.extras
-        )
-        params = optax.apply_updates(state.params, updates)
-        model_state_ = state.model_state
-        if model_state == "average" and not local_state:
-            model_state_ = mean_model_state(outputs_C.model_state, weights_C, state.model_state)
-        return state.replace(params=params, model_state=model_state_, opt_state=opt_state)
-
-    def personal_model(state: ServerState, client_id: int) -> dict:
-        rows = jax.tree.map(lambda leaf: leaf[client_id], state.clients)
-        return {
-            "params": _merge(state.params, rows.get("params", {})),
-            "state": rows.get("model_state", state.model_state),
-        }
-
     keeps_own = local_parameters is not None or local_state
-    return FederatedParts(client_update, server_update, init, personal_model if keeps_own else None)
+    return FederatedParts(
+        client_update=functools.partial(_client_update, setup),
+        server_update=functools.partial(_server_update, setup),
+        init=functools.partial(_init, setup),
+        personal=_client_variables if keeps_own else None,
+    )
+
+
+class _FedAvgSetup(NamedTuple):
+    """`fedavg_parts`' fixed pieces: its arguments, with ``server_chain`` the whole server
+    step, ``run_local`` the client's J steps, and the options resolved: ``local_state`` (each
+    client keeps its model state), ``keep_opt`` (and its optimizer state),
+    ``average_model_state`` (the server averages the clients' model states)."""
+
+    client_tx: optax.GradientTransformation
+    server_chain: optax.GradientTransformationExtraArgs
+    run_local: Callable
+    personal: str
+    local_parameters: Callable[[tuple[str, ...]], bool] | None
+    local_state: bool
+    keep_opt: bool
+    average_model_state: bool
+    context: Callable | None
+    client_extras: Callable | None
+    num_clients: int
+
+    def personal_of(self, model_state) -> Callable | None:
+        """``path -> bool`` of the parameters each client keeps, or None when none."""
+        if self.personal == "norm":
+            return batch_norm_parameters(model_state)
+        return self.local_parameters
+
+
+def _init(setup: _FedAvgSetup, variables) -> ServerState:
+    """The round-0 state, with every client's copy of what it keeps for itself."""
+    params = variables["params"]
+    clients = {}
+    personal_fn = setup.personal_of(variables["state"])
+    if personal_fn:
+        clients["params"] = _split(params, personal_fn)
+        if setup.personal == "norm" and not clients["params"]:
+            raise ValueError(
+                "personal='norm' (FedBN) keeps the BatchNorm layers local, and this model "
+                "has none (no batch_stats in its state)"
+            )
+        logging.info("local parameters, never averaged: %s", ", ".join(clients["params"]))
+    if setup.local_state:
+        clients["model_state"] = variables["state"]
+    if setup.keep_opt:
+        clients["opt_state"] = setup.client_tx.init(params)
+    return new_server_state(
+        variables,
+        setup.server_chain.init(params),
+        replicate_for_clients(clients, setup.num_clients),
+    )
+
+
+def _client_update(setup: _FedAvgSetup, state: ServerState, clients, inputs) -> ClientOutput:
+    """ONE client's J steps from the global model (with its own kept parts); its delta is zero
+    on the parameters it keeps, which are never averaged."""
+    own = inputs.client_state
+    personal_fn = setup.personal_of(state.model_state)
+    params = _merge(state.params, own.get("params", {}))
+    model_state = own.get("model_state", state.model_state)
+    opt_state = own["opt_state"] if setup.keep_opt else setup.client_tx.init(params)
+    result = setup.run_local(
+        params, model_state, opt_state, clients, inputs.indices_JxB, inputs.mask_JxB,
+        inputs.rng, None if setup.context is None else setup.context(state, inputs),
+    )  # fmt: skip
+    delta = jax.tree.map(jnp.subtract, result.params, params)
+    new_own = {}
+    if personal_fn:
+        new_own["params"] = _split(result.params, personal_fn)
+        zero = {k: jnp.zeros_like(v) for k, v in _split(delta, personal_fn).items()}
+        delta = _merge(delta, zero)  # personal layers are never averaged
+    if setup.local_state:
+        new_own["model_state"] = result.model_state
+    if setup.keep_opt:
+        new_own["opt_state"] = result.opt_state
+    extras = {} if setup.client_extras is None else setup.client_extras(inputs, result)
+    return ClientOutput(delta, result.model_state, new_own, result.metrics, extras)
+
+
+def _server_update(setup: _FedAvgSetup, state: ServerState, outputs_C, weights_C) -> ServerState:
+    """The server chain on the clients' deltas; the model state averaged when it is shared."""
+    updates, opt_state = setup.server_chain.update(
+        outputs_C.delta, state.opt_state, state.params, weights=weights_C, **outputs_C.extras
+    )
+    params = optax.apply_updates(state.params, updates)
+    model_state = state.model_state
+    if setup.average_model_state:
+        model_state = mean_model_state(outputs_C.model_state, weights_C, state.model_state)
+    return state.replace(params=params, model_state=model_state, opt_state=opt_state)
 
 
 def fed_avg(

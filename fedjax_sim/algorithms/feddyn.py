@@ -49,11 +49,10 @@ def feddyn_parts(
       objective: the data objective.
       client_tx: the client optimizer.
       num_clients: m = K, the population.
-      alpha: the regularization coefficient (> 0).
+      alpha: the regularization coefficient, > 0 (unchecked: it may be traced; the config
+        checks ``feddyn.alpha``).
       unroll: ``unroll`` of the local-step scan.
     """
-    if not isinstance(alpha, jax.core.Tracer) and not alpha > 0:  # traced: checked before
-        raise ValueError(f"feddyn.alpha must be > 0, got {alpha}")
     run_local = make_local_steps(
         with_proximal_term(with_linear_term(objective), alpha), client_tx, unroll=unroll
     )
@@ -86,12 +85,8 @@ def feddyn_parts(
 
     def server_update(state: ServerState, outputs_C: ClientOutput, weights_C) -> ServerState:
         mean_delta, _ = mean.update(outputs_C.delta, optax.EmptyState(), weights=weights_C)
-        reported = (weights_C > 0).astype(jnp.float32) / num_clients
-        h = jax.tree.map(
-            lambda h, d: h - alpha * jnp.tensordot(reported, d, axes=1),
-            state.extra["h"],
-            outputs_C.delta,
-        )
+        moved = aggregation.population_mean(outputs_C.delta, weights_C, num_clients)
+        h = jax.tree.map(lambda h, m: h - alpha * m, state.extra["h"], moved)
         params = jax.tree.map(lambda p, d, h: p + d - h / alpha, state.params, mean_delta, h)
         return state.replace(
             params=params,

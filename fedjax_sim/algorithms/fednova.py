@@ -14,11 +14,11 @@ update). When every client runs the same tau steps, FedNova is FedAvg.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import optax
 
 from fedjax_sim.algorithms.fedavg import fedavg_parts
+from fedjax_sim.core import aggregation
 from fedjax_sim.core.round import FederatedParts
 from fedjax_sim.core.tasks import Objective
 
@@ -35,21 +35,13 @@ def momentum_steps_norm(steps, momentum: float):
 def normalized_mean() -> optax.GradientTransformationExtraArgs:
     """FedNova's aggregator: ``tau_eff * sum p_i delta_i / a_i`` with ``local_work=a_C``."""
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
-    def update_fn(deltas_C, state, params=None, *, weights, local_work, **extra_args):
-        del params, extra_args
-        total = jnp.sum(weights)
-        p = jnp.where(total > 0, weights / jnp.where(total > 0, total, 1.0), 0.0)
+    def mean(deltas_C, weights, *, local_work, **_):
+        p = aggregation.normalized_weights(weights)
         a = jnp.maximum(local_work, 1e-12)  # a client with no step has a zero delta anyway
         tau_eff = jnp.sum(p * local_work)
-        scale = tau_eff * p / a
-        mean = jax.tree.map(lambda d: jnp.tensordot(scale.astype(d.dtype), d, axes=1), deltas_C)
-        return mean, state
+        return aggregation.weighted_sum(tau_eff * p / a, deltas_C)
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return aggregation.stateless_aggregator(mean)
 
 
 def fednova_parts(

@@ -7,7 +7,6 @@ less work, is the round's ``local_work`` option.)
 
 from __future__ import annotations
 
-import jax
 import optax
 
 from fedjax_sim.algorithms.fedavg import fedavg_parts
@@ -29,11 +28,10 @@ def fedprox_parts(
     Args:
       objective: the data objective (cross-entropy).
       client_tx, server_tx: client and server optimizers.
-      mu: the proximal coefficient (>= 0).
+      mu: the proximal coefficient, >= 0 (unchecked: it may be traced; the config checks
+        ``fedprox.mu``).
       **options: other `fedavg_parts` options.
     """
-    if not isinstance(mu, jax.core.Tracer) and not mu >= 0:  # traced: checked before
-        raise ValueError(f"fedprox.mu must be >= 0, got {mu}")
     return fedavg_parts(
         with_proximal_term(objective, mu),
         client_tx,

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_sim.core import aggregation
-from fedjax_sim.core.engine import Execution, map_clients
+from fedjax_sim.core.engine import Execution
 from fedjax_sim.core.local import Algorithm, sum_metrics, training_metrics
 from fedjax_sim.core.round import (
     ClientInput,
@@ -33,6 +33,8 @@ from fedjax_sim.core.round import (
     FederatedParts,
     ServerState,
     client_info,
+    client_keys,
+    round_keys,
 )
 from fedjax_sim.data.client_data import ClientData, round_batch_plan, sample_clients
 
@@ -103,40 +105,17 @@ def fedseq_round(
     update = sequential_update(parts)
 
     def round_fn(state: ServerState, clients: ClientData, key):
-        round_key = jax.random.fold_in(key, state.round)
-        select_key, batch_key, train_key, order_key = jax.random.split(round_key, 4)
+        select_key, batch_key, train_key, order_key = round_keys(key, state.round)
         members_SxM = groups_GxM[sample_clients(select_key, num_groups, superclients_per_round)]
         if order == "shuffle":
             keys = jax.random.split(order_key, superclients_per_round)
             members_SxM = jax.vmap(shuffle_members)(keys, members_SxM)
-        valid_SxM = members_SxM >= 0
-        ids_SxM = jnp.where(valid_SxM, members_SxM, 0)
-        flat_ids = ids_SxM.reshape(-1)
-        indices, mask = round_batch_plan(
-            batch_key, clients, flat_ids, num_steps=local_steps, batch_size=batch_size,
-            epochs=local_epochs,
-        )  # fmt: skip
-        shape = (superclients_per_round, members, local_steps, batch_size)
-        mask_SxMxJxB = mask.reshape(shape) & valid_SxM[:, :, None, None]
-        counts_SxM = clients.counts_K[ids_SxM] * valid_SxM
-        steps_SxM = jnp.full(ids_SxM.shape, local_steps, jnp.int32)
-        inputs = ClientInput(
-            client_state={},
-            info=client_info(clients, ids_SxM, counts_SxM, steps_SxM),
-            indices_JxB=indices.reshape(shape),
-            mask_JxB=mask_SxMxJxB,
-            rng=jax.vmap(lambda k: jax.random.fold_in(train_key, k))(flat_ids).reshape(
-                ids_SxM.shape
-            ),
+        inputs, valid_SxM = _member_inputs(
+            clients, members_SxM, batch_key, train_key, local_steps, batch_size, local_epochs
         )
-        update_S = map_clients(
-            lambda inputs_M: update(state, clients, inputs_M),
-            execution.client_axis,
-            execution.chunk_size,
-            execution.mesh,
-        )
+        update_S = execution.map_clients(lambda inputs_M: update(state, clients, inputs_M))
         outputs_S = update_S(inputs)
-        weights_S = aggregation.client_weights(counts_SxM.sum(1), weighting)
+        weights_S = aggregation.client_weights(inputs.info["count"].sum(1), weighting)
         new_state = parts.server_update(state, outputs_S, weights_S)
         metrics = training_metrics(sum_metrics(outputs_S.metrics))
         # the ledger's synchronizations: every member receives the model and sends it on, one
@@ -145,6 +124,31 @@ def fedseq_round(
         return new_state.replace(round=state.round + 1), metrics
 
     return round_fn
+
+
+def _member_inputs(
+    clients: ClientData, members_SxM, batch_key, train_key, local_steps, batch_size, local_epochs
+) -> tuple[ClientInput, jax.Array]:
+    """``(inputs, valid_SxM)``: every member's `ClientInput` (leading axes S and M), its
+    batches and key drawn by its client id as `fedjax_sim.core.round` draws them, padding
+    (-1) fully masked with no examples; ``valid_SxM``: which members are not padding."""
+    valid_SxM = members_SxM >= 0
+    ids_SxM = jnp.where(valid_SxM, members_SxM, 0)
+    indices, mask = round_batch_plan(
+        batch_key, clients, ids_SxM.reshape(-1), num_steps=local_steps, batch_size=batch_size,
+        epochs=local_epochs,
+    )  # fmt: skip
+    shape = (*ids_SxM.shape, local_steps, batch_size)
+    counts_SxM = clients.counts_K[ids_SxM] * valid_SxM
+    steps_SxM = jnp.full(ids_SxM.shape, local_steps, jnp.int32)
+    inputs = ClientInput(
+        client_state={},
+        info=client_info(clients, ids_SxM, counts_SxM, steps_SxM),
+        indices_JxB=indices.reshape(shape),
+        mask_JxB=mask.reshape(shape) & valid_SxM[:, :, None, None],
+        rng=client_keys(train_key, ids_SxM),
+    )
+    return inputs, valid_SxM
 
 
 def fedseq_algorithm(parts: FederatedParts, **round_options) -> Algorithm:

@@ -30,7 +30,9 @@ gradient steps vectorized over the workers; the reported ``params`` are the work
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +40,14 @@ import numpy as np
 import optax
 
 from fedjax_sim.algorithms.local_sgd import worker_divergence
-from fedjax_sim.core.engine import Execution, map_clients
-from fedjax_sim.core.local import Algorithm, make_local_steps, sum_metrics, training_metrics
+from fedjax_sim.core.engine import Execution
+from fedjax_sim.core.local import (
+    Algorithm,
+    job_keys,
+    make_local_steps,
+    sum_metrics,
+    training_metrics,
+)
 from fedjax_sim.core.round import new_server_state, replicate_for_clients, shard_client_states
 from fedjax_sim.core.speeds import make_job_durations
 from fedjax_sim.core.tasks import Objective
@@ -147,101 +155,188 @@ def gossip_sgd(
             f"gossip needs num_workers >= 2 and communications >= 1, got {num_workers}, "
             f"{communications}"
         )
-    execution = execution or Execution()
-    durations = durations or make_job_durations("fixed", num_workers=num_workers)
     eta, beta_tilde = acid_constants(graph, num_workers, communications)
     if not accelerate:
         eta, beta_tilde = 0.0, 0.0
     dt = 1.0 / (communications + 1)
-    keep = (1.0 + np.exp(-2.0 * eta * dt)) / 2.0  # the ODE's flow over one event gap
-    ring = jnp.asarray(ring_matchings(num_workers))
-    run_local = make_local_steps(objective, inner_tx, unroll=1)
-    workers = jnp.arange(num_workers)
+    setup = _GossipSetup(
+        inner_tx=inner_tx,
+        run_local=make_local_steps(objective, inner_tx, unroll=1),
+        durations=durations or make_job_durations("fixed", num_workers=num_workers),
+        accelerate=accelerate,
+        keep=(1.0 + np.exp(-2.0 * eta * dt)) / 2.0,  # the ODE's flow over one event gap
+        beta_tilde=beta_tilde,
+        graph=graph,
+        ring=jnp.asarray(ring_matchings(num_workers)),
+        communications=communications,
+        workers=jnp.arange(num_workers),
+        local_steps=local_steps,
+        batch_size=batch_size,
+        execution=execution or Execution(),
+    )
+    return Algorithm(
+        init=functools.partial(_init, setup), round_fn=functools.partial(_round, setup)
+    )
 
-    def mix(x_K, tilde_K):
-        if not accelerate:
-            return x_K, tilde_K
-        new_x = jax.tree.map(lambda x, t: keep * x + (1 - keep) * t, x_K, tilde_K)
-        new_tilde = jax.tree.map(lambda x, t: (1 - keep) * x + keep * t, x_K, tilde_K)
-        return new_x, new_tilde
 
-    def init(variables):
-        if jax.tree.leaves(variables["state"]):
-            raise ValueError(
-                "gossip: models with a state (BatchNorm) are not supported; "
-                "use model.norm=group or layer, or a stateless model"
-            )
-        params = variables["params"]
-        own = {"params": params, "tilde": params, "opt_state": inner_tx.init(params)}
-        own = replicate_for_clients(own, num_workers)
-        own.update(steps=jnp.zeros(num_workers, jnp.int32), due=jnp.zeros(num_workers))
-        return new_server_state(variables, optax.EmptyState(), own)
+class _GossipSetup(NamedTuple):
+    """`gossip_sgd`'s fixed pieces: one gradient step (``run_local``), the speed model,
+    A2CiD2's constants (``keep``: the ODE's mixing over one event gap; ``beta_tilde``), the
+    graph (``ring``: its two matchings), and the sizes."""
 
-    def round_fn(state, clients: ClientData, key):
-        data_key, train_key, match_key = jax.random.split(key, 3)
-        own = state.clients
-        # each worker's stream goes on from its own count of steps; the i-th step it takes in
-        # this round reads the i-th batch of its plan
-        indices_KxJxB, mask_KxJxB = round_batch_plan(
-            data_key, clients, workers, num_steps=local_steps, batch_size=batch_size,
-            offset=own["steps"] * batch_size,
-        )  # fmt: skip
+    inner_tx: optax.GradientTransformation
+    run_local: Callable
+    durations: Callable
+    accelerate: bool
+    keep: float
+    beta_tilde: float
+    graph: str
+    ring: jax.Array
+    communications: int
+    workers: jax.Array
+    local_steps: int
+    batch_size: int
+    execution: Execution
 
-        def step(x, opt_state, indices_B, mask_B, rng):
-            result = run_local(
-                x, state.model_state, opt_state, clients, indices_B[None], mask_B[None], rng, None
-            )
-            return jax.tree.map(jnp.subtract, result.params, x), result.opt_state, result.metrics
+    @property
+    def num_workers(self) -> int:
+        return self.workers.shape[0]
 
-        step_K = map_clients(step, execution.client_axis, execution.chunk_size, execution.mesh)
 
-        def tick(carry, tick_index):
-            x_K, tilde_K, opt_K, steps_K, taken_K, due_K = carry
-            due = due_K <= tick_index.astype(due_K.dtype)
-            pick = lambda a: jnp.take_along_axis(  # noqa: E731
-                a, jnp.minimum(taken_K, local_steps - 1)[:, None, None], axis=1
-            )[:, 0]
-            mask_KxB = pick(mask_KxJxB) & due[:, None]
-            rngs_K = jax.vmap(lambda w, n: jax.random.fold_in(jax.random.fold_in(train_key, n), w))(
-                workers, steps_K
-            )
-            x_K, tilde_K = mix(x_K, tilde_K)
-            update_K, opt_K, metrics_K = step_K(x_K, opt_K, pick(indices_KxJxB), mask_KxB, rngs_K)
-            x_K = jax.tree.map(jnp.add, x_K, update_K)  # a worker not due: a zero update
-            tilde_K = jax.tree.map(jnp.add, tilde_K, update_K)
-            due_K = jnp.where(due, due_K + durations(workers, steps_K), due_K)
-            steps_K, taken_K = steps_K + due, taken_K + due
-            for c in range(communications):
-                event = (state.round * local_steps + tick_index) * communications + c
-                if graph == "ring":
-                    partner_K = ring[event % 2]
-                else:
-                    partner_K = random_matching(jax.random.fold_in(match_key, event), num_workers)
-                x_K, tilde_K = mix(x_K, tilde_K)
-                x_K, tilde_K = _exchange(x_K, tilde_K, partner_K, beta_tilde)
-            return (x_K, tilde_K, opt_K, steps_K, taken_K, due_K), metrics_K
+class _Workers(NamedTuple):
+    """The workers within a round: models ``x_K``, A2CiD2's ``tilde_K``, inner optimizer
+    states, gradient steps so far (``steps_K``) and in this round (``taken_K``), and when each
+    is next due (``due_K``, in ticks from the round's start)."""
 
-        start = (own["params"], own["tilde"], own["opt_state"], own["steps"],
-                 jnp.zeros(num_workers, jnp.int32), own["due"])  # fmt: skip
-        (x_K, tilde_K, opt_K, steps_K, _, due_K), metrics_JxK = jax.lax.scan(
-            tick, start, jnp.arange(local_steps)
+    x_K: Any
+    tilde_K: Any
+    opt_K: Any
+    steps_K: jax.Array
+    taken_K: jax.Array
+    due_K: jax.Array
+
+
+def _init(setup: _GossipSetup, variables):
+    """Every worker starts from the initial model, with ``x~ = x`` and a fresh inner state."""
+    if jax.tree.leaves(variables["state"]):
+        raise ValueError(
+            "gossip: models with a state (BatchNorm) are not supported; "
+            "use model.norm=group or layer, or a stateless model"
         )
-        mean = jax.tree.map(lambda x: x.mean(0), x_K)
-        consensus = worker_divergence(x_K)
-        metrics = training_metrics(sum_metrics(sum_metrics(metrics_JxK)))
-        # an odd K leaves one worker out of every matching
-        matched = 1.0 if num_workers % 2 == 0 else (num_workers - 1) / num_workers
-        metrics.update(
-            consensus=consensus,
-            syncs=jnp.float32(local_steps * communications * matched),
-            clock=jnp.float32(local_steps),
-            clock_examples=jnp.float32(local_steps * batch_size),
-        )
-        new_own = {"params": x_K, "tilde": tilde_K, "opt_state": opt_K, "steps": steps_K,
-                   "due": due_K - local_steps}  # fmt: skip
-        new_state = state.replace(
-            params=mean, round=state.round + 1, clients=shard_client_states(new_own, execution.mesh)
-        )
-        return new_state, metrics
+    params, num_workers = variables["params"], setup.num_workers
+    own = {"params": params, "tilde": params, "opt_state": setup.inner_tx.init(params)}
+    own = replicate_for_clients(own, num_workers)
+    own.update(steps=jnp.zeros(num_workers, jnp.int32), due=jnp.zeros(num_workers))
+    return new_server_state(variables, optax.EmptyState(), own)
 
-    return Algorithm(init=init, round_fn=round_fn)
+
+def _round(setup: _GossipSetup, state, clients: ClientData, key):
+    """H ticks, each the due workers' gradient steps then R pairwise averagings."""
+    data_key, train_key, match_key = jax.random.split(key, 3)
+    own = state.clients
+    # each worker's stream goes on from its own count of steps; the i-th step it takes in
+    # this round reads the i-th batch of its plan
+    indices_KxJxB, mask_KxJxB = round_batch_plan(
+        data_key, clients, setup.workers, num_steps=setup.local_steps,
+        batch_size=setup.batch_size, offset=own["steps"] * setup.batch_size,
+    )  # fmt: skip
+    gradient_steps = _make_gradient_steps(
+        setup, state, clients, indices_KxJxB, mask_KxJxB, train_key
+    )
+
+    def tick(workers, tick_index):
+        workers, metrics_K = gradient_steps(workers, tick_index)
+        tick_number = state.round * setup.local_steps + tick_index
+        x_K, tilde_K = _communicate(setup, workers.x_K, workers.tilde_K, tick_number, match_key)
+        return workers._replace(x_K=x_K, tilde_K=tilde_K), metrics_K
+
+    start = _Workers(own["params"], own["tilde"], own["opt_state"], own["steps"],
+                     jnp.zeros(setup.num_workers, jnp.int32), own["due"])  # fmt: skip
+    end, metrics_JxK = jax.lax.scan(tick, start, jnp.arange(setup.local_steps))
+    new_own = {"params": end.x_K, "tilde": end.tilde_K, "opt_state": end.opt_K,
+               "steps": end.steps_K, "due": end.due_K - setup.local_steps}  # fmt: skip
+    new_state = state.replace(
+        params=jax.tree.map(lambda x: x.mean(0), end.x_K),
+        round=state.round + 1,
+        clients=shard_client_states(new_own, setup.execution.mesh),
+    )
+    return new_state, _round_metrics(setup, end.x_K, metrics_JxK)
+
+
+def _make_gradient_steps(
+    setup: _GossipSetup, state, clients: ClientData, indices_KxJxB, mask_KxJxB, train_key
+) -> Callable:
+    """``gradient_steps(workers, tick_index) -> (workers, metrics_K)``: the ODE's flow up to
+    the tick, then one gradient step of every due worker (its next batch of the plan), its
+    update added to ``x`` and ``x~``; a worker not due adds a zero update."""
+
+    def step(x, opt_state, indices_B, mask_B, rng):
+        result = setup.run_local(
+            x, state.model_state, opt_state, clients, indices_B[None], mask_B[None], rng, None
+        )
+        return jax.tree.map(jnp.subtract, result.params, x), result.opt_state, result.metrics
+
+    step_K = setup.execution.map_clients(step)
+
+    def gradient_steps(workers: _Workers, tick_index):
+        due = workers.due_K <= tick_index.astype(workers.due_K.dtype)
+        nth_K = jnp.minimum(workers.taken_K, setup.local_steps - 1)
+        pick = lambda a: jnp.take_along_axis(a, nth_K[:, None, None], axis=1)[:, 0]  # noqa: E731
+        mask_KxB = pick(mask_KxJxB) & due[:, None]
+        rngs_K = job_keys(train_key, setup.workers, workers.steps_K)
+        x_K, tilde_K = _mix(setup, workers.x_K, workers.tilde_K)
+        update_K, opt_K, metrics_K = step_K(
+            x_K, workers.opt_K, pick(indices_KxJxB), mask_KxB, rngs_K
+        )
+        next_due_K = workers.due_K + setup.durations(setup.workers, workers.steps_K)
+        workers = _Workers(
+            x_K=jax.tree.map(jnp.add, x_K, update_K),
+            tilde_K=jax.tree.map(jnp.add, tilde_K, update_K),
+            opt_K=opt_K,
+            steps_K=workers.steps_K + due,
+            taken_K=workers.taken_K + due,
+            due_K=jnp.where(due, next_due_K, workers.due_K),
+        )
+        return workers, metrics_K
+
+    return gradient_steps
+
+
+def _mix(setup: _GossipSetup, x_K, tilde_K):
+    """A2CiD2's continuous momentum over one event gap (nothing without acceleration)."""
+    if not setup.accelerate:
+        return x_K, tilde_K
+    keep = setup.keep
+    new_x = jax.tree.map(lambda x, t: keep * x + (1 - keep) * t, x_K, tilde_K)
+    new_tilde = jax.tree.map(lambda x, t: (1 - keep) * x + keep * t, x_K, tilde_K)
+    return new_x, new_tilde
+
+
+def _communicate(setup: _GossipSetup, x_K, tilde_K, tick_number, match_key):
+    """The R communication events after tick ``tick_number`` (counted over the whole run):
+    each the ODE's flow, then every worker averaging with its partner in the event's matching
+    (the ring's alternate ones, or a fresh random one)."""
+    for c in range(setup.communications):
+        event = tick_number * setup.communications + c
+        if setup.graph == "ring":
+            partner_K = setup.ring[event % 2]
+        else:
+            partner_K = random_matching(jax.random.fold_in(match_key, event), setup.num_workers)
+        x_K, tilde_K = _mix(setup, x_K, tilde_K)
+        x_K, tilde_K = _exchange(x_K, tilde_K, partner_K, setup.beta_tilde)
+    return x_K, tilde_K
+
+
+def _round_metrics(setup: _GossipSetup, x_K, metrics_JxK) -> dict:
+    """The round's training metrics, ``consensus``, ``syncs`` and its clock (H ticks)."""
+    metrics = training_metrics(sum_metrics(sum_metrics(metrics_JxK)))
+    num_workers, ticks = setup.num_workers, setup.local_steps
+    # an odd K leaves one worker out of every matching
+    matched = 1.0 if num_workers % 2 == 0 else (num_workers - 1) / num_workers
+    metrics.update(
+        consensus=worker_divergence(x_K),
+        syncs=jnp.float32(ticks * setup.communications * matched),
+        clock=jnp.float32(ticks),
+        clock_examples=jnp.float32(ticks * setup.batch_size),
+    )
+    return metrics

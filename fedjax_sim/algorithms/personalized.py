@@ -245,18 +245,16 @@ def two_model_parts(
     """Ditto (``lam``) or APFL (``alpha``) (``method``): see the module docstring.
 
     The client optimizer state is fresh every round; ``server_tx`` and ``aggregator`` act on
-    the global model's deltas as in FedAvg.
+    the global model's deltas as in FedAvg. ``lam >= 0`` and ``alpha`` in [0, 1] are not
+    checked here, since they may be traced (a vectorized sweep's); the config checks
+    ``personal.ditto_lambda`` and ``personal.apfl_alpha``.
     """
     if method == "ditto":
-        if not isinstance(lam, jax.core.Tracer) and not lam >= 0:  # traced: checked before
-            raise ValueError(f"ditto.lam must be >= 0, got {lam}")
         pair_objective = ditto_objective(objective, lam)
 
         def personal_params(state, own):
             return own
     elif method == "apfl":
-        if not isinstance(alpha, jax.core.Tracer) and not 0 <= alpha <= 1:
-            raise ValueError(f"apfl.alpha must be in [0, 1], got {alpha}")
         pair_objective = apfl_objective(objective, alpha)
 
         def personal_params(state, own):

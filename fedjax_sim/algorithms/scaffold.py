@@ -19,6 +19,10 @@ clients that reported. With zero control variates the first round is FedAvg's.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -82,62 +86,79 @@ def scaffold_parts(
     """
     if option not in OPTIONS:
         raise ValueError(f"scaffold.option must be one of {list(OPTIONS)}, got {option!r}")
-    server_chain = optax.chain(
-        aggregator or aggregation.weighted_mean(), optax.scale(-1.0), server_tx
+    setup = _ScaffoldSetup(
+        objective=objective,
+        client_tx=client_tx,
+        server_chain=aggregation.server_chain(server_tx, aggregator),
+        run_local=make_local_steps(with_linear_term(objective), client_tx, unroll=unroll),
+        num_clients=num_clients,
+        client_learning_rate=client_learning_rate,
+        option=option,
     )
-    run_local = make_local_steps(with_linear_term(objective), client_tx, unroll=unroll)
+    return FederatedParts(
+        client_update=functools.partial(_client_update, setup),
+        server_update=functools.partial(_server_update, setup),
+        init=functools.partial(_init, setup),
+    )
 
-    def init(variables) -> ServerState:
-        zeros = jax.tree.map(jnp.zeros_like, variables["params"])
-        return new_server_state(
-            variables,
-            server_chain.init(variables["params"]),
-            clients={"control": replicate_for_clients(zeros, num_clients)},
-            extra={"control": zeros},
-        )
 
-    def client_update(state: ServerState, clients, inputs) -> ClientOutput:
-        x, c, c_i = state.params, state.extra["control"], inputs.client_state["control"]
-        result = run_local(
-            x,
-            state.model_state,
-            client_tx.init(x),
-            clients,
-            inputs.indices_JxB,
-            inputs.mask_JxB,
-            inputs.rng,
-            {"linear": jax.tree.map(jnp.subtract, c, c_i)},
-        )
-        delta_y = jax.tree.map(jnp.subtract, result.params, x)
-        if option == "I":
-            new_c_i = mean_gradient(
-                objective, x, state.model_state, clients, inputs.indices_JxB,
-                inputs.mask_JxB, inputs.rng,
-            )  # fmt: skip
-        else:
-            scale = 1.0 / (jnp.maximum(result.steps, 1) * client_learning_rate)
-            new_c_i = jax.tree.map(lambda ci, cc, d: ci - cc - scale * d, c_i, c, delta_y)
-        new_c_i = jax.tree.map(lambda n, o: jnp.where(result.steps > 0, n, o), new_c_i, c_i)
-        delta_c = jax.tree.map(jnp.subtract, new_c_i, c_i)
-        return ClientOutput(
-            delta_y, result.model_state, {"control": new_c_i}, result.metrics, {"dc": delta_c}
-        )
+class _ScaffoldSetup(NamedTuple):
+    """`scaffold_parts`' arguments, with ``server_chain`` the whole server step and
+    ``run_local`` the client's J steps on the corrected objective."""
 
-    def server_update(state: ServerState, outputs_C: ClientOutput, weights_C) -> ServerState:
-        updates, opt_state = server_chain.update(
-            outputs_C.delta, state.opt_state, state.params, weights=weights_C
-        )
-        reported = (weights_C > 0).astype(jnp.float32) / num_clients
-        control = jax.tree.map(
-            lambda c, dc: c + jnp.tensordot(reported, dc, axes=1),
-            state.extra["control"],
-            outputs_C.extras["dc"],
-        )
-        return state.replace(
-            params=optax.apply_updates(state.params, updates),
-            model_state=mean_model_state(outputs_C.model_state, weights_C, state.model_state),
-            opt_state=opt_state,
-            extra={"control": control},
-        )
+    objective: Objective
+    client_tx: optax.GradientTransformation
+    server_chain: optax.GradientTransformationExtraArgs
+    run_local: Callable
+    num_clients: int
+    client_learning_rate: float
+    option: str
 
-    return FederatedParts(client_update=client_update, server_update=server_update, init=init)
+
+def _init(setup: _ScaffoldSetup, variables) -> ServerState:
+    """Zero control variates, the server's and every client's."""
+    zeros = jax.tree.map(jnp.zeros_like, variables["params"])
+    return new_server_state(
+        variables,
+        setup.server_chain.init(variables["params"]),
+        clients={"control": replicate_for_clients(zeros, setup.num_clients)},
+        extra={"control": zeros},
+    )
+
+
+def _client_update(setup: _ScaffoldSetup, state: ServerState, clients, inputs) -> ClientOutput:
+    """ONE client's corrected steps, its ``Delta y`` and new control variate (kept as it was
+    by a client that took no step), with ``Delta c`` in the extras."""
+    x, c, c_i = state.params, state.extra["control"], inputs.client_state["control"]
+    result = setup.run_local(
+        x, state.model_state, setup.client_tx.init(x), clients, inputs.indices_JxB,
+        inputs.mask_JxB, inputs.rng, {"linear": jax.tree.map(jnp.subtract, c, c_i)},
+    )  # fmt: skip
+    delta_y = jax.tree.map(jnp.subtract, result.params, x)
+    if setup.option == "I":
+        new_c_i = mean_gradient(
+            setup.objective, x, state.model_state, clients, inputs.indices_JxB,
+            inputs.mask_JxB, inputs.rng,
+        )  # fmt: skip
+    else:
+        scale = 1.0 / (jnp.maximum(result.steps, 1) * setup.client_learning_rate)
+        new_c_i = jax.tree.map(lambda ci, cc, d: ci - cc - scale * d, c_i, c, delta_y)
+    new_c_i = jax.tree.map(lambda n, o: jnp.where(result.steps > 0, n, o), new_c_i, c_i)
+    delta_c = jax.tree.map(jnp.subtract, new_c_i, c_i)
+    return ClientOutput(
+        delta_y, result.model_state, {"control": new_c_i}, result.metrics, {"dc": delta_c}
+    )
+
+
+def _server_update(setup: _ScaffoldSetup, state: ServerState, outputs_C, weights_C):
+    """The server chain on the mean ``Delta y``; ``c`` moved by the reported ``Delta c``."""
+    updates, opt_state = setup.server_chain.update(
+        outputs_C.delta, state.opt_state, state.params, weights=weights_C
+    )
+    moved = aggregation.population_mean(outputs_C.extras["dc"], weights_C, setup.num_clients)
+    return state.replace(
+        params=optax.apply_updates(state.params, updates),
+        model_state=mean_model_state(outputs_C.model_state, weights_C, state.model_state),
+        opt_state=opt_state,
+        extra={"control": jax.tree.map(jnp.add, state.extra["control"], moved)},
+    )

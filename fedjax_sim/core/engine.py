@@ -50,6 +50,10 @@ class Execution:
     mesh: jax.sharding.Mesh | None = None
     unroll: int | bool = 1
 
+    def map_clients(self, fn: Callable) -> Callable:
+        """`map_clients` of the one-client ``fn`` with this client axis, chunk size and mesh."""
+        return map_clients(fn, self.client_axis, self.chunk_size, self.mesh)
+
 
 # "sequential" writes each of a device's clients into the program, and with unrolled local
 # steps each step too: C x J copies of the training step. Above this many, "auto" runs the

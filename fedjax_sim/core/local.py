@@ -50,6 +50,15 @@ def training_metrics(summed) -> dict:
     }
 
 
+def job_keys(train_key, workers_K, jobs_K) -> jax.Array:
+    """Each worker's training key for its job number ``jobs_K[k]``,
+    ``fold_in(fold_in(train_key, job), worker)``: a worker's job draws the same key whatever
+    round or wave runs it."""
+    return jax.vmap(lambda w, n: jax.random.fold_in(jax.random.fold_in(train_key, n), w))(
+        workers_K, jobs_K
+    )
+
+
 class LocalResult(NamedTuple):
     """One client's local training: parameters, model state and optimizer state after its
     steps, the summed metrics, and ``steps``, how many steps had any unmasked example."""

@@ -5,6 +5,7 @@ large-batch scaling rules."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -201,11 +202,40 @@ def make_optimizer(
     Example:
       >>> tx = make_optimizer("sgd", 0.1, momentum=0.9, weight_decay=5e-4)
     """
+    _check_optimizer_fields(
+        name, learning_rate, momentum=momentum, weight_decay=weight_decay, eps=eps,
+        nesterov=nesterov, b1=b1, b2=b2, initial_accumulator=initial_accumulator, field=field,
+    )  # fmt: skip
+    lr = make_schedule(
+        learning_rate, schedule, total_steps=total_steps, warmup_steps=warmup_steps,
+        power=power, field=field,
+    )  # fmt: skip
+    mask = decay_mask if excludes_bias_and_norm(name, exclude_bias_and_norm) else None
+    tx = _optimizer_by_name(
+        name, lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, mask=mask,
+        eps=eps, b1=b1, b2=b2, initial_accumulator=initial_accumulator,
+    )  # fmt: skip
+    if weight_decay and name in ("sgd", "adagrad", "yogi"):  # SGD-style: added to the gradient
+        tx = optax.chain(optax.add_decayed_weights(weight_decay, mask=mask), tx)
+    return tx
+
+
+def _is_number(value) -> bool:
+    """Whether ``value`` is a Python or NumPy number, which can be range-checked here; a traced
+    array (a vectorized sweep's hyper-parameter) cannot, and its grid was checked as numbers
+    by the config before tracing."""
+    return isinstance(value, numbers.Real)
+
+
+def _check_optimizer_fields(
+    name, learning_rate, *, momentum, weight_decay, eps, nesterov, b1, b2, initial_accumulator,
+    field,
+) -> None:  # fmt: skip
+    """Raises `ValueError` naming ``field`` for the first of `make_optimizer`'s arguments
+    outside what it allows."""
     if name not in OPTIMIZERS:
         raise ValueError(f"{field}.optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
-    # A traced learning rate (a vectorized grid's, `fedjax_sim.experiment.vector_sweep`) was
-    # checked as a number before tracing.
-    if not isinstance(learning_rate, jax.core.Tracer) and not learning_rate > 0:
+    if _is_number(learning_rate) and not learning_rate > 0:
         raise ValueError(f"{field}.learning_rate must be > 0, got {learning_rate}")
     if momentum is not None and not 0 <= momentum < 1:
         raise ValueError(f"{field}.momentum must be in [0, 1), got {momentum}")
@@ -226,49 +256,48 @@ def make_optimizer(
             raise ValueError(f"{field}.{moment} must be in [0, 1), got {value}")
     if initial_accumulator is not None and not initial_accumulator >= 0:
         raise ValueError(f"{field}.initial_accumulator must be >= 0, got {initial_accumulator}")
-    lr = make_schedule(
-        learning_rate, schedule, total_steps=total_steps, warmup_steps=warmup_steps,
-        power=power, field=field,
-    )  # fmt: skip
-    mask = decay_mask if excludes_bias_and_norm(name, exclude_bias_and_norm) else None
+
+
+def _optimizer_by_name(
+    name, lr, *, momentum, nesterov, weight_decay, mask, eps, b1, b2, initial_accumulator
+) -> optax.GradientTransformation:
+    """`make_optimizer`'s optimizer ``name`` at learning rate (or schedule) ``lr``, with its own
+    weight decay where it is decoupled (adam, the LARS, lamb) and none for the others; options
+    that are None take optax's defaults."""
     eps_arg = {} if eps is None else {"eps": eps}
     betas = {k: v for k, v in (("b1", b1), ("b2", b2)) if v is not None}
     accumulator = (
         {} if initial_accumulator is None else {"initial_accumulator_value": initial_accumulator}
     )
     if name == "sgd":
-        tx = optax.sgd(lr, momentum=momentum or None, nesterov=nesterov)
-    elif name == "adagrad":
-        tx = optax.adagrad(lr, **eps_arg, **accumulator)
-    elif name == "adam":
+        return optax.sgd(lr, momentum=momentum or None, nesterov=nesterov)
+    if name == "adagrad":
+        return optax.adagrad(lr, **eps_arg, **accumulator)
+    if name == "adam":
         return optax.adamw(lr, weight_decay=weight_decay, mask=mask, **eps_arg, **betas)
-    elif name == "yogi":
+    if name == "yogi":
         # optax.yogi, with its accumulator's start exposed
-        tx = optax.chain(
+        return optax.chain(
             optax.scale_by_yogi(**eps_arg, **betas, **accumulator),
             optax.scale_by_learning_rate(lr),
         )
-    elif name == "lars":
+    if name == "lars":
         return lars(
-            lr, weight_decay=weight_decay, eps=eps or 0.0, nesterov=nesterov, mask=mask,
-            momentum=0.9 if momentum is None else momentum,
+            lr, weight_decay=weight_decay, eps=eps or 0.0, nesterov=nesterov,
+            mask=mask, momentum=0.9 if momentum is None else momentum,
         )  # fmt: skip
-    elif name == "optax_lars":
+    if name == "optax_lars":
         momentum_arg = {} if momentum is None else {"momentum": momentum}
         masks = {} if mask is None else {"weight_decay_mask": mask, "trust_ratio_mask": mask}
         return optax.lars(
             lr, weight_decay=weight_decay, nesterov=nesterov, **momentum_arg, **eps_arg, **masks
         )
-    else:
-        if mask is None:
-            return optax.lamb(lr, weight_decay=weight_decay, **eps_arg, **betas)
-        # optax.lamb's chain with its trust ratio masked too (optax masks only the decay)
-        return optax.chain(
-            optax.scale_by_adam(**{"eps": 1e-6, **eps_arg}, **betas),
-            optax.add_decayed_weights(weight_decay, mask=mask),
-            optax.masked(optax.scale_by_trust_ratio(), mask),
-            optax.scale_by_learning_rate(lr),
-        )
-    if weight_decay:
-        tx = optax.chain(optax.add_decayed_weights(weight_decay, mask=mask), tx)
-    return tx
+    if mask is None:
+        return optax.lamb(lr, weight_decay=weight_decay, **eps_arg, **betas)
+    # optax.lamb's chain with its trust ratio masked too (optax masks only the decay)
+    return optax.chain(
+        optax.scale_by_adam(**{"eps": 1e-6, **eps_arg}, **betas),
+        optax.add_decayed_weights(weight_decay, mask=mask),
+        optax.masked(optax.scale_by_trust_ratio(), mask),
+        optax.scale_by_learning_rate(lr),
+    )

@@ -36,21 +36,23 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_sim.core.aggregation import weighted_mean
+from fedjax_sim.core.aggregation import stateless_aggregator, weighted_mean, weighted_sum
 
 AGGREGATORS = ("mean", "median", "trimmed_mean", "norm_clipping", "krum", "noise_aware")
 
 
 def _transformation(aggregate) -> optax.GradientTransformationExtraArgs:
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
+    """The aggregator of ``aggregate(deltas_C, present_C, weights_C)``."""
+    return stateless_aggregator(
+        lambda deltas_C, weights, **_: aggregate(deltas_C, weights > 0, weights)
+    )
 
-    def update_fn(deltas_C, state, params=None, *, weights, **extra_args):
-        del params, extra_args
-        return aggregate(deltas_C, weights > 0, weights), state
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+def _scaled(deltas_C, scale_C):
+    """Each client's delta times its ``scale_C`` entry, in the delta's dtype."""
+    return jax.tree.map(
+        lambda d: d * scale_C.reshape((-1,) + (1,) * (d.ndim - 1)).astype(d.dtype), deltas_C
+    )
 
 
 def coordinate_median() -> optax.GradientTransformationExtraArgs:
@@ -106,9 +108,7 @@ def norm_clipping(max_norm: float) -> optax.GradientTransformationExtraArgs:
 
     def aggregate(deltas_C, present_C, weights_C):
         scale_C = jnp.minimum(1.0, max_norm / jnp.maximum(_norms(deltas_C), 1e-12))
-        clipped = jax.tree.map(
-            lambda d: d * scale_C.reshape((-1,) + (1,) * (d.ndim - 1)).astype(d.dtype), deltas_C
-        )
+        clipped = _scaled(deltas_C, scale_C)
         return mean.update(clipped, optax.EmptyState(), weights=weights_C)[0]
 
     return _transformation(aggregate)
@@ -146,7 +146,7 @@ def krum(num_byzantine: int, num_selected: int = 1) -> optax.GradientTransformat
         rank = jnp.argsort(jnp.argsort(scores))
         chosen = (rank < num_selected) & present_C
         share = chosen / jnp.maximum(chosen.sum(), 1)
-        return jax.tree.map(lambda d: jnp.tensordot(share.astype(d.dtype), d, axes=1), deltas_C)
+        return weighted_sum(share, deltas_C)
 
     return _transformation(aggregate)
 
@@ -175,9 +175,7 @@ def noise_aware() -> optax.GradientTransformationExtraArgs:
 
     def aggregate(deltas_C, present_C, weights_C):
         trust, scale = noise_aware_weights(deltas_C, present_C, weights_C)
-        rescaled = jax.tree.map(
-            lambda d: d * scale.reshape((-1,) + (1,) * (d.ndim - 1)).astype(d.dtype), deltas_C
-        )
+        rescaled = _scaled(deltas_C, scale)
         return mean.update(rescaled, optax.EmptyState(), weights=trust)[0]
 
     return _transformation(aggregate)

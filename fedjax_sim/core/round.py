@@ -185,58 +185,23 @@ def federated_round(
     aggregation.client_weights(jnp.zeros(1), weighting)  # validates the name early
     if local_work not in LOCAL_WORK:
         raise ValueError(f"client.local_work must be one of {list(LOCAL_WORK)}, got {local_work!r}")
+    plan = _ClientPlan(local_steps, batch_size, local_epochs, local_work)
 
     def client_losses(state, clients, client_ids, key):
         return sampler_losses(task, execution, state, clients, client_ids, key, batch_size)
 
     def round_fn(state: ServerState, clients: ClientData, key):
-        num_clients = clients.num_clients
-        round_key = jax.random.fold_in(key, state.round)
-        select_key, batch_key, train_key, work_key = jax.random.split(round_key, 4)
-        client_ids_C, present_C = sampler(select_key, state, clients, client_losses)
-        occurrence_C = draw_occurrence(client_ids_C)
-        slot_C = client_ids_C + occurrence_C * num_clients
-        counts_C = clients.counts_K[client_ids_C]
-        steps_C = local_steps_per_client(
-            local_work, work_key, counts_C, jnp.max(clients.counts_K), local_steps
-        )
-
-        indices_CxJxB, mask_CxJxB = round_batch_plan(
-            batch_key,
-            clients,
-            client_ids_C,
-            num_steps=local_steps,
-            batch_size=batch_size,
-            epochs=local_epochs,
-            slots_C=slot_C,
-        )
-        # Steps past a client's share of the local work are masked no-ops.
-        mask_CxJxB = mask_CxJxB & (jnp.arange(local_steps) < steps_C[:, None])[:, :, None]
-        info_C = client_info(clients, client_ids_C, counts_C, steps_C)
-        inputs_C = ClientInput(
-            client_state=jax.tree.map(lambda s: s[client_ids_C], state.clients),
-            info=info_C,
-            indices_JxB=indices_CxJxB,
-            mask_JxB=mask_CxJxB,
-            rng=jax.vmap(lambda s: jax.random.fold_in(train_key, s))(slot_C),
-        )
-        update_C = map_clients(
-            lambda inputs: parts.client_update(state, clients, inputs),
-            execution.client_axis,
-            execution.chunk_size,
-            execution.mesh,
-        )
+        select_key, batch_key, train_key, work_key = round_keys(key, state.round)
+        draw = _draw(sampler, select_key, state, clients, client_losses)
+        inputs_C = _client_inputs(plan, state, clients, draw, batch_key, train_key, work_key)
+        update_C = execution.map_clients(lambda inputs: parts.client_update(state, clients, inputs))
         outputs_C = update_C(inputs_C)
-        weights_C = aggregation.client_weights(counts_C, weighting) * present_C
+        weights_C = aggregation.client_weights(draw.counts_C, weighting) * draw.present_C
         new_state = parts.server_update(state, outputs_C, weights_C)
-        write_C = present_C & (occurrence_C == 0)
-        rows_C = jnp.where(write_C, client_ids_C, num_clients)  # out of range: dropped
-        client_states = jax.tree.map(
-            lambda all_k, new_c: all_k.at[rows_C].set(new_c, mode="drop"),
-            state.clients,
-            outputs_C.client_state,
+        client_states = _written_back(
+            state.clients, outputs_C.client_state, draw, clients.num_clients, execution.mesh
         )
-        client_states = shard_client_states(client_states, execution.mesh)
+        present_C = draw.present_C
         reported = jax.tree.map(
             lambda m: m * present_C.astype(m.dtype).reshape((-1,) + (1,) * (m.ndim - 1)),
             outputs_C.metrics,
@@ -245,6 +210,80 @@ def federated_round(
         return new_state, training_metrics(sum_metrics(reported))
 
     return round_fn
+
+
+def round_keys(key, round_number) -> jax.Array:
+    """The round's four keys (selection, batches, training, and one more: the local work's or
+    the member order's), from the run's ``key`` folded with the round's number."""
+    return jax.random.split(jax.random.fold_in(key, round_number), 4)
+
+
+def client_keys(train_key, slots) -> jax.Array:
+    """Each slot's training key, ``fold_in(train_key, slot)`` (slots of any shape)."""
+    flat = slots.reshape(-1)
+    return jax.vmap(lambda slot: jax.random.fold_in(train_key, slot))(flat).reshape(slots.shape)
+
+
+class _ClientPlan(NamedTuple):
+    """`federated_round`'s J, B, E and ``local_work`` (`local_steps_per_client`)."""
+
+    local_steps: int
+    batch_size: int
+    local_epochs: int | None
+    local_work: str
+
+
+class _Draw(NamedTuple):
+    """The round's C slots: each one's client, whether it reports (``present_C``), how many
+    earlier slots drew the same client (``occurrence_C``) and its example count."""
+
+    client_ids_C: jax.Array
+    present_C: jax.Array
+    occurrence_C: jax.Array
+    counts_C: jax.Array
+
+
+def _draw(sampler: Sampler, select_key, state, clients: ClientData, client_losses) -> _Draw:
+    """The sampler's draw for the round."""
+    client_ids_C, present_C = sampler(select_key, state, clients, client_losses)
+    counts_C = clients.counts_K[client_ids_C]
+    return _Draw(client_ids_C, present_C, draw_occurrence(client_ids_C), counts_C)
+
+
+def _client_inputs(
+    plan: _ClientPlan, state, clients: ClientData, draw: _Draw, batch_key, train_key, work_key
+) -> ClientInput:
+    """Every slot's `ClientInput`: its client's row of per-client state, its info, batches
+    (steps past its share of the local work masked) and key, both drawn by its slot."""
+    ids_C, num_steps = draw.client_ids_C, plan.local_steps
+    slot_C = ids_C + draw.occurrence_C * clients.num_clients
+    steps_C = local_steps_per_client(
+        plan.local_work, work_key, draw.counts_C, jnp.max(clients.counts_K), num_steps
+    )
+    indices_CxJxB, mask_CxJxB = round_batch_plan(
+        batch_key, clients, ids_C, num_steps=num_steps, batch_size=plan.batch_size,
+        epochs=plan.local_epochs, slots_C=slot_C,
+    )  # fmt: skip
+    # Steps past a client's share of the local work are masked no-ops.
+    mask_CxJxB = mask_CxJxB & (jnp.arange(num_steps) < steps_C[:, None])[:, :, None]
+    return ClientInput(
+        client_state=jax.tree.map(lambda s: s[ids_C], state.clients),
+        info=client_info(clients, ids_C, draw.counts_C, steps_C),
+        indices_JxB=indices_CxJxB,
+        mask_JxB=mask_CxJxB,
+        rng=client_keys(train_key, slot_C),
+    )
+
+
+def _written_back(client_states, new_C, draw: _Draw, num_clients: int, mesh):
+    """``client_states`` (all K) with the rows of the clients that reported replaced by their
+    new ones ``new_C``; a client drawn twice writes its first draw's."""
+    write_C = draw.present_C & (draw.occurrence_C == 0)
+    rows_C = jnp.where(write_C, draw.client_ids_C, num_clients)  # out of range: dropped
+    written = jax.tree.map(
+        lambda all_k, new_c: all_k.at[rows_C].set(new_c, mode="drop"), client_states, new_C
+    )
+    return shard_client_states(written, mesh)
 
 
 def sampler_losses(task: Task, execution: Execution, state, clients, client_ids, key, batch_size):

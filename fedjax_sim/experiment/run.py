@@ -303,7 +303,7 @@ def local_parameters(state) -> list[str]:
     return list(clients.get("params", {})) if isinstance(clients, dict) else []
 
 
-def _check_workdir(workdir: str, resolved: dict) -> None:
+def check_workdir(workdir: str, resolved: dict) -> None:
     """Refuses a workdir that is not a writable directory, or that holds another run."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {workdir} is a file, not a directory")
@@ -358,7 +358,7 @@ def run_experiment(
     """
     check_config(config)
     resolved = config_record(config)
-    _check_workdir(workdir, resolved)
+    check_workdir(workdir, resolved)
     experiment = build_experiment(config)
     summary = outputs.dataset_summary(experiment.dataset)
     state_bytes = per_client_state_bytes(experiment.initial_state)

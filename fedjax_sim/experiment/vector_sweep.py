@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import ml_collections
@@ -94,94 +95,129 @@ def run_vectorized_sweep(config, workdir: str, *, progress=True, log=print) -> d
       ConfigError: the sweep string, a cell's config, a field that cannot be vectorized, or a
         workdir holding another run.
     """
-    from fedjax_sim.experiment.run import _check_workdir, build_experiment, cost_model
+    from fedjax_sim.experiment.run import build_experiment, check_workdir, cost_model
     from fedjax_sim.experiment.sweep import cell_configs, parse_sweep, sweep_summary
-    from fedjax_sim.runtime.simulate import run_slice, simulate, stack_runs
+    from fedjax_sim.runtime.simulate import simulate, stack_runs
 
     cells = cell_configs(config)
     check_vectorizable(config, cells)
     base = cells[0][2]
     home = os.path.join(workdir, "vectorized")
-    _check_workdir(home, config_record(config))
+    check_workdir(home, config_record(config))
     experiment = build_experiment(base)
     if experiment.prepared:  # built once on the host from one cell's config, not per cell
         raise ConfigError(f"sweep_vectorized is not available for algorithm={base.algorithm}")
     seeds = [config.seed + i for i in range(config.num_seeds)]
     per_seed = [experiment.seeded(seed) for seed in seeds]
-    runs = [(cell, s) for cell in range(len(cells)) for s in range(len(seeds))]
-    values = [{f: jnp.float32(v) for f, v in cells[c][1].items()} for c, _ in runs]
-    keys = stack_runs([(per_seed[s][1], v) for (_, s), v in zip(runs, values, strict=True)])
-    writer = multihost.is_writer()
-    costs = cost_model(experiment)
-    title = f"{base.algorithm} on {base.data.name}"
-    log(f"sweep_vectorized: {len(cells)} cells x {len(seeds)} seeds = {len(runs)} runs in one "
-        "program")  # fmt: skip
-    if writer:
+    sweep = _Sweep(
+        workdir=workdir,
+        cells=cells,
+        seeds=seeds,
+        runs=[(cell, s) for cell in range(len(cells)) for s in range(len(seeds))],
+        title=f"{base.algorithm} on {base.data.name}",
+        costs=cost_model(experiment),
+        writer=multihost.is_writer(),
+    )
+    values = [{f: jnp.float32(v) for f, v in cells[c][1].items()} for c, _ in sweep.runs]
+    keys = stack_runs([(per_seed[s][1], v) for (_, s), v in zip(sweep.runs, values, strict=True)])
+    log(f"sweep_vectorized: {len(cells)} cells x {len(seeds)} seeds = {len(sweep.runs)} runs "
+        "in one program")  # fmt: skip
+    if sweep.writer:
         outputs.write_json_atomic(os.path.join(home, "config.json"), config_record(config))
-
-    def cell_histories(histories, cell):
-        return [histories[r] for r, (c, _) in enumerate(runs) if c == cell]
-
-    def write(histories, final_state=None):
-        for ledger_history in histories:
-            ledger.annotate(ledger_history, costs, 1.0)
-        if not writer:
-            return
-        for c, (name, _, cell_config) in enumerate(cells):
-            folder = os.path.join(workdir, "cells", name)
-            os.makedirs(folder, exist_ok=True)
-            own = cell_histories(histories, c)
-            if final_state is None:
-                if len(seeds) > 1:
-                    seed_runs.write_seed_metrics(folder, seeds, own)
-                else:
-                    outputs.write_metrics(folder, own[0])
-                continue
-            outputs.write_json_atomic(os.path.join(folder, "config.json"),
-                                      config_record(cell_config))  # fmt: skip
-            params = [run_slice(final_state.params, r)
-                      for r, (rc, _) in enumerate(runs) if rc == c]  # fmt: skip
-            if len(seeds) > 1:
-                seed_runs.write_seed_results(folder, seeds, own, params, title)
-            else:
-                outputs.write_metrics(folder, own[0])
-                outputs.write_params(os.path.join(folder, "params.msgpack"), params[0])
-                outputs.plot_curves(os.path.join(folder, "curves.png"), own[0], title)
-                outputs.plot_ledger(os.path.join(folder, "ledger.png"), {title: own[0]})
-            diverged = _first_divergence(seed_runs.mean_and_std(own))
-            if diverged is not None:
-                outputs.write_bytes_atomic(
-                    os.path.join(folder, "diverged.txt"),
-                    f"metrics not finite from the evaluation of round {diverged}".encode(),
-                )
-
     state, histories = simulate(
         hyperparameter_round(experiment.config, experiment.task, experiment.clients.num_clients),
         experiment.clients,
         config.rounds,
-        state=stack_runs([per_seed[s][0] for _, s in runs]),
+        state=stack_runs([per_seed[s][0] for _, s in sweep.runs]),
         key=keys,
-        evaluate=[per_seed[s][2] for _, s in runs],
+        evaluate=[per_seed[s][2] for _, s in sweep.runs],
         eval_every=config.eval_every,
         checkpoint_dir=os.path.join(home, "checkpoints"),
         checkpoint_every=config.checkpoint_every,
-        on_record=write,
+        on_record=sweep.write,
         progress=progress,
         allow_nan=True,  # one cell's divergence is a result; the others run on
         rounds_per_call=config.rounds_per_call,
-        runs=len(runs),
+        runs=len(sweep.runs),
     )
-    write(histories, multihost.local_copy(state))
-    summary = sweep_summary(config, parse_sweep(config.sweep, config))
-    for c, (name, overrides, _) in enumerate(cells):
-        mean = seed_runs.mean_and_std(cell_histories(histories, c))
-        diverged = _first_divergence(mean)
-        record = {"name": name, "overrides": overrides, "finished": diverged is None}
-        if diverged is None:
-            record["last"] = mean[-1] if len(seeds) > 1 else cell_histories(histories, c)[0][-1]
-        else:
-            record["diverged"] = f"metrics not finite from the evaluation of round {diverged}"
-        summary["cells"].append(record)
-    if writer:
+    sweep.write(histories, multihost.local_copy(state))
+    summary = sweep.summary(sweep_summary(config, parse_sweep(config.sweep, config)), histories)
+    if sweep.writer:
         outputs.write_json_atomic(os.path.join(workdir, "sweep.json"), summary)
     return summary
+
+
+def _diverged_text(round_number: int) -> str:
+    return f"metrics not finite from the evaluation of round {round_number}"
+
+
+class _Sweep(NamedTuple):
+    """A vectorized sweep's layout: its ``cells`` (``(name, overrides, cell config)``), its
+    ``seeds``, and ``runs``, the ``(cell, seed index)`` of each run along the run axis; with
+    what its writers need (the ledger's ``costs``, the plots' ``title``, whether this process
+    writes)."""
+
+    workdir: str
+    cells: list
+    seeds: list[int]
+    runs: list[tuple[int, int]]
+    title: str
+    costs: Any
+    writer: bool
+
+    def cell_histories(self, histories: list, cell: int) -> list:
+        """The histories of cell ``cell``'s runs, one per seed."""
+        return [histories[r] for r, (c, _) in enumerate(self.runs) if c == cell]
+
+    def write(self, histories: list, final_state=None) -> None:
+        """Every cell's files: its metrics so far, or with ``final_state`` all of a finished
+        run's (config, parameters, plots, ``diverged.txt`` when its metrics turned NaN/inf).
+        The histories gain the ledger's columns first."""
+        for ledger_history in histories:
+            ledger.annotate(ledger_history, self.costs, 1.0)
+        if not self.writer:
+            return
+        for c, (name, _, cell_config) in enumerate(self.cells):
+            folder = os.path.join(self.workdir, "cells", name)
+            os.makedirs(folder, exist_ok=True)
+            own = self.cell_histories(histories, c)
+            if final_state is not None:
+                self._write_results(folder, c, own, cell_config, final_state)
+            elif len(self.seeds) > 1:
+                seed_runs.write_seed_metrics(folder, self.seeds, own)
+            else:
+                outputs.write_metrics(folder, own[0])
+
+    def _write_results(self, folder: str, cell: int, own: list, cell_config, final_state) -> None:
+        from fedjax_sim.runtime.simulate import run_slice
+
+        outputs.write_json_atomic(os.path.join(folder, "config.json"), config_record(cell_config))
+        params = [run_slice(final_state.params, r)
+                  for r, (c, _) in enumerate(self.runs) if c == cell]  # fmt: skip
+        if len(self.seeds) > 1:
+            seed_runs.write_seed_results(folder, self.seeds, own, params, self.title)
+        else:
+            outputs.write_metrics(folder, own[0])
+            outputs.write_params(os.path.join(folder, "params.msgpack"), params[0])
+            outputs.plot_curves(os.path.join(folder, "curves.png"), own[0], self.title)
+            outputs.plot_ledger(os.path.join(folder, "ledger.png"), {self.title: own[0]})
+        diverged = _first_divergence(seed_runs.mean_and_std(own))
+        if diverged is not None:
+            outputs.write_bytes_atomic(
+                os.path.join(folder, "diverged.txt"), _diverged_text(diverged).encode()
+            )
+
+    def summary(self, summary: dict, histories: list) -> dict:
+        """``summary`` (`fedjax_sim.experiment.sweep.sweep_summary`) with every cell's record:
+        its last evaluation (the mean over seeds with several), or when it diverged."""
+        for c, (name, overrides, _) in enumerate(self.cells):
+            own = self.cell_histories(histories, c)
+            mean = seed_runs.mean_and_std(own)
+            diverged = _first_divergence(mean)
+            record = {"name": name, "overrides": overrides, "finished": diverged is None}
+            if diverged is None:
+                record["last"] = mean[-1] if len(self.seeds) > 1 else own[0][-1]
+            else:
+                record["diverged"] = _diverged_text(diverged)
+            summary["cells"].append(record)
+        return summary

@@ -183,35 +183,114 @@ def simulate(
       >>> state, history = simulate(algo.round_fn, clients, 100,
       ...                           state=algo.init(params), key=jax.random.key(0))
     """
-    checkpointer = Checkpointer(checkpoint_dir, checkpoint_every) if checkpoint_dir else None
-    count_runs = max(runs, 1)
-    histories: list[list[dict]] = [[] for _ in range(count_runs)]
-    pendings: list[list[dict]] = [[] for _ in range(count_runs)]
-    restored = checkpointer.restore(state) if checkpointer is not None else None
-    if restored is None:
-        state = _own_copy(state)
-    else:  # one run keeps the checkpoint format of before: its history, not a list of them
-        state, saved_history, saved_pending = restored
-        histories, pendings = (saved_history, saved_pending) if runs else (
-            [saved_history], [saved_pending])  # fmt: skip
     if rounds_per_call < 1:
         raise ValueError(f"rounds_per_call must be >= 1, got {rounds_per_call}")
-    evaluates = list(evaluate) if isinstance(evaluate, (list, tuple)) else [evaluate] * count_runs
-
-    def step(count):  # at most two lengths per run: rounds_per_call and a remainder
-        return _rounds_call(round_fn, count, jit, runs > 0)
-
-    def saved(per_run):
-        return per_run if runs else per_run[0]
-
+    checkpointer = Checkpointer(checkpoint_dir, checkpoint_every) if checkpoint_dir else None
+    state, records = _starting_point(checkpointer, state, runs, evaluate)
     start = int(np.asarray(host_copy(state.round)).reshape(-1)[0])  # runs are in lockstep
     if start > rounds:
-        checkpointer.close()
+        if checkpointer is not None:
+            checkpointer.close()
         raise ValueError(
             f"rounds={rounds} is below round {start}, which the checkpoint in {checkpoint_dir} "
             "has reached"
         )
-    bar = tqdm(
+    bar = _progress_bar(rounds, start, progress)
+    try:
+        done = start
+        while done < rounds:
+            stop = _next_boundary(done, rounds, rounds_per_call, eval_every, checkpoint_every)
+            # at most two lengths per run: rounds_per_call and a remainder
+            call = _rounds_call(round_fn, stop - done, jit, runs > 0)
+            state, metrics = call(state, clients, key)
+            per_round = _host_metrics(metrics, stop - done, runs)
+            if not allow_nan:
+                _stop_at_first_divergence(done, per_round, state, checkpointer)
+            records.add(per_round)
+            done = stop
+            if done == rounds or (eval_every > 0 and done % eval_every == 0):
+                records.record(done, state)
+                if on_record is not None:
+                    on_record(records.history)
+            if checkpointer is not None:
+                checkpointer.save(
+                    done, state, records.history, records.pending, force=done == rounds
+                )
+            _show_progress(bar, per_round, records.histories)
+    finally:
+        bar.close()
+        if checkpointer is not None:
+            checkpointer.close()
+    return state, records.history
+
+
+class _Records:
+    """Every run's history, the metrics of the rounds since its last record (``pendings``),
+    and its ``evaluate`` (one per run)."""
+
+    def __init__(self, histories, pendings, runs: int, evaluate):
+        self.histories, self.pendings, self.runs = histories, pendings, runs
+        count_runs = len(histories)
+        many = isinstance(evaluate, (list, tuple))
+        self.evaluates = list(evaluate) if many else [evaluate] * count_runs
+
+    @property
+    def history(self):
+        """The histories as checkpoints and callers see them: the list with ``runs``, else the
+        one run's (one run keeps the format of before: its history, not a list of them)."""
+        return self.histories if self.runs else self.histories[0]
+
+    @property
+    def pending(self):
+        """The pending metrics as checkpoints see them (as `history`)."""
+        return self.pendings if self.runs else self.pendings[0]
+
+    def add(self, per_round: list[list[dict]]) -> None:
+        """Appends a call's ``[round][run]`` metrics to each run's pending ones."""
+        for r, pending in enumerate(self.pendings):
+            pending.extend(row[r] for row in per_round)
+
+    def record(self, round_number: int, state) -> None:
+        """One record per run: the means of its pending metrics and its evaluation."""
+        for r, (history, pending) in enumerate(zip(self.histories, self.pendings, strict=True)):
+            record = {"round": round_number}
+            for name in pending[0]:
+                record[name] = float(np.mean([m[name] for m in pending]))
+            if self.evaluates[r] is not None:
+                record.update(self.evaluates[r](run_slice(state, r) if self.runs else state))
+            history.append(record)
+        self.pendings = [[] for _ in self.histories]
+
+
+def _starting_point(checkpointer, state, runs: int, evaluate) -> tuple[Any, _Records]:
+    """``(state, records)`` to start from: the newest checkpoint's, else a copy of ``state``
+    (the compiled round donates it) and empty histories."""
+    count_runs = max(runs, 1)
+    restored = checkpointer.restore(state) if checkpointer is not None else None
+    if restored is None:
+        empty = [[] for _ in range(count_runs)], [[] for _ in range(count_runs)]
+        return _own_copy(state), _Records(*empty, runs, evaluate)
+    state, saved_history, saved_pending = restored
+    if runs:
+        return state, _Records(saved_history, saved_pending, runs, evaluate)
+    return state, _Records([saved_history], [saved_pending], runs, evaluate)
+
+
+def _stop_at_first_divergence(done: int, per_round, state, checkpointer) -> None:
+    """`_stop_if_diverged` for the first of a call's rounds (``[round][run]`` metrics, the
+    first being round ``done + 1``) whose metrics are not finite, and for the last round's
+    metrics and parameters (the only state the call returns)."""
+    for offset, metrics_host in enumerate(per_round):
+        last = offset == len(per_round) - 1
+        finite = all(np.isfinite(v) for m in metrics_host for v in m.values())
+        if last or not finite:
+            _stop_if_diverged(done + offset + 1, metrics_host, state if last else None,
+                              checkpointer)  # fmt: skip
+
+
+def _progress_bar(rounds: int, start: int, progress: bool):
+    """A tqdm bar of the rounds from ``start`` to ``rounds``, shown only by the writer."""
+    return tqdm(
         total=rounds,
         initial=start,
         disable=not progress or not is_writer(),
@@ -219,48 +298,16 @@ def simulate(
         unit="round",
         dynamic_ncols=True,
     )
-    try:
-        done = start
-        while done < rounds:
-            stop = _next_boundary(done, rounds, rounds_per_call, eval_every, checkpoint_every)
-            state, metrics = step(stop - done)(state, clients, key)
-            per_round = _host_metrics(metrics, stop - done, runs)
-            if not allow_nan:
-                for offset, metrics_host in enumerate(per_round):
-                    bad_round = done + offset + 1
-                    last = offset == len(per_round) - 1
-                    finite = all(np.isfinite(v) for m in metrics_host for v in m.values())
-                    if last or not finite:
-                        _stop_if_diverged(bad_round, metrics_host, state if last else None,
-                                          checkpointer)  # fmt: skip
-            for r, pending in enumerate(pendings):
-                pending.extend(row[r] for row in per_round)
-            done = stop
-            is_last = done == rounds
-            if is_last or (eval_every > 0 and done % eval_every == 0):
-                for r, (history, pending) in enumerate(zip(histories, pendings, strict=True)):
-                    record = {"round": done}
-                    for name in pending[0]:
-                        record[name] = float(np.mean([m[name] for m in pending]))
-                    if evaluates[r] is not None:
-                        record.update(evaluates[r](run_slice(state, r) if runs else state))
-                    history.append(record)
-                pendings = [[] for _ in range(count_runs)]
-                if on_record is not None:
-                    on_record(saved(histories))
-            if checkpointer is not None:
-                checkpointer.save(done, state, saved(histories), saved(pendings), force=is_last)
-            latest = per_round[-1]
-            names = [n for n in ("train_loss", "train_accuracy") if n in latest[0]] or list(
-                latest[0])  # fmt: skip
-            shown = {name: f"{np.nanmean([m[name] for m in latest]):.3f}" for name in names[:2]}
-            if histories[0] and "test_accuracy" in histories[0][-1]:
-                accuracy = np.nanmean([h[-1]["test_accuracy"] for h in histories])
-                shown["test_acc"] = f"{accuracy:.3f}"
-            bar.set_postfix(shown, refresh=False)
-            bar.update(len(per_round))
-    finally:
-        bar.close()
-        if checkpointer is not None:
-            checkpointer.close()
-    return state, saved(histories)
+
+
+def _show_progress(bar, per_round, histories) -> None:
+    """The bar advanced by a call's rounds, showing the last round's loss and accuracy (the
+    mean over runs) and the last recorded test accuracy."""
+    latest = per_round[-1]
+    names = [n for n in ("train_loss", "train_accuracy") if n in latest[0]] or list(latest[0])
+    shown = {name: f"{np.nanmean([m[name] for m in latest]):.3f}" for name in names[:2]}
+    if histories[0] and "test_accuracy" in histories[0][-1]:
+        accuracy = np.nanmean([h[-1]["test_accuracy"] for h in histories])
+        shown["test_acc"] = f"{accuracy:.3f}"
+    bar.set_postfix(shown, refresh=False)
+    bar.update(len(per_round))
