@@ -276,6 +276,8 @@ def test_the_run_says_how_many_test_examples_it_evaluates(finished_run):
     workdir, _, stdout = finished_run
     evaluated = json.loads((workdir / "dataset.json").read_text())["test_examples"]
     assert f"evaluating on {evaluated:,} test examples" in stdout
+    # without a terminal (--quiet, a log file): one line per evaluation, with its wall clock
+    assert re.search(r"^round 2 \(\d+\.\d s\): .*test_accuracy=", stdout, re.M), stdout
 
 
 def _damage_checkpoint(workdir, step):
@@ -296,6 +298,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(finished_run, tmp_
         r"checkpoint of round 4 is damaged \(.* bytes, \d+ were written\)", result.stderr
     )
     assert "resuming from round 2" in result.stderr and "Traceback" not in result.stderr
+    assert f"resuming from the checkpoint of round 2 in {workdir}" in result.stdout
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # the warning alone
     # Rounds 3 and 4 ran again, to the very same result.
     assert (workdir / "params.msgpack").read_bytes() == (original / "params.msgpack").read_bytes()

@@ -408,8 +408,12 @@ def run_experiment(
         if writer:
             outputs.write_metrics(workdir, history)
 
+    def on_resume(round_number):
+        if writer and log:
+            log(f"resuming from the checkpoint of round {round_number} in {workdir}")
+
     try:
-        state, history = _simulate_experiment(experiment, workdir, on_record, bar)
+        state, history = _simulate_experiment(experiment, workdir, on_record, on_resume, bar)
     finally:
         run_log.close()
     ledger.annotate(history, costs, syncs_per_round)
@@ -424,7 +428,7 @@ def run_experiment(
     return state, history
 
 
-def _simulate_experiment(experiment: Experiment, workdir: str, on_record, progress: bool):
+def _simulate_experiment(experiment, workdir: str, on_record, on_resume, progress: bool):
     """`simulate` over the experiment's rounds, checkpoints in ``workdir/checkpoints``."""
     config = experiment.config
     return simulate(
@@ -438,6 +442,7 @@ def _simulate_experiment(experiment: Experiment, workdir: str, on_record, progre
         checkpoint_dir=os.path.join(workdir, "checkpoints"),
         checkpoint_every=config.checkpoint_every,
         on_record=on_record,
+        on_resume=on_resume,
         progress=progress,
         allow_nan=config.allow_nan,
         rounds_per_call=config.rounds_per_call,

@@ -130,6 +130,7 @@ def simulate(
     checkpoint_dir: str | None = None,
     checkpoint_every: int = 0,
     on_record: Callable[[list[dict]], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
     progress: bool = True,
     jit: bool = True,
     allow_nan: bool = False,
@@ -151,6 +152,7 @@ def simulate(
       checkpoint_dir, checkpoint_every: orbax checkpoints every ``checkpoint_every`` rounds and at
         the end; an existing checkpoint is resumed from.
       on_record: called with the whole history after every new record (to write it to disk).
+      on_resume: called with the checkpoint's round when the run resumes from one.
       progress: show a tqdm bar with the round, loss and accuracy.
       jit: compile the round (False runs it op by op, for debugging).
       allow_nan: run on when a round's training metrics or ``state.params`` (the whole state
@@ -195,6 +197,8 @@ def simulate(
             f"rounds={rounds} is below round {start}, which the checkpoint in {checkpoint_dir} "
             "has reached"
         )
+    if on_resume is not None and checkpointer is not None and start > 0:
+        on_resume(start)
     bar = _progress_bar(rounds, start, progress)
     try:
         done = start
