@@ -4,9 +4,10 @@ reader reads back, with one value per round after a resume (the killed run's tai
 
 import time
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fedjax_sim.runtime.run_log import RunLog, evaluation_line
+from fedjax_sim.runtime.run_log import EventsError, RunLog, evaluation_line
 
 
 def _scalars(logdir: str, tag: str) -> list[tuple[int, float]]:
@@ -46,3 +47,12 @@ def test_a_resumed_run_continues_the_clock_and_purges_the_killed_runs_tail(tmp_p
     resumed.close()
     assert restored[1]["wall_s"] >= restored[0]["wall_s"]
     assert _scalars(str(tmp_path / "tensorboard"), "test_accuracy") == [(2, 0.25), (4, 0.75)]
+
+
+def test_an_unwritable_event_file_is_one_line_naming_it(tmp_path):
+    (tmp_path / "tensorboard").write_text("a file where the folder goes")
+    log = RunLog(str(tmp_path))
+    message = r"cannot write the TensorBoard events in .*tensorboard \(.*\): free space"
+    with pytest.raises(EventsError, match=message):
+        log.update([{"round": 1, "test_accuracy": 0.5}])
+    log.close()  # nothing left to fail

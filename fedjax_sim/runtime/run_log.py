@@ -8,6 +8,7 @@ per metric, not the killed run's tail beside the resumed one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -54,22 +55,49 @@ class RunLog:
         pending = [r for r in history if r["round"] > self._boarded]
         if not pending:
             return
-        if self._board is None:
-            from tensorboardX import SummaryWriter
+        try:
+            self._append_events(pending)
+        except OSError as error:
+            self.close()
+            raise EventsError(
+                f"cannot write the TensorBoard events in {self._logdir} "
+                f"({error.strerror or error}): free space (or fix the cause) and run the same "
+                "command to resume from the last checkpoint"
+            ) from error
+        self._boarded = pending[-1]["round"]
 
-            # purge_step: TensorBoard drops earlier files' events from this round on
-            self._board = SummaryWriter(self._logdir, purge_step=pending[0]["round"])
+    def _append_events(self, pending: list[dict]) -> None:
+        # tensorboardX's synchronous writer: no background thread or exit hook that could
+        # report a failed write after the run has said why it stopped
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.summary import scalar
+
+        if self._board is None:
+            os.makedirs(self._logdir, exist_ok=True)
+            self._board = EventsWriter(os.path.join(self._logdir, "events"))
+            # TensorBoard drops earlier files' events from this step on (a resumed run's)
+            start = SessionLog(status=SessionLog.START)
+            self._board.write_event(Event(step=pending[0]["round"], session_log=start))
         for record in pending:
             for name, value in record.items():
                 if name != "round" and _is_number(value):
-                    self._board.add_scalar(name, value, global_step=record["round"])
+                    event = Event(wall_time=time.time(), step=record["round"],
+                                  summary=scalar(name, value))  # fmt: skip
+                    self._board.write_event(event)
         self._board.flush()
-        self._boarded = pending[-1]["round"]
 
     def close(self) -> None:
+        """Closes the event file; a failing close (a full disk) is left to the run's own
+        error, which says why it stopped."""
         if self._board is not None:
-            self._board.close()
-            self._board = None
+            board, self._board = self._board, None
+            with contextlib.suppress(OSError):
+                board.close()
+
+
+class EventsError(ValueError):
+    """The TensorBoard event file could not be written (a full disk)."""
 
 
 def _is_number(value) -> bool:
