@@ -8,6 +8,7 @@ from fedjax_sim.algorithms.fednova import fednova_parts
 from fedjax_sim.algorithms.fedprox import fedprox_parts
 from fedjax_sim.algorithms.gossip import gossip_sgd
 from fedjax_sim.algorithms.local_sgd import local_sgd
+from fedjax_sim.algorithms.qfedavg import qfedavg_parts
 from fedjax_sim.algorithms.scaffold import scaffold_parts
 from fedjax_sim.config.checks import ConfigError
 from fedjax_sim.config.files import load_config
@@ -81,6 +82,7 @@ __all__ = [
     "multi_round",
     "norm_clipping",
     "pooled_client_data",
+    "qfedavg_parts",
     "scaffold_parts",
     "server_optimizer",
     "simulate",

@@ -536,3 +536,23 @@ def test_workdirs_written_before_algorithm2_resume_as_they_ran():
     with pytest.raises(ConfigError, match="client.optimizer=optax_lars .*to resume it"):
         check_resumable(lars, now("fedavg_shakespeare", **{"client.optimizer": "lars"}), "w")
     check_resumable(lars, now("fedavg_shakespeare", **{"client.optimizer": "optax_lars"}), "w")
+
+
+def test_resume_ignores_a_group_that_came_with_another_algorithm():
+    from fedjax_sim.config.resume import check_resumable
+
+    def before_group(name, group):
+        now = config_checks.config_record(load_config(f"configs/{name}.py:smoke"))
+        return {k: v for k, v in now.items() if k != group}, now
+
+    check_resumable(*before_group("fedavg_shakespeare", "fedprox"), "w")
+    check_resumable(*before_group("fedprox_shakespeare", "feddyn"), "w")
+    check_resumable(*before_group("fedavg_shakespeare", "asynchronous"), "w")  # resumed fields
+    # its own group, though, is compared: a run without it would not have been this run
+    with pytest.raises(ConfigError, match="differs in fedprox.mu"):
+        check_resumable(*before_group("fedprox_shakespeare", "fedprox"), "w")
+    # and a group the record has is compared whoever owns it
+    prox = config_checks.config_record(load_config("configs/fedprox_shakespeare.py:smoke"))
+    changed = dict(prox, feddyn={"alpha": 0.5})
+    with pytest.raises(ConfigError, match="differs in feddyn.alpha"):
+        check_resumable(prox, changed, "w")

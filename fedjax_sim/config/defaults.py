@@ -79,8 +79,8 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     config.clients_per_round = 10  # 0: use participation * num_clients
     config.participation = 0.1
     # The aggregation weights: "examples" (n_k, FedAvg's), "uniform" (each reporting client
-    # alike) or "auto": each algorithm's paper (uniform for scaffold and feddyn, else examples;
-    # config.json records the resolved one).
+    # alike) or "auto": each algorithm's paper's (its registry entry's `weighting`; config.json
+    # records the resolved one).
     config.weighting = "auto"
     config.client = _client()
     config.server = _server()

@@ -4,7 +4,9 @@ A run's ``config.json`` may predate today's fields and defaults. It is first bro
 terms (`upgraded`) by one table of upgrades: the ``config.json`` written before FedOpt followed
 Reddi et al.'s Algorithm 2, and each field that a registry entry's `ResumedField` says was added
 later. Those resumed fields then compare by what they do in each config (their entries say
-what), every other field by its value.
+what), every other field by its value. A group that the ``config.json`` has none of and that its
+algorithm does not own came with another algorithm after the run was written: it did nothing in
+that run, and is not compared.
 """
 
 from __future__ import annotations
@@ -95,6 +97,16 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _groups_added_since(old: dict) -> set[str]:
+    """The registry's groups that the flattened record ``old`` has no field of and that its
+    algorithm does not own (every federated and distributed config carries every group of
+    both families, so an algorithm added with a group adds it to every new record)."""
+    entries = registry.ALGORITHMS.values()
+    owned = {e.group for e in entries if e.name == old.get("algorithm")}
+    present = {name.partition(".")[0] for name in old}
+    return {e.group for e in entries if e.group} - owned - present
+
+
 def _hints(old: dict, new: dict) -> str:
     """What to pass to resume a run whose default or meaning has changed since it was written."""
     hints = []
@@ -127,7 +139,9 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
     ``previous`` is read in today's terms (`upgraded`). The registry entries' resumed fields
     (e.g. ``localsgd.sync_momentum``, whose None is the papers' choice, or
     ``asynchronous.rule``, which older runs lack) compare by what they do: an old run whose
-    behaviour a new default changes is refused with the flag that keeps it.
+    behaviour a new default changes is refused with the flag that keeps it. A group that
+    ``previous`` has none of and its algorithm does not own (one added with another algorithm
+    since) is not compared; the run's own group always is.
 
     Lengthening (``rounds``), re-pacing (``eval_every``, ``checkpoint_every``) and ``allow_nan``
     may change. A schedule whose horizon is ``rounds`` (every one but ``constant``, centralized
@@ -136,6 +150,8 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
     the old one, which is what the error says.
     """
     old, new = upgraded(_flatten(previous)), _flatten(current)
+    added = _groups_added_since(old)
+    new = {name: value for name, value in new.items() if name.partition(".")[0] not in added}
     changed = sorted(
         name
         for name in old.keys() | new.keys()

@@ -11,14 +11,14 @@ group's fields compare when a run resumes. `fedjax_sim.config.defaults`,
 an algorithm's name.
 
 The entries sit in one module per family, each ending in its ``ENTRIES``; `ALGORITHMS` gathers
-them in this order, which config.json's groups and the messages listing the allowed names
-follow:
+them module by module in this order, each module's in its own, which config.json's groups and
+the messages listing the allowed names follow:
 
-  federated.py     fedavg, fedprox, scaffold, feddyn, fednova, fedbn
-  personalized.py  fedper, lg_fedavg, fedrep, fedbabu, ditto, apfl
-  fedseq.py        fedseq
-  distributed.py   localsgd, asyncsgd, gossip
-  centralized.py   centralized
+  federated.py     FedAvg and the server-client algorithms whose round is core.round's
+  personalized.py  the personalization methods
+  fedseq.py        FedSeq
+  distributed.py   the distributed track's (LocalSGD and kin, asynchronous SGD, gossip)
+  centralized.py   centralized training
 
 Adding an algorithm is a module in `fedjax_sim.algorithms` and one entry in its family's
 module (a group's defaults and bounds beside it, when it has options of its own).

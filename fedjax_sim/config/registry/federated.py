@@ -1,7 +1,7 @@
 """The federated family's server-client algorithms whose round is `fedjax_sim.core.round`'s:
-FedAvg, FedProx, SCAFFOLD, FedDyn, FedNova, FedBN, with their groups (``fedprox``,
-``scaffold``, ``feddyn``); and `federated_entry`, which the personalization methods' entries
-use too.
+FedAvg, FedProx, q-FedAvg, SCAFFOLD, FedDyn, FedNova, FedBN, with their groups (``fedprox``,
+``qffl``, ``scaffold``, ``feddyn``); and `federated_entry`, which the personalization methods'
+entries use too.
 
 Each algorithm's ``*_parts(config, task, objective, client_tx, server_tx, aggregator, options)``
 reads its fields from the config and calls the config-free factory of `fedjax_sim.algorithms`.
@@ -17,6 +17,7 @@ from fedjax_sim.algorithms.fedavg import fedavg_parts
 from fedjax_sim.algorithms.feddyn import feddyn_parts
 from fedjax_sim.algorithms.fednova import fednova_parts
 from fedjax_sim.algorithms.fedprox import fedprox_parts
+from fedjax_sim.algorithms.qfedavg import qfedavg_parts
 from fedjax_sim.algorithms.scaffold import OPTIONS as SCAFFOLD_OPTIONS
 from fedjax_sim.algorithms.scaffold import scaffold_parts
 from fedjax_sim.config.building_blocks import federated_algorithm
@@ -53,6 +54,13 @@ def _fedprox_parts(config, task, objective, client_tx, server_tx, aggregator, op
     return fedprox_parts(
         objective, client_tx, server_tx, mu=config.fedprox.mu, aggregator=aggregator, **options
     )
+
+
+def _qfedavg_parts(config, task, objective, client_tx, server_tx, aggregator, options):
+    return qfedavg_parts(
+        objective, client_tx, server_tx, q=config.qffl.q,
+        learning_rate=config.client.learning_rate, **options,
+    )  # fmt: skip
 
 
 def _fednova_parts(config, task, objective, client_tx, server_tx, aggregator, options):
@@ -108,6 +116,31 @@ def _check_fedprox_group(config) -> None:
     number("fedprox.mu", config.fedprox.mu)
 
 
+# algorithm="qfedavg" (fedjax_sim.algorithms.qfedavg): q-FedAvg's fairness, each client weighed
+# by its loss at the round's model to the power q; its L is 1 / client.learning_rate.
+def _qffl_defaults() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            # q-FFL's q, >= 0: the server weighs each client by its loss to the power q (0:
+            # FedAvg's uniform mean; larger: the clients with larger losses count more)
+            "q": 1.0,
+        }
+    )
+
+
+def _check_qffl_group(config) -> None:
+    number("qffl.q", config.qffl.q)
+
+
+def _check_qfedavg(config) -> None:
+    _sgd_client("qfedavg", "its L is 1 / client.learning_rate, SGD's")(config)
+    require(
+        config.client.momentum == 0,
+        f"client.momentum must be 0 for qfedavg (Algorithm 2's L = 1 / client.learning_rate "
+        f"assumes plain SGD), got {config.client.momentum!r}",
+    )
+
+
 def _scaffold_defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({"option": "II"})
 
@@ -140,6 +173,19 @@ ENTRIES = (
         check_group=_check_fedprox_group,
         vectorizable=("fedprox.mu",),
         robust_aggregation=True,
+    ),
+    federated_entry(
+        "qfedavg",
+        _qfedavg_parts,
+        smoke="configs/qfedavg_shakespeare.py:smoke",
+        group="qffl",
+        defaults=_qffl_defaults,
+        check_group=_check_qffl_group,
+        check=_check_qfedavg,
+        vectorizable=("qffl.q",),
+        # Algorithm 2 sums over the sampled clients alike; its h_k weigh them, so a robust
+        # aggregator (robust_aggregation False) has no mean to replace.
+        weighting="uniform",
     ),
     federated_entry(
         "scaffold",
