@@ -118,9 +118,8 @@ def _hints(old: dict, new: dict) -> str:
                 f"--config.{name}={old[name]} (optax's, as it ran) to resume it"
             )
     if old.get("weighting") == "examples" and new.get("weighting") == "uniform":
-        uniform = " and ".join(
-            n for n, e in registry.ALGORITHMS.items() if e.weighting == "uniform"
-        )
+        *others, last = [n for n, e in registry.ALGORITHMS.items() if e.weighting == "uniform"]
+        uniform = f"{', '.join(others)} and {last}" if others else last
         hints.append(
             f"weighting 'auto' (the default) is now the paper's uniform mean for {uniform}; "
             "pass --config.weighting=examples to resume this run"
