@@ -139,15 +139,15 @@ def with_epoch_steps(
     """``config`` with ``client.local_steps`` derived from ``client.local_epochs`` = E > 0:
     each client makes E passes over its n_k examples, ceil(E n_k / B) steps, and the round
     compiles J = ceil(E max_k n_k / B) steps (a client's steps past its E passes are masked).
-    With E = 0, ``config`` itself (J = ``client.local_steps``). The config a run records keeps
+    With E = 0 (or a centralized config), ``config`` itself. The config a run records keeps
     the fields as given; this copy only builds the round.
 
     Raises:
       ConfigError: J would exceed `MAX_EPOCH_STEPS`; the message says what to set.
     """
-    epochs, batch = config.client.local_epochs, config.client.batch_size
-    if not epochs:
+    if "client" not in config or not config.client.local_epochs:  # centralized: no clients
         return config
+    epochs, batch = config.client.local_epochs, config.client.batch_size
     steps = int(np.ceil(epochs * int(np.max(client_sizes)) / batch))
     if steps > MAX_EPOCH_STEPS:
         raise ConfigError(
