@@ -33,6 +33,15 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def pytest_collection_modifyitems(items):
+    """The tests under tests/e2e/ (the CLI, the docs, the notebooks, packaging, every
+    algorithm's resume) are marked ``e2e``: ``pytest -m "not e2e"`` runs the unit tests, which
+    mirror the packages (tests/core/, tests/algorithms/, ...)."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+
+
 # Client sizes of the tiny population: one client smaller than any batch, and an empty one (as
 # padding would add) last, so that dropping it keeps the other clients' ids.
 TINY_SIZES = (7, 3, 1, 5, 4, 0)

@@ -2,7 +2,7 @@
 
 The pages link to the code, configs and experiment results with relative paths
 (``../experiments/README.md``, ``../../configs/fedavg_shakespeare.py``), which resolve when the
-Markdown is read on the repository host or in a checkout (tests/test_docs.py checks that each
+Markdown is read on the repository host or in a checkout (tests/e2e/test_docs.py checks that each
 one exists). MkDocs cannot serve those files, so this hook rewrites each such link to
 ``{repo_url}/blob/main/<path>`` (``tree/`` for a folder, ``raw/`` for an image), with
 ``repo_url`` from mkdocs.yml: the one place the site states the repository's address.

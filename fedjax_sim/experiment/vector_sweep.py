@@ -32,8 +32,9 @@ from fedjax_sim.config.checks import ConfigError, config_record
 from fedjax_sim.experiment import seeds as seed_runs
 from fedjax_sim.runtime import ledger, multihost, outputs
 
-# Numbers that only scale the round's arithmetic (each traced in tests/test_vector_sweep.py):
-# the optimizers' learning rates and the fields each algorithm's registry entry declares.
+# Numbers that only scale the round's arithmetic (each traced in
+# tests/experiment/test_vector_sweep.py): the optimizers' learning rates and the fields
+# each algorithm's registry entry declares.
 VECTORIZABLE = ("client.learning_rate", "server.learning_rate", *registry.vectorizable_fields())
 
 

@@ -30,8 +30,8 @@ def backends_started() -> bool:
     """Whether JAX's backends have started in this process (flags set later are ignored).
 
     JAX has no public API for this. The private one is used here only, and
-    tests/test_xla_flags.py checks it in a fresh process, so a JAX upgrade that moves it fails
-    in one test instead of silently ignoring flags.
+    tests/experiment/test_xla_flags.py checks it in a fresh process, so a JAX upgrade that
+    moves it fails in one test instead of silently ignoring flags.
     """
     from jax._src import xla_bridge
 

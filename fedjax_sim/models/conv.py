@@ -11,7 +11,7 @@ CNN's second layer, kernel gradient ~1 s instead of 10 ms, input gradient 75 ms 
 Here the backward pass transposes the operands itself, so all three convolutions are plain
 NHWC x HWIO -> NHWC in every context, and local steps and clients can run in rolled loops at
 the speed of unrolled code. Values and gradients equal `lax.conv_general_dilated`'s (to float
-tolerance in tests/test_conv.py; bit for bit in the course CNN's layers, measured).
+tolerance in tests/models/test_conv.py; bit for bit in the course CNN's layers, measured).
 
 Strides and SAME padding (the ResNets') are built around that VALID, stride-1 core: the input is
 padded as XLA pads it for SAME, and a stride-s convolution is the stride-1 one read at every s-th

@@ -18,7 +18,7 @@ from fedjax_sim.experiment.reopen import evaluate_run, load_run
 from fedjax_sim.experiment.run import run_experiment
 from fedjax_sim.runtime.checkpoints import CheckpointError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN = os.path.join(ROOT, "tests", "fixtures", "golden_configs.json")
 
 

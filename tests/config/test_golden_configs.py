@@ -13,7 +13,7 @@ too. Paths under the home directory are recorded as ``~/...``: the configs are b
 Regenerate the fixture only for an intended change to the records, and say so in the commit
 (a changed record is a workdir that no longer resumes unchanged):
 
-  PYTHONPATH=. python tests/test_golden_configs.py --regenerate
+  PYTHONPATH=. python tests/config/test_golden_configs.py --regenerate
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from fedjax_sim.config.checks import (
 from fedjax_sim.config.defaults import VARIANTS
 from fedjax_sim.config.files import load_config
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "golden_configs.json"
 ALGORITHMS = (*FEDERATED_ALGORITHMS, *DISTRIBUTED_ALGORITHMS, "centralized")
 # $HOME while the configs are built; records name it "~". Never created: building and checking

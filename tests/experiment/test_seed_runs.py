@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_experiment import smoke_config
-from test_simulate import ROUND, initial_state
 
 from fedjax_sim.config.checks import ConfigError, check_config
 from fedjax_sim.experiment import run as experiment_lib
 from fedjax_sim.experiment import seeds as seed_runs
 from fedjax_sim.runtime.simulate import run_slice, simulate, stack_runs
+from tests.runtime.test_simulate import ROUND, initial_state
 
 
 def evaluate_times(factor):

@@ -7,7 +7,7 @@ import sys
 
 from fedjax_sim.config.files import field_names, load_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_fields_lists_every_field_with_its_value_and_meaning():

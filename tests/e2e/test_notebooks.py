@@ -11,7 +11,7 @@ import pytest
 from fedjax_sim import load_config
 from fedjax_sim.experiment.sweep import cell_configs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = sorted(f for f in os.listdir(os.path.join(ROOT, "colab")) if f.endswith(".ipynb"))
 STUDIES = ("personalization", "fedseq", "robustness", "architectures")
 

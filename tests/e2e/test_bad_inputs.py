@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from records import metrics_without_wall_clock
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHAKESPEARE_SMOKE = "configs/fedavg_shakespeare.py:smoke"
 DIGITS_SMOKE = "configs/fedavg_digits.py:smoke"
 LEAF_FIXTURES = os.path.join(ROOT, "tests", "fixtures", "shakespeare", "leaf")

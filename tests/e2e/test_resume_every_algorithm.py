@@ -30,7 +30,7 @@ from records import metrics_without_wall_clock
 from fedjax_sim.config.files import load_config
 from fedjax_sim.config.registry import ALGORITHMS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # (algorithm, config): every registered one on its smoke config, then state that no smoke
 # config of the registry keeps: a server optimizer's moments (FedAdam), SlowMo's slow momentum
 # with each worker's momentum kept, DiLoCo's per-worker Adam and outer Nesterov momentum.

@@ -19,7 +19,7 @@ from fedjax_sim.data.shakespeare import (
     shakespeare_statistics,
 )
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "shakespeare")
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "shakespeare")
 BER_TEXT = (
     "Who's there? Long live the king! 'Tis now struck twelve. Get thee to bed, Francisco. "
     "Have you had quiet guard? "

@@ -14,7 +14,7 @@ import yaml
 
 from fedjax_sim.config.files import field_names, load_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCS = os.path.join(ROOT, "docs")
 MAIN_JOB = (
     "bash setup.sh && .venv/bin/python -m fedjax_sim --config configs/fedavg_shakespeare.py "

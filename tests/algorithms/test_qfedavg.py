@@ -31,7 +31,7 @@ from fedjax_sim.core.tasks import Task, cross_entropy
 from fedjax_sim.data.client_data import client_batch_plan, client_data_from_indices
 from fedjax_sim.models.model import stateless, variables
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FEATURES, CLASSES = 4, 3
 SIZES = (3, 5, 8)
 LR, B, ROUNDS = 0.5, 2, 3

@@ -12,7 +12,7 @@ import sys
 import pytest
 from records import metrics_without_wall_clock
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = "configs/localsgd_digits.py:smoke"  # K = 2 workers, one per device
 
 

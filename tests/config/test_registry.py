@@ -20,7 +20,7 @@ from fedjax_sim.data.shakespeare import LEAF_VOCABULARY
 from fedjax_sim.experiment.run import build_task, run_experiment
 from fedjax_sim.experiment.vector_sweep import run_vectorized_sweep
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 NAMES = list(registry.ALGORITHMS)
 # (module, algorithm name) comparisons of config.algorithm that remain outside the registry,
 # each a count; shrink it as they move into the entries.

@@ -18,7 +18,7 @@ import pytest
 
 from fedjax_sim.config import defaults, files, presets
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "fedjax_sim"
 RANKS = {
     "data": 0,
@@ -43,7 +43,7 @@ def layer_of(module: str) -> str:
     if len(parts) == 1 or parts[1] == "__init__":
         return "__init__"
     name = OLD_PATHS.get(parts[1], parts[1])
-    assert name in RANKS, f"{module}: in no layer; give it one in {RANKS} (tests/test_layers.py)"
+    assert name in RANKS, f"{module}: in no layer; give it one in RANKS (tests/e2e/test_layers.py)"
     return name
 
 

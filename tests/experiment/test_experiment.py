@@ -22,7 +22,7 @@ from fedjax_sim.data.dataset import DataError
 from fedjax_sim.experiment import run as experiment_lib
 from fedjax_sim.runtime.simulate import simulate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(
     name[:-3] for name in os.listdir(os.path.join(ROOT, "configs")) if name.endswith(".py")
 )
@@ -506,7 +506,7 @@ def test_optimizer_fields_reach_the_optimizers(shakespeare_cache, monkeypatch):
 def _before_fedopt(name: str) -> dict:
     """``config.json`` of ``configs/NAME.py:smoke`` as written before FedOpt followed Reddi et
     al.'s Algorithm 2 (a fixture made by that code), with this machine's data paths."""
-    with open(os.path.join(os.path.dirname(__file__), "fixtures",
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures",
                            f"config_before_fedopt_{name}.json")) as f:  # fmt: skip
         old = json.load(f)
     old["data"] = config_checks.config_record(load_config(f"configs/{name}.py:smoke"))["data"]

@@ -12,7 +12,7 @@ from fedjax_sim.config.checks import ConfigError
 from fedjax_sim.config.files import load_config
 from fedjax_sim.experiment import sweep
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _config(spec="configs/fedavg_digits.py:smoke"):

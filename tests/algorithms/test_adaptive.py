@@ -24,7 +24,7 @@ from fedjax_sim.core.noise_scale import (
 )
 from fedjax_sim.data.client_data import client_batch_plan
 from fedjax_sim.models.model import variables
-from tests.test_distributed import CLIENTS, GRAD, OBJECTIVE, PARAMS0, SHARDS, B, K
+from tests.algorithms.test_distributed import CLIENTS, GRAD, OBJECTIVE, PARAMS0, SHARDS, B, K
 
 
 def test_increasing_schedule_doubles_every_period_up_to_h():
