@@ -1,7 +1,7 @@
 """The README and the documentation site stay true: every config field is in the generated
-reference, every relative link resolves, every page is in the nav, the README stays a front
-page whose commands are the ones CI runs. MkDocs itself is not run here (.ci/run builds the
-site with --strict)."""
+reference (those of the base configs with a meaning), every relative link resolves, every page
+is in the nav, the README stays a front page whose commands are the ones CI runs. MkDocs itself
+is not run here (.ci/run builds the site with --strict)."""
 
 import glob
 import importlib.util
@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from fedjax_sim.config.files import field_names, load_config
+from fedjax_sim.config.reference import field_reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCS = os.path.join(ROOT, "docs")
@@ -80,6 +81,12 @@ def test_every_config_field_is_in_the_reference(reference, path):
     for spec in (path, path + ":smoke"):
         missing = [name for name in field_names(load_config(spec)) if f"`{name}`" not in reference]
         assert not missing, (spec, missing)
+
+
+@pytest.mark.parametrize("path", sorted(_hook("config_reference").FAMILIES.values()))
+def test_every_field_of_the_base_configs_has_a_meaning(path):
+    fields, _ = field_reference(load_config(os.path.join(ROOT, path)))
+    assert [field.name for field in fields if not field.meaning] == [], path
 
 
 def test_the_reference_goes_into_the_configs_page():

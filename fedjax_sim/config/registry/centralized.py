@@ -28,25 +28,30 @@ from fedjax_sim.core.optimizers import (
 from fedjax_sim.core.tasks import Task
 
 
+# algorithm="centralized"'s optimizer (fedjax_sim.core.optimizers.make_optimizer), its
+# learning-rate schedule over the steps and the large-batch learning-rate scaling.
 def _optimizer_defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
-            "name": "sgd",
-            "learning_rate": 0.05,
-            "momentum": 0.9,
+            "name": "sgd",  # sgd, adam (AdamW), adagrad, yogi, lars, lamb or optax_lars
+            "learning_rate": 0.05,  # the peak learning rate, tuned at base_batch_size
+            "momentum": 0.9,  # sgd, lars, optax_lars: heavy-ball momentum, used as given (0: none)
+            # weight decay: added to the gradient for sgd, adagrad and yogi, decoupled for adam,
+            # lamb and the LARS
             "weight_decay": 5e-4,
-            "eps": config_dict.placeholder(float),  # None: the optimizer's default
-            # constant, cosine, warmup_cosine, poly, warmup_poly (power decay_power)
+            "eps": config_dict.placeholder(float),  # not sgd: the denominator's eps (None: default)
+            # the learning rate over the steps: constant, cosine, warmup_cosine, poly, warmup_poly
+            # (power decay_power)
             "schedule": "cosine",
             # The schedule's horizon in steps (0: rounds). Set it to lengthen a finished
             # run with its schedule unchanged.
             "schedule_steps": 0,
-            "warmup_steps": 0,  # warmup_cosine, warmup_poly
-            "decay_power": 2.0,  # poly, warmup_poly (LARS's paper: 2)
+            "warmup_steps": 0,  # warmup_cosine, warmup_poly: the linear warmup, in steps
+            "decay_power": 2.0,  # poly, warmup_poly: the decay's power (LARS's paper: 2)
             # learning_rate is tuned at base_batch_size and scaled to batch_size by this
             # rule: "none", "linear" (Goyal et al. 2017) or "sqrt" (LAMB's paper)
             "lr_scaling": "none",
-            "base_batch_size": 64,
+            "base_batch_size": 64,  # the batch size learning_rate is tuned at (lr_scaling)
             # no weight decay and no LARS/LAMB trust ratio on biases and norm scales; None:
             # the papers' choice, True for lars, optax_lars and lamb, False for the others
             "exclude_bias_and_norm": config_dict.placeholder(bool),

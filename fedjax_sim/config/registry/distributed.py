@@ -32,33 +32,37 @@ from fedjax_sim.core.optimizers import make_schedule
 from fedjax_sim.core.tasks import Task, cross_entropy
 
 
-# algorithm="localsgd" (K = data.num_clients workers, all in every round; H =
-# client.local_steps; outer optimizer = server.*): what the workers' inner optimizer state does
-# at a sync ("reset", "keep", "average"; None: "keep" for post_local, as torch's
-# PostLocalSGDOptimizer, else "reset"), and the H schedule ("constant"; "post_local": 1 for the
-# first switch_step rounds, then H). Before post-local SGD's switch, before_switch "gradients"
-# (torch's) runs synchronous SGD: the workers' gradients averaged, one shared inner state, and
-# the models averaged after the first local step too; "models": each worker steps on its own
-# gradient and the models are averaged.
-# "increasing": H = initial_steps doubled every double_every rounds; "adaptive": from
-# initial_steps, doubled while the workers' divergence < divergence_threshold, halved above
-# twice it (fedjax_sim.algorithms.local_sgd). batch_schedule "noise_scale": each worker's batch
-# starts at initial_batch_size and grows with the gradient noise scale up to client.batch_size;
-# noise_scale True only estimates and reports B_simple.
+# algorithm="localsgd" (fedjax_sim.algorithms.local_sgd; K = data.num_clients workers, all in
+# every round; H = client.local_steps; outer optimizer = server.*): the workers' inner optimizer
+# state at a sync, the H schedule (post-local SGD, increasing or adaptive H) and the per-worker
+# batch schedule (grown with the gradient noise scale).
 def _localsgd_defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
+            # the workers' inner optimizer state at a sync: "reset", "keep" or "average" (None:
+            # "keep" for post_local, as torch's PostLocalSGDOptimizer, else "reset"); asyncsgd:
+            # "reset" or "keep", whether a worker keeps its own across its jobs
             "sync_momentum": config_dict.placeholder(str),
+            # the H schedule: "constant", "post_local" (1 step a round for the first
+            # switch_step rounds, then H), "increasing" or "adaptive"
             "schedule": "constant",
-            "switch_step": 0,
+            "switch_step": 0,  # post_local: the rounds before the switch to H local steps
+            # post_local, before the switch: "gradients" (torch's) runs synchronous SGD: the
+            # workers' gradients averaged, one shared inner state, and the models averaged
+            # after the first local step too; "models": each worker steps on its own gradient
+            # and the models are averaged
             "before_switch": "gradients",
-            "initial_steps": 1,
-            "double_every": 1,
+            "initial_steps": 1,  # increasing, adaptive: H in the first round
+            "double_every": 1,  # increasing: H doubles every double_every rounds
+            # adaptive: H doubles while the workers' divergence after a sync is below it,
+            # halves above twice it
             "divergence_threshold": 0.01,
+            # "constant" or "noise_scale": each worker's batch starts at initial_batch_size and
+            # grows with the gradient noise scale up to client.batch_size
             "batch_schedule": "constant",
-            "initial_batch_size": 0,
-            "noise_scale": False,
-            "noise_decay": 0.9,
+            "initial_batch_size": 0,  # noise_scale: the first batch (0: client.batch_size)
+            "noise_scale": False,  # True: estimates and reports B_simple (batch unchanged)
+            "noise_decay": 0.9,  # the smoothing of the noise-scale estimates, in [0, 1)
             # with client.schedule: the outer step on the pseudo-gradient / the round's inner
             # rate, times it (fairscale's SlowMo); False: the raw pseudo-gradient (DiLoCo).
             "normalize_outer": False,
@@ -134,14 +138,21 @@ def _build_local_sgd(config, task: Task, num_workers: int, execution: Execution,
     )
 
 
-# algorithm="asyncsgd" (a parameter server; workers as for localsgd, whose sync_momentum
-# "reset"/"keep" says whether a worker keeps its inner optimizer state across its jobs):
-# staleness_scaling "none" or "polynomial" (s = (1 + tau)^-staleness_exponent, tau the server
-# updates since the worker pulled); rule "delta" (x += s delta, the delta from the pulled model)
-# or "fedasync" (Xie et al. 2019: x = (1 - a) x + a x_new, a = mixing * s).
+# algorithm="asyncsgd" (fedjax_sim.algorithms.async_sgd; a parameter server; workers as for
+# localsgd, whose sync_momentum "reset"/"keep" says whether a worker keeps its inner optimizer
+# state across its jobs): how the server applies each job's result as it arrives.
 def _asynchronous_defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
-        {"staleness_scaling": "none", "staleness_exponent": 0.5, "rule": "delta", "mixing": 0.6}
+        {
+            # "none" or "polynomial": s = (1 + tau)^-staleness_exponent, tau the server updates
+            # since the worker pulled
+            "staleness_scaling": "none",
+            "staleness_exponent": 0.5,  # polynomial: the exponent of the staleness scaling
+            # "delta" (x += s delta, the delta from the pulled model, through the outer
+            # optimizer) or "fedasync" (Xie et al. 2019: x = (1 - a) x + a x_new, a = mixing * s)
+            "rule": "delta",
+            "mixing": 0.6,  # fedasync: the mixing weight a, in (0, 1]
+        }
     )
 
 
@@ -182,12 +193,19 @@ def _build_async_sgd(config, task: Task, num_workers: int, execution: Execution,
     )
 
 
-# algorithm="gossip" (decentralized; client.* is each worker's optimizer, client.local_steps the
-# gradient steps per round): graph "ring" or "random_pairs", communications pairwise averagings
-# per gradient step, accelerate: A2CiD2's continuous momentum (False: plain gossip SGD, its
-# baseline).
+# algorithm="gossip" (fedjax_sim.algorithms.gossip; decentralized; client.* is each worker's
+# optimizer, client.local_steps the gradient steps per round).
 def _gossip_defaults() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({"graph": "ring", "communications": 1, "accelerate": True})
+    return ml_collections.ConfigDict(
+        {
+            # "ring" (alternately the even and odd edges of the cycle) or "random_pairs" (a
+            # random perfect matching each time)
+            "graph": "ring",
+            "communications": 1,  # pairwise averagings with a neighbour per gradient step
+            # A2CiD2's continuous momentum; False: plain gossip SGD, its baseline
+            "accelerate": True,
+        }
+    )
 
 
 def _check_gossip_group(config) -> None:

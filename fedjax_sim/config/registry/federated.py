@@ -108,8 +108,14 @@ def _check_fedbn(config) -> None:
     )
 
 
+# algorithm="fedprox" (fedjax_sim.algorithms.fedprox): each client minimizes its loss plus a
+# proximal term from the round's model.
 def _fedprox_defaults() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({"mu": 0.01})
+    return ml_collections.ConfigDict(
+        {
+            "mu": 0.01,  # the proximal term's weight: mu / 2 ||w - w_t||^2 (0: FedAvg bit for bit)
+        }
+    )
 
 
 def _check_fedprox_group(config) -> None:
@@ -141,16 +147,32 @@ def _check_qfedavg(config) -> None:
     )
 
 
+# algorithm="scaffold" (fedjax_sim.algorithms.scaffold): client steps corrected by the server's
+# and the client's control variates.
 def _scaffold_defaults() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({"option": "II"})
+    return ml_collections.ConfigDict(
+        {
+            # the control variate update: "I" (the gradient at the round's model, J more
+            # gradient evaluations) or "II" (from the client's delta and its steps taken)
+            "option": "II",
+        }
+    )
 
 
 def _check_scaffold_group(config) -> None:
     one_of("scaffold.option", config.scaffold.option, SCAFFOLD_OPTIONS)
 
 
+# algorithm="feddyn" (fedjax_sim.algorithms.feddyn): each client's dynamic regularizer and the
+# paper's server step, which replaces a server optimizer.
 def _feddyn_defaults() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({"alpha": 0.01})
+    return ml_collections.ConfigDict(
+        {
+            # the regularizer's alpha, > 0: alpha / 2 ||w - w_t||^2 in each client's loss and
+            # the server's h step
+            "alpha": 0.01,
+        }
+    )
 
 
 def _check_feddyn_group(config) -> None:

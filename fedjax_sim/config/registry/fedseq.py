@@ -21,17 +21,24 @@ from fedjax_sim.core.local import Algorithm
 from fedjax_sim.data.dataset import set_aside_test_examples
 
 
-# clients_per_round = superclients per round; each client's label distribution estimate
-# ("labels", or "confidence": the mean softmax on `exemplars` test examples, set aside, of the
-# initial model after estimate_steps local steps), grouper "random", "greedy_kl" or "kmeans", a
-# superclient closed at max_clients members or min_examples examples (0: no example limit),
-# members trained in "fixed" or "shuffle" order, each for client.local_steps (at most
-# client.local_epochs passes).
+# algorithm="fedseq": clients_per_round = superclients per round, groups of dissimilar clients
+# built from each client's label distribution estimate, members trained in sequence, each for
+# client.local_steps (at most client.local_epochs passes).
 def _fedseq_defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
-        {"estimate": "labels", "estimate_steps": 10, "exemplars": 100, "grouper": "greedy_kl",
-         "max_clients": 5, "min_examples": 0, "order": "fixed"}
-    )  # fmt: skip
+        {
+            # each client's label distribution estimate: "labels" (its histogram) or
+            # "confidence" (the mean softmax on `exemplars` test examples of the initial model
+            # after estimate_steps local steps)
+            "estimate": "labels",
+            "estimate_steps": 10,  # confidence: each client's local steps from the initial model
+            "exemplars": 100,  # confidence: the test examples set aside for it, never evaluated on
+            "grouper": "greedy_kl",  # how superclients are formed: "random", "greedy_kl", "kmeans"
+            "max_clients": 5,  # a superclient is closed at this many members
+            "min_examples": 0,  # a superclient is also closed at this many examples (0: no limit)
+            "order": "fixed",  # members trained in a "fixed" order or "shuffle"d every round
+        }
+    )
 
 
 def _check_fedseq_group(config) -> None:

@@ -44,11 +44,18 @@ def _split_parts(method: str):
     return parts
 
 
-# head "auto" (the output layer) or top-level layer names for fedper / lg_fedavg / fedrep /
-# fedbabu; FedRep's head-only steps per round; Ditto's lambda; APFL's mixing alpha.
+# The personalization methods' shared group (fedper, lg_fedavg, fedrep, fedbabu: a model split
+# into a body and a head; ditto, apfl: a personal model beside the global one).
 def _personal_defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
-        {"head": "auto", "head_steps": 4, "ditto_lambda": 0.1, "apfl_alpha": 0.5}
+        {
+            # fedper, lg_fedavg, fedrep, fedbabu: the head, "auto" (the output layer) or
+            # top-level layer names, e.g. "Dense_1,Dense_2"
+            "head": "auto",
+            "head_steps": 4,  # fedrep: each round's first local steps, which train the head alone
+            "ditto_lambda": 0.1,  # ditto: lambda of the personal loss's lambda / 2 ||v - w_t||^2
+            "apfl_alpha": 0.5,  # apfl: the personal model's fixed mixing weight alpha, in [0, 1]
+        }
     )
 
 
