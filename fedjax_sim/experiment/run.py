@@ -360,34 +360,9 @@ def run_experiment(
     resolved = config_record(config)
     check_workdir(workdir, resolved)
     experiment = build_experiment(config)
-    summary = outputs.dataset_summary(experiment.dataset)
-    state_bytes = per_client_state_bytes(experiment.initial_state)
-    summary["per_client_state_bytes"] = state_bytes
-    if attack_of(config) != "none":
-        bad = bad_clients_of(config, experiment.dataset.num_clients)
-        summary["attack"] = {
-            "name": config.robust.attack,
-            "bad_fraction": config.robust.bad_fraction,
-            "bad_clients": [int(k) for k in bad],
-            "bad_client_names": [experiment.dataset.client_ids[k] for k in bad],
-        }
-    host_step = registry.get(config.algorithm).host_step
-    if host_step is not None:
-        summary.update(host_step.describe(experiment.prepared))
-    local = local_parameters(experiment.initial_state)
-    if local:
-        summary["local_parameters"] = local
-    synthetic = config.data.name == "cifar100" and config.data.source == "synthetic"
-    if synthetic:
-        summary["synthetic"] = "random CIFAR-shaped images (data.source=synthetic), not CIFAR-100"
+    summary = run_summary(experiment)
     writer = multihost.is_writer()
-    (log if log and writer else logging.info)(
-        f"{summary['name']}{' (SYNTHETIC: random CIFAR-shaped images)' if synthetic else ''}: "
-        f"{summary['clients']} clients, {summary['train_examples']:,} "
-        f"training examples; evaluating on {summary['test_examples']:,} test examples"
-        + (f"; per-client state {state_bytes / 1e6:,.1f} MB" if state_bytes else "")
-        + (f"; {len(local)} parameter leaves stay local (dataset.json)" if local else "")
-    )
+    (log if log and writer else logging.info)(_data_line(summary))
     if writer:
         outputs.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
         outputs.write_json_atomic(os.path.join(workdir, "dataset.json"), summary)
@@ -419,13 +394,59 @@ def run_experiment(
     ledger.annotate(history, costs, syncs_per_round)
     variables = multihost.local_copy({"params": state.params, "state": state.model_state})
     if writer:  # only process 0 writes; every process ran the same rounds
-        outputs.write_metrics(workdir, history)
-        outputs.write_params(os.path.join(workdir, "params.msgpack"), variables["params"])
-        outputs.write_params(os.path.join(workdir, "variables.msgpack"), variables)
-        title = f"{config.algorithm} on {config.data.name}"
-        outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
-        outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
+        _write_results(experiment, workdir, variables, history)
     return state, history
+
+
+def run_summary(experiment: Experiment) -> dict:
+    """``dataset.json``: the data's statistics, the per-client state's size, the attack's
+    bad clients, what the algorithm's host step describes, the parameters kept local, and
+    whether the data are synthetic."""
+    config = experiment.config
+    summary = outputs.dataset_summary(experiment.dataset)
+    summary["per_client_state_bytes"] = per_client_state_bytes(experiment.initial_state)
+    if attack_of(config) != "none":
+        bad = bad_clients_of(config, experiment.dataset.num_clients)
+        summary["attack"] = {
+            "name": config.robust.attack,
+            "bad_fraction": config.robust.bad_fraction,
+            "bad_clients": [int(k) for k in bad],
+            "bad_client_names": [experiment.dataset.client_ids[k] for k in bad],
+        }
+    host_step = registry.get(config.algorithm).host_step
+    if host_step is not None:
+        summary.update(host_step.describe(experiment.prepared))
+    local = local_parameters(experiment.initial_state)
+    if local:
+        summary["local_parameters"] = local
+    if config.data.name == "cifar100" and config.data.source == "synthetic":
+        summary["synthetic"] = "random CIFAR-shaped images (data.source=synthetic), not CIFAR-100"
+    return summary
+
+
+def _data_line(summary: dict) -> str:
+    """The line a run starts with: what it trains and evaluates on."""
+    state_bytes, local = summary["per_client_state_bytes"], summary.get("local_parameters")
+    return (
+        f"{summary['name']}"
+        + (" (SYNTHETIC: random CIFAR-shaped images)" if "synthetic" in summary else "")
+        + f": {summary['clients']} clients, {summary['train_examples']:,} "
+        f"training examples; evaluating on {summary['test_examples']:,} test examples"
+        + (f"; per-client state {state_bytes / 1e6:,.1f} MB" if state_bytes else "")
+        + (f"; {len(local)} parameter leaves stay local (dataset.json)" if local else "")
+    )
+
+
+def _write_results(experiment: Experiment, workdir: str, variables, history: list[dict]):
+    """The final files: metrics, ``params.msgpack``, ``variables.msgpack`` (``variables``:
+    the final ``{"params", "state"}``) and the plots."""
+    config = experiment.config
+    outputs.write_metrics(workdir, history)
+    outputs.write_params(os.path.join(workdir, "params.msgpack"), variables["params"])
+    outputs.write_params(os.path.join(workdir, "variables.msgpack"), variables)
+    title = f"{config.algorithm} on {config.data.name}"
+    outputs.plot_curves(os.path.join(workdir, "curves.png"), history, title=title)
+    outputs.plot_ledger(os.path.join(workdir, "ledger.png"), {title: history})
 
 
 def _simulate_experiment(experiment, workdir: str, on_record, on_resume, progress: bool):

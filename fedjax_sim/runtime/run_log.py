@@ -30,6 +30,7 @@ class RunLog:
         self, workdir: str, line: Callable[[str], None] | None = None, tensorboard: bool = True
     ):
         self._start = time.monotonic()
+        self._base = None  # seconds the resumed runs took, read from the first records
         self._line = line
         self._logdir = os.path.join(workdir, "tensorboard") if tensorboard else None
         self._board = None
@@ -39,9 +40,10 @@ class RunLog:
         """Gives the records without ``wall_s`` (the ones this process made) the seconds since
         the run began, counting the runs it resumes; reports them; writes what the event file
         lacks. Idempotent for records already seen."""
-        done = [r[WALL] for r in history if WALL in r]
-        base = done[-1] if done else 0.0
-        elapsed = time.monotonic() - self._start
+        if self._base is None:  # the clock of the run this one resumes: its last record's
+            done = [r[WALL] for r in history if WALL in r]
+            self._base = done[-1] if done else 0.0
+        base, elapsed = self._base, time.monotonic() - self._start
         new = [r for r in history if WALL not in r]
         for record in new:
             record[WALL] = round(base + elapsed, 3)

@@ -56,3 +56,15 @@ def test_an_unwritable_event_file_is_one_line_naming_it(tmp_path):
     with pytest.raises(EventsError, match=message):
         log.update([{"round": 1, "test_accuracy": 0.5}])
     log.close()  # nothing left to fail
+
+
+def test_wall_s_is_the_time_since_the_run_began_plus_the_resumed_runs(tmp_path, monkeypatch):
+    clock = iter([100.0, 110.0, 125.0])  # the log starts, then two evaluations
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    log = RunLog(str(tmp_path), tensorboard=False)
+    history = [{"round": 2, "test_accuracy": 0.5, "wall_s": 40.0}]  # restored: 40 s before
+    history.append({"round": 4, "test_accuracy": 0.6})
+    log.update(history)
+    history.append({"round": 6, "test_accuracy": 0.7})
+    log.update(history)
+    assert [r["wall_s"] for r in history] == [40.0, 50.0, 65.0]
