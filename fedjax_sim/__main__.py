@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from fedjax_sim.config.checks import ConfigError, check_config
 from fedjax_sim.config.files import check_field_name, load_config
+from fedjax_sim.runtime.run_log import metrics_text
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file[:variant].", lock_config=True
@@ -89,7 +90,7 @@ def evaluate() -> None:
         metrics = evaluate_run(_WORKDIR.value, _ROUND.value)
     except (ValueError, OSError) as error:  # ConfigError, CheckpointError, DataError
         _fail(error)
-    print(f"round {metrics.pop('round')}: {_metrics_line(metrics)}")
+    print(f"round {metrics.pop('round')}: {metrics_text(metrics)}")
 
 
 def fields() -> None:
@@ -140,7 +141,7 @@ def main(argv):
             summary = run(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
             if is_writer():
                 for cell in summary["cells"]:
-                    shown = _metrics_line(cell["last"]) if "last" in cell else cell["diverged"]
+                    shown = metrics_text(cell["last"]) if "last" in cell else cell["diverged"]
                     print(f"{cell['name']}: {shown}")
             return
         _, history = run_experiment(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
@@ -162,19 +163,13 @@ def main(argv):
             f"{k}={last[k]:.4f} +- {last[f'{k}_std']:.4f}" for k in shown))  # fmt: skip
     else:
         last = history[-1] if history else {}
-        print(f"round {last.get('round')}: {_metrics_line(last)}")
+        print(f"round {last.get('round')}: {metrics_text(last)}")
     if "ledger_samples" in last:
         print(
             f"ledger: {last['ledger_epochs']:.2f} epochs, {last['ledger_flops']:.3g} FLOPs, "
             f"{last['ledger_syncs']:.0f} syncs, {last['ledger_bytes_total'] / 1e6:,.1f} MB sent "
             f"in all, {last['ledger_time_s']:.3g} s simulated"
         )
-
-
-def _metrics_line(record: dict) -> str:
-    shown = {k: v for k, v in record.items()
-             if k not in ("round", "wall_s") and not k.startswith("ledger_")}  # fmt: skip
-    return ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
 
 
 def run():

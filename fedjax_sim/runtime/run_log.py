@@ -106,11 +106,17 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def evaluation_line(record: dict) -> str:
-    """``round 20 (41.2 s): test_accuracy=0.3120, test_loss=2.4410, ...`` (ledger counters and
-    the per-round training count left out)."""
+def metrics_text(record: dict) -> str:
+    """``test_accuracy=0.3120, test_loss=2.4410, ...``: a record's numbers but its round, its
+    wall clock and the ledger's counters."""
     shown = {k: v for k, v in record.items()
              if k not in ("round", WALL) and not k.startswith("ledger_")
-             and _is_number(v)}  # fmt: skip
+             and isinstance(v, (int, float)) and not isinstance(v, bool)}  # fmt: skip
+    return ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
+
+
+def evaluation_line(record: dict) -> str:
+    """``round 20 (41.2 s): test_accuracy=0.3120, ...``: `metrics_text` with the round and
+    the wall clock."""
     clock = f" ({record[WALL]:.1f} s)" if WALL in record else ""
-    return f"round {record['round']}{clock}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
+    return f"round {record['round']}{clock}: {metrics_text(record)}"
