@@ -34,6 +34,7 @@ from fedjax_sim.data.digits import PARTITIONS as DIGITS_PARTITIONS
 from fedjax_sim.models.cnn import CONV_IMPLEMENTATIONS
 from fedjax_sim.models.resnet import NORMS
 from fedjax_sim.runtime.ledger import TOPOLOGIES
+from fedjax_sim.runtime.wandb_log import MODES as WANDB_MODES
 
 # ConfigError and build_optimizer live in fedjax_sim.config.fields; imported from here too.
 __all__ = [
@@ -98,6 +99,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _check_data(config.data)
     _check_sweep(config)
     _check_ledger(config.ledger)
+    _check_wandb(config.wandb)
     _check_model(config.model, config.data.name)
     if entry.family == "centralized":
         entry.check(config)
@@ -163,6 +165,12 @@ def _check_ledger(ledger: ml_collections.ConfigDict) -> None:
     for name in ("worker_tflops", "bandwidth_gbps"):
         number(f"ledger.{name}", ledger[name], strict=True)
     number("ledger.latency_ms", ledger.latency_ms)
+
+
+def _check_wandb(wandb: ml_collections.ConfigDict) -> None:
+    for name in ("project", "entity", "name", "group", "tags"):
+        require(isinstance(wandb[name], str), f"wandb.{name} must be a string, got {wandb[name]!r}")
+    one_of("wandb.mode", wandb.mode, WANDB_MODES)
 
 
 def _check_model(model: ml_collections.ConfigDict, dataset: str) -> None:

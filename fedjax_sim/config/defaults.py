@@ -74,6 +74,7 @@ def base_config(dataset: str, algorithm: str) -> ml_collections.ConfigDict:
     _set_run_fields(config)
     config.data = _data(dataset)
     config.ledger = _ledger(family)
+    config.wandb = _wandb()
     # Rounds run per compiled call (a lax.scan over rounds; evaluation and checkpoints land
     # on call boundaries): fewer host round trips for short rounds, same results.
     config.rounds_per_call = 1
@@ -151,6 +152,24 @@ def _ledger(family: str | None) -> ml_collections.ConfigDict:
             "worker_tflops": 50.0 if data_center else 0.05,  # each worker's sustained TFLOP/s
             "bandwidth_gbps": 100.0 if data_center else 0.01,  # each link's Gbit/s
             "latency_ms": 0.01 if data_center else 50.0,  # each message's latency, milliseconds
+        }
+    )
+
+
+# Optional Weights & Biases logging (fedjax_sim.runtime.wandb_log; pip install
+# 'fedjax-sim[wandb]'), beside metrics.jsonl and TensorBoard. A resumed run continues the same
+# W&B run (its id is in WORKDIR/wandb.json); these fields may change when resuming.
+def _wandb() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "project": "",  # the W&B project to log to ("": no W&B logging)
+            "entity": "",  # the W&B team or user ("": your default entity)
+            "name": "",  # the W&B run's name ("": the workdir's folder name)
+            "group": "",  # the W&B group of runs, e.g. a sweep's cells ("": none)
+            "tags": "",  # comma-separated W&B tags, e.g. "fedavg,baseline"
+            # "online" (needs `wandb login`) or "offline" (files in WORKDIR/wandb, for a later
+            # `wandb sync`)
+            "mode": "online",
         }
     )
 

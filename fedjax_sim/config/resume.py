@@ -25,6 +25,8 @@ _HORIZON_SCHEDULES = tuple(name for name in SCHEDULES if name != "constant")
 _RESUMABLE_CHANGES = (
     "rounds", "eval_every", "checkpoint_every", "allow_nan", "rounds_per_call", "sweep",
 )  # fmt: skip
+# Groups that only say where a run's records are logged: any of their fields may change.
+_RESUMABLE_GROUPS = ("wandb",)
 _HORIZON_FIELD = "optimizer.schedule_steps"
 _RESUMED = registry.resumed_fields()
 _ABSENT = object()  # a field that a config.json lacks
@@ -142,11 +144,11 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
     ``previous`` has none of and its algorithm does not own (one added with another algorithm
     since) is not compared; the run's own group always is.
 
-    Lengthening (``rounds``), re-pacing (``eval_every``, ``checkpoint_every``) and ``allow_nan``
-    may change. A schedule whose horizon is ``rounds`` (every one but ``constant``, centralized
-    or server) may not be lengthened that way: its learning rate would jump to the middle of a
-    new decay. A centralized run's horizon can be kept with ``optimizer.schedule_steps`` set to
-    the old one, which is what the error says.
+    Lengthening (``rounds``), re-pacing (``eval_every``, ``checkpoint_every``), ``allow_nan``
+    and the ``wandb`` logging fields may change. A schedule whose horizon is ``rounds`` (every
+    one but ``constant``, centralized or server) may not be lengthened that way: its learning
+    rate would jump to the middle of a new decay. A centralized run's horizon can be kept with
+    ``optimizer.schedule_steps`` set to the old one, which is what the error says.
     """
     old, new = upgraded(_flatten(previous)), _flatten(current)
     added = _groups_added_since(old)
@@ -155,6 +157,7 @@ def check_resumable(previous: dict, current: dict, workdir: str) -> None:
         name
         for name in old.keys() | new.keys()
         if name not in (*_RESUMABLE_CHANGES, _HORIZON_FIELD, *_RESUMED)
+        and name.partition(".")[0] not in _RESUMABLE_GROUPS
         and old.get(name) != new.get(name)
     )
     require(

@@ -53,6 +53,7 @@ from fedjax_sim.runtime.evaluation import (
 )
 from fedjax_sim.runtime.run_log import RunLog
 from fedjax_sim.runtime.simulate import simulate
+from fedjax_sim.runtime.wandb_log import wandb_log_of
 
 
 def load_dataset(data: ml_collections.ConfigDict) -> FederatedDataset:
@@ -371,26 +372,35 @@ def run_experiment(
     syncs_per_round = 0.0 if registry.get(config.algorithm).family == "centralized" else 1.0
 
     if config.num_seeds > 1:
-        return seed_runs.run_seeds(config, workdir, experiment, costs, syncs_per_round, progress)
+        return seed_runs.run_seeds(
+            config, workdir, experiment, costs, syncs_per_round, progress, resolved
+        )
 
     # a bar where a person watches (a terminal, a notebook); else a line per evaluation
     bar = progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
     run_log = RunLog(workdir, line=log if writer and not bar else None, tensorboard=writer)
+    wandb = wandb_log_of(config.wandb.to_dict(), workdir, resolved) if writer else None
 
     def on_record(history):
         ledger.annotate(history, costs, syncs_per_round)
         run_log.update(history)
         if writer:
             outputs.write_metrics(workdir, history)
+        if wandb:
+            wandb.update(history)
 
     def on_resume(round_number):
         if writer and log:
             log(f"resuming from the checkpoint of round {round_number} in {workdir}")
 
+    failed = True
     try:
         state, history = _simulate_experiment(experiment, workdir, on_record, on_resume, bar)
+        failed = False
     finally:
         run_log.close()
+        if wandb:
+            wandb.close(failed=failed)
     ledger.annotate(history, costs, syncs_per_round)
     variables = multihost.local_copy({"params": state.params, "state": state.model_state})
     if writer:  # only process 0 writes; every process ran the same rounds

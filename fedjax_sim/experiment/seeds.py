@@ -8,12 +8,15 @@ seeds with their standard deviation (``<metric>_std``), drawn as mean curves wit
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
 
 from fedjax_sim.runtime import ledger, multihost, outputs
+from fedjax_sim.runtime.run_log import WALL, RunLog
 from fedjax_sim.runtime.simulate import run_slice, simulate, stack_runs
+from fedjax_sim.runtime.wandb_log import wandb_log_of
 
 
 def seed_dir(workdir: str, seed: int) -> str:
@@ -22,13 +25,16 @@ def seed_dir(workdir: str, seed: int) -> str:
 
 def mean_and_std(histories: list[list[dict]]) -> list[dict]:
     """One record per evaluation: every metric's mean over the runs, its population standard
-    deviation as ``<metric>_std``, and ``seeds`` (how many). The runs are in lockstep, so their
-    i-th records share ``round``."""
+    deviation as ``<metric>_std``, ``seeds`` (how many) and their ``wall_s``. The runs are in
+    lockstep, so their i-th records share ``round``."""
     summary = []
     for records in zip(*histories, strict=True):
         record = {"round": records[0]["round"], "seeds": len(records)}
         for name in records[0]:
             if name == "round":
+                continue
+            if name == WALL:  # the seeds ran together: one clock
+                record[WALL] = max(r[WALL] for r in records)
                 continue
             values = np.array([r[name] for r in records], np.float64)
             record[name] = float(values.mean())
@@ -69,21 +75,45 @@ def write_seed_results(
     )
 
 
-def run_seeds(config, workdir, experiment, costs, syncs_per_round, progress):
+def run_seeds(config, workdir, experiment, costs, syncs_per_round, progress, record):
     """`fedjax_sim.experiment.run.run_experiment` for ``num_seeds > 1``: the seeds' runs as one
     vectorized `simulate` of ``experiment`` (its `Experiment.seeded` parts), with the ledger's
-    ``costs``; writes every output file. Returns ``(stacked state, [history of each seed])``."""
+    ``costs``; writes every output file, and each seed's TensorBoard events (and W&B run, as
+    ``config.wandb`` says) in its folder; ``record`` is the run's ``config.json``. Returns
+    ``(stacked state, [history of each seed])``."""
     seeds = [config.seed + i for i in range(config.num_seeds)]
     states, keys, evaluates = zip(*(experiment.seeded(seed) for seed in seeds), strict=True)
     writer = multihost.is_writer()
+    logs = [RunLog(seed_dir(workdir, s), tensorboard=writer) for s in seeds]
+    wandbs = [wandb_log_of(config.wandb.to_dict(), seed_dir(workdir, s), record, seed=s)
+              if writer else None for s in seeds]  # fmt: skip
 
     def on_record(histories):
-        for history in histories:
+        for history, log in zip(histories, logs, strict=True):
             ledger.annotate(history, costs, syncs_per_round)
+            log.update(history)
+        for history, wandb in zip(histories, wandbs, strict=True):
+            if wandb:
+                wandb.update(history)
         if writer:
             write_seed_metrics(workdir, seeds, histories)
 
-    state, histories = simulate(
+    with _closing(logs, wandbs):
+        state, histories = _simulate_seeds(config, workdir, experiment, states, keys, evaluates,
+                                           on_record, progress)  # fmt: skip
+    for history in histories:
+        ledger.annotate(history, costs, syncs_per_round)
+    if writer:
+        params = multihost.local_copy(state.params)
+        write_seed_results(
+            workdir, seeds, histories, [run_slice(params, r) for r in range(len(seeds))],
+            title=f"{config.algorithm} on {config.data.name}",
+        )  # fmt: skip
+    return state, histories
+
+
+def _simulate_seeds(config, workdir, experiment, states, keys, evaluates, on_record, progress):
+    return simulate(
         experiment.algorithm.round_fn,
         experiment.clients,
         config.rounds,
@@ -97,14 +127,20 @@ def run_seeds(config, workdir, experiment, costs, syncs_per_round, progress):
         progress=progress,
         allow_nan=config.allow_nan,
         rounds_per_call=config.rounds_per_call,
-        runs=len(seeds),
+        runs=len(states),
     )
-    for history in histories:
-        ledger.annotate(history, costs, syncs_per_round)
-    if writer:
-        params = multihost.local_copy(state.params)
-        write_seed_results(
-            workdir, seeds, histories, [run_slice(params, r) for r in range(len(seeds))],
-            title=f"{config.algorithm} on {config.data.name}",
-        )  # fmt: skip
-    return state, histories
+
+
+@contextlib.contextmanager
+def _closing(logs: list[RunLog], wandbs: list):
+    """Closes the seeds' event files and W&B runs (failed: the run stopped on an error)."""
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        for log in logs:
+            log.close()
+        for wandb in wandbs:
+            if wandb:
+                wandb.close(failed=failed)

@@ -83,7 +83,7 @@ class RunLog:
             self._board.write_event(Event(step=pending[0]["round"], session_log=start))
         for record in pending:
             for name, value in record.items():
-                if name != "round" and _is_number(value):
+                if name != "round" and is_number(value):
                     event = Event(wall_time=time.time(), step=record["round"],
                                   summary=scalar(name, value))  # fmt: skip
                     self._board.write_event(event)
@@ -102,7 +102,8 @@ class EventsError(ValueError):
     """The TensorBoard event file could not be written (a full disk)."""
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """A finite int or float, not a bool: what the logs record."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

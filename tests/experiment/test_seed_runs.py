@@ -13,7 +13,9 @@ from fedjax_sim.config.checks import ConfigError, check_config
 from fedjax_sim.experiment import run as experiment_lib
 from fedjax_sim.experiment import seeds as seed_runs
 from fedjax_sim.runtime.simulate import run_slice, simulate, stack_runs
+from tests.records import metrics_without_wall_clock
 from tests.runtime.test_simulate import ROUND, initial_state
+from tests.wandb_records import wandb_runs
 
 
 def evaluate_times(factor):
@@ -128,12 +130,27 @@ def test_num_seeds_runs_equal_each_seed_alone_and_resume(shakespeare_cache, tmp_
             raise KeyboardInterrupt
 
     monkeypatch.setattr(seed_runs, "write_seed_metrics", crash_after_round_3)
+    config.wandb.project, config.wandb.mode = "seeds", "offline"  # may change on resume
     with pytest.raises(KeyboardInterrupt):
         experiment_lib.run_experiment(config, str(tmp_path / "crashed"), progress=False)
     monkeypatch.setattr(seed_runs, "write_seed_metrics", write)
     experiment_lib.run_experiment(config, str(tmp_path / "crashed"), progress=False)
-    for name in ("metrics.jsonl", "seed_3/metrics.jsonl", "seed_4/params.msgpack"):
-        assert (tmp_path / "crashed" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    assert (tmp_path / "crashed" / "seed_4" / "params.msgpack").read_bytes() == (
+        tmp_path / "both" / "seed_4" / "params.msgpack"
+    ).read_bytes()
+    for name in ("metrics.jsonl", "seed_3/metrics.jsonl", "seed_4/metrics.jsonl"):
+        crashed = metrics_without_wall_clock(tmp_path / "crashed" / name)
+        assert crashed == metrics_without_wall_clock(tmp_path / "both" / name)
+    # each seed is one W&B run (its id kept across the resume), every round logged once
+    for seed in (3, 4):
+        folder = tmp_path / "crashed" / f"seed_{seed}"
+        runs = wandb_runs(str(folder))
+        assert len(runs) == 2 and runs[0]["id"] == runs[1]["id"]
+        logged = [(step, items["test_accuracy"]) for run in runs for step, items in run["history"]]
+        recorded = read_records(folder / "metrics.jsonl")
+        assert logged == [(r["round"], r["test_accuracy"]) for r in recorded]
+        assert all("wall_s" in r for r in recorded)
+        assert (folder / "tensorboard").is_dir()
 
 
 def test_num_seeds_is_checked(shakespeare_cache):
