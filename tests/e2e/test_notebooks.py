@@ -2,6 +2,7 @@
 on their CPU smoke settings, as CI runs them, and produce what they promise: every run to its
 last round, every sweep cell finished, their plots."""
 
+import ast
 import json
 import os
 
@@ -14,6 +15,7 @@ from fedjax_sim.experiment.sweep import cell_configs
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = sorted(f for f in os.listdir(os.path.join(ROOT, "colab")) if f.endswith(".ipynb"))
 STUDIES = ("personalization", "fedseq", "robustness", "architectures")
+NOTE_MARK = "<!-- outputs-note -->"  # experiments/tools/run_notebooks.py's note on the outputs
 
 
 def _rounds(name: str) -> int:
@@ -75,5 +77,30 @@ def test_notebook_opens_in_colab_from_the_projects_repository(name):
     path = repository.removeprefix("https://github.com/")
     badge = f"https://colab.research.google.com/github/{path}/blob/main/colab/{name}"
     assert badge in "".join(cells[0]["source"])
-    setup = "".join(cells[1]["source"])
+    setup = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
     assert f'REPO = "{repository}"' in setup and "constraints.txt" in setup
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_saved_with_a_real_runs_outputs_and_says_where_they_came_from(name):
+    """Saved by experiments/tools/run_notebooks.py: every cell run once, top to bottom, in one
+    kernel, on the real settings, and the note above them names the machine they ran on."""
+    with open(os.path.join(ROOT, "colab", name)) as f:
+        cells = json.load(f)["cells"]
+    notes = [c for c in cells if c["cell_type"] == "markdown" and NOTE_MARK in "".join(c["source"])]
+    assert len(notes) == 1, "run experiments/tools/run_notebooks.py to save the outputs"
+    note = "".join(notes[0]["source"])
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
+    printed = ["".join(o.get("text", "")) for c in code for o in c["outputs"]]
+    device = next(line for text in printed for line in text.splitlines() if "device(s)" in line)
+    assert device.endswith("smoke=False"), device  # the real settings, not CI's smoke ones
+    if device.startswith("cpu:"):
+        assert "on a CPU" in note and "no GPU" in note
+    else:
+        assert "on a CPU" not in note
+    for cell in code[1:]:  # a cell that does more than define saved what it printed or drew
+        source = "".join(cell["source"])
+        defines = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Assign)
+        assert cell["outputs"] or all(isinstance(n, defines) for n in ast.parse(source).body)
+    assert any("image/png" in o.get("data", {}) for c in code for o in c["outputs"])

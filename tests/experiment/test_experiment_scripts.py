@@ -18,6 +18,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
          "error: /nonexistent/sweep holds no sweep.json: run the sweep there first"),
         (["experiments/benchmarks/bench_round.py", "--workloads", "cnn,resnet"],
          "error: --workloads: unknown ['resnet']; allowed: cnn, lstm, mlp"),
+        (["experiments/benchmarks/bench_peers.py", "--workloads", "cnn,gru"],
+         "error: --workloads: unknown ['gru']; allowed: cnn, lstm, mlp"),
+        (["experiments/benchmarks/bench_peers.py", "--runs", "2"],
+         "error: --runs: at least 3 (every run is reported; one run proves little)"),
+        (["experiments/tools/run_notebooks.py", "colab/none.ipynb"],
+         "error: notebooks: no notebook 'colab/none.ipynb'; the notebooks: "
+         "colab/distributed_track.ipynb, colab/fedavg_shakespeare.ipynb, "
+         "colab/federated_track.ipynb"),
         (["experiments/time_to_accuracy/time_to_accuracy.py", "--config", "configs/no.py",
           "--workdir", "w", "--out", "o"], "error: --config: no config file 'configs/no.py'"),
     ],
