@@ -1,6 +1,6 @@
-r"""The PyTorch peer of bench_round.py: a FedAvg round as the plain per-client loop a researcher
-writes by hand (copy the global model, J SGD steps on the client's batches, average the weighted
-deltas, server SGD at lr 1), on the bench's workloads.
+r"""The PyTorch peer of bench_round.py and bench_peers.py: a FedAvg round as the plain
+per-client loop a researcher writes by hand (copy the global model, J SGD steps on the client's
+batches, average the weighted deltas, server SGD at lr 1), on the bench's workloads.
 
   /path/to/torch-venv/bin/python experiments/benchmarks/torch_peer.py \
       --spec '{"model": "lstm", ...}'
@@ -9,7 +9,7 @@ Runs in a separate virtualenv holding PyTorch (``pip install torch==2.13.0 numpy
 not a dependency of fedjax-sim). It builds the workload's model (the same shapes as
 fedjax_sim's: LEAF's 2x256 LSTM with embedding 8, the course CNN, MLP 64-128-10) and synthetic
 data of the bench's shapes, runs one warm-up round, prints ``ready <seconds>``, then serves: for
-every line read on stdin it runs one round and prints its seconds, so that bench_round.py can
+every line read on stdin it runs one round and prints its seconds, so that the bench can
 alternate its rounds with its own formulations. Threads: all cores (``torch.get_num_threads()``,
 PyTorch's default), as a user would run it.
 """
