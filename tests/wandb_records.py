@@ -39,12 +39,14 @@ def _payloads(data: bytes):
 
 
 def wandb_runs(workdir: str) -> list[dict]:
-    """Every offline W&B run file under ``workdir/wandb``, oldest first: ``{"id", "config",
-    "history": [(step, {key: value})]}``."""
+    """Every offline W&B run file under ``workdir/wandb``, the first written first:
+    ``{"id", "config", "history": [(step, {key: value})]}``."""
     from wandb.proto import wandb_internal_pb2
 
     runs = []
-    for path in sorted(glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "*.wandb"))):
+    # by modification time: a resumed run started in the same second shares its folder's name
+    files = glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "*.wandb"))
+    for path in sorted(files, key=os.path.getmtime):
         run = {"id": None, "config": {}, "history": []}
         with open(path, "rb") as file:
             for payload in _payloads(file.read()):

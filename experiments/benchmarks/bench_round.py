@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from bench_peers import peer_round
 from bench_scaling import markdown_table as scaling_table
 from workloads import QUICK, WORKLOADS, matmul_peak_gflops, synthetic_clients, timed
 
@@ -152,23 +153,7 @@ def python_loop_round(task, client_tx, server_tx, spec, devices=None):
 
 def torch_peer_round(spec, torch_python):
     """A function running one round of the PyTorch peer (a worker process kept for the run)."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_peer.py")
-    keys = ("model", "classes", "clients", "examples", "C", "J", "B", "lr")
-    worker = subprocess.Popen(
-        [torch_python, script, "--spec", json.dumps({k: spec[k] for k in keys})],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    ready = worker.stdout.readline()
-    if not ready.startswith("ready"):
-        raise RuntimeError(f"the PyTorch peer did not start (exit code {worker.wait()})")
-    print(f"  pytorch peer: {ready.strip()}", flush=True)
-
-    def run():
-        worker.stdin.write("round\n")
-        worker.stdin.flush()
-        return float(worker.stdout.readline())
-
-    return run
+    return peer_round("torch_peer.py", spec, torch_python)[1]
 
 
 def bench_workload(name, spec, formulations, reps, torch_python=None):

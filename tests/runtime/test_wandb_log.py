@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from fedjax_sim.config import checks as config_checks
-from fedjax_sim.config.files import load_config
 from fedjax_sim.config.fields import ConfigError
+from fedjax_sim.config.files import load_config
 from fedjax_sim.config.resume import check_resumable
 from fedjax_sim.runtime.wandb_log import WandbError, WandbLog, WandbSettings, wandb_log_of
 from tests.wandb_records import wandb_runs
@@ -49,7 +49,8 @@ def test_no_project_no_wandb_and_a_seed_is_its_own_run(tmp_path, monkeypatch):
 
 def test_missing_wandb_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)
-    with pytest.raises(WandbError, match=r"needs the wandb package: pip install 'fedjax-sim\[wandb\]'"):
+    message = r"needs the wandb package: pip install 'fedjax-sim\[wandb\]'"
+    with pytest.raises(WandbError, match=message):
         WandbLog(OFFLINE, str(tmp_path), {})
 
 
