@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_sim.algorithms.local_sgd import worker_divergence
+from fedjax_sim.algorithms.local_schedules import worker_divergence
 from fedjax_sim.core.engine import Execution
 from fedjax_sim.core.local import (
     Algorithm,

@@ -2,8 +2,8 @@
 the H schedules (constant, post-local, increasing, adaptive), the inner learning-rate schedule,
 batch growth from the gradient noise scale, and the workers' divergence the adaptive rule reads.
 
-Used by `fedjax_sim.algorithms.local_sgd` (see its module docstring for the papers) and re-exported
-from there.
+Used by `fedjax_sim.algorithms.local_sgd` (see its module docstring for the papers), and the
+divergence by `fedjax_sim.algorithms.gossip`.
 """
 
 from __future__ import annotations

@@ -64,20 +64,13 @@ import jax.numpy as jnp
 import optax
 
 from fedjax_sim.algorithms.fedavg import mean_model_state
-
-# Re-exported: the schedules were written here before they had their own module.
 from fedjax_sim.algorithms.local_schedules import (
-    BATCH_SCHEDULES,
-    BEFORE_SWITCH,
-    H_SCHEDULES,
     SYNC_MOMENTUM,
     AdaptiveSteps,
     BatchGrowth,
     InnerSchedule,
     adapted_steps,
     local_steps_schedule,
-    post_local_rounds,
-    resolved_sync_momentum,
     set_step_size,
     with_step_size,
     worker_divergence,
@@ -96,12 +89,6 @@ from fedjax_sim.core.round import new_server_state, replicate_for_clients, shard
 from fedjax_sim.core.speeds import make_job_durations
 from fedjax_sim.core.tasks import Objective
 from fedjax_sim.data.client_data import ClientData, gather_batch, round_batch_plan
-
-__all__ = [
-    "BATCH_SCHEDULES", "BEFORE_SWITCH", "H_SCHEDULES", "SYNC_MOMENTUM", "AdaptiveSteps",
-    "BatchGrowth", "InnerSchedule", "adapted_steps", "local_sgd", "local_steps_schedule",
-    "post_local_rounds", "resolved_sync_momentum", "worker_divergence",
-]  # fmt: skip
 
 
 def _mean_over_workers(tree_K):

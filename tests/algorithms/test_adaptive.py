@@ -8,14 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_sim.algorithms.local_sgd import (
+from fedjax_sim.algorithms.local_schedules import (
     AdaptiveSteps,
     BatchGrowth,
     adapted_steps,
-    local_sgd,
     local_steps_schedule,
     worker_divergence,
 )
+from fedjax_sim.algorithms.local_sgd import local_sgd
 from fedjax_sim.core.noise_scale import (
     grown_batch_size,
     init_noise_scale,

@@ -13,13 +13,13 @@ import optax
 import pytest
 
 from fedjax_sim.algorithms.centralized import centralized
-from fedjax_sim.algorithms.local_sgd import (
+from fedjax_sim.algorithms.local_schedules import (
     InnerSchedule,
-    local_sgd,
     local_steps_schedule,
     post_local_rounds,
     resolved_sync_momentum,
 )
+from fedjax_sim.algorithms.local_sgd import local_sgd
 from fedjax_sim.core.optimizers import (
     decay_mask,
     make_optimizer,

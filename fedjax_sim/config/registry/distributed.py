@@ -10,7 +10,7 @@ from ml_collections import config_dict
 from fedjax_sim.algorithms.async_sgd import RULES as ASYNC_RULES
 from fedjax_sim.algorithms.async_sgd import STALENESS_SCALING, async_sgd
 from fedjax_sim.algorithms.gossip import GOSSIP_GRAPHS, gossip_sgd
-from fedjax_sim.algorithms.local_sgd import (
+from fedjax_sim.algorithms.local_schedules import (
     BATCH_SCHEDULES,
     BEFORE_SWITCH,
     H_SCHEDULES,
@@ -18,11 +18,11 @@ from fedjax_sim.algorithms.local_sgd import (
     AdaptiveSteps,
     BatchGrowth,
     InnerSchedule,
-    local_sgd,
     local_steps_schedule,
     post_local_rounds,
     resolved_sync_momentum,
 )
+from fedjax_sim.algorithms.local_sgd import local_sgd
 from fedjax_sim.config.building_blocks import job_durations, optimizers
 from fedjax_sim.config.fields import integer, number, one_of, require
 from fedjax_sim.config.registry.entry import AlgorithmEntry, LedgerFacts, ResumedField
