@@ -51,7 +51,7 @@ from fedjax_sim.runtime.evaluation import (
     personalized_evaluation,
     prefixed,
 )
-from fedjax_sim.runtime.run_log import RunLog
+from fedjax_sim.runtime.run_log import RunLog, closing
 from fedjax_sim.runtime.simulate import simulate
 from fedjax_sim.runtime.wandb_log import wandb_log_of
 
@@ -393,14 +393,8 @@ def run_experiment(
         if writer and log:
             log(f"resuming from the checkpoint of round {round_number} in {workdir}")
 
-    failed = True
-    try:
+    with closing([run_log, wandb]):
         state, history = _simulate_experiment(experiment, workdir, on_record, on_resume, bar)
-        failed = False
-    finally:
-        run_log.close()
-        if wandb:
-            wandb.close(failed=failed)
     ledger.annotate(history, costs, syncs_per_round)
     variables = multihost.local_copy({"params": state.params, "state": state.model_state})
     if writer:  # only process 0 writes; every process ran the same rounds

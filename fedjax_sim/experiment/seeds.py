@@ -8,13 +8,12 @@ seeds with their standard deviation (``<metric>_std``), drawn as mean curves wit
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import numpy as np
 
 from fedjax_sim.runtime import ledger, multihost, outputs
-from fedjax_sim.runtime.run_log import WALL, RunLog
+from fedjax_sim.runtime.run_log import WALL, RunLog, closing
 from fedjax_sim.runtime.simulate import run_slice, simulate, stack_runs
 from fedjax_sim.runtime.wandb_log import wandb_log_of
 
@@ -98,7 +97,7 @@ def run_seeds(config, workdir, experiment, costs, syncs_per_round, progress, rec
         if writer:
             write_seed_metrics(workdir, seeds, histories)
 
-    with _closing(logs, wandbs):
+    with closing([*logs, *wandbs]):
         state, histories = _simulate_seeds(config, workdir, experiment, states, keys, evaluates,
                                            on_record, progress)  # fmt: skip
     for history in histories:
@@ -129,18 +128,3 @@ def _simulate_seeds(config, workdir, experiment, states, keys, evaluates, on_rec
         rounds_per_call=config.rounds_per_call,
         runs=len(states),
     )
-
-
-@contextlib.contextmanager
-def _closing(logs: list[RunLog], wandbs: list):
-    """Closes the seeds' event files and W&B runs (failed: the run stopped on an error)."""
-    failed = True
-    try:
-        yield
-        failed = False
-    finally:
-        for log in logs:
-            log.close()
-        for wandb in wandbs:
-            if wandb:
-                wandb.close(failed=failed)

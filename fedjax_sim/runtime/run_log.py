@@ -89,13 +89,29 @@ class RunLog:
                     self._board.write_event(event)
         self._board.flush()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         """Closes the event file; a failing close (a full disk) is left to the run's own
-        error, which says why it stopped."""
+        error, which says why it stopped. ``failed`` (the run stopped on an error) changes
+        nothing here; it is `closing`'s common signature."""
+        del failed
         if self._board is not None:
             board, self._board = self._board, None
             with contextlib.suppress(OSError):
                 board.close()
+
+
+@contextlib.contextmanager
+def closing(logs: list):
+    """Closes every log that is not None when the block ends, each told whether the block
+    raised (``close(failed=...)``: `RunLog`, `fedjax_sim.runtime.wandb_log.WandbLog`)."""
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        for log in logs:
+            if log is not None:
+                log.close(failed=failed)
 
 
 class EventsError(ValueError):
