@@ -11,6 +11,16 @@ from fedjax_sim.core.tasks import Task
 from fedjax_sim.data.dataset import FederatedDataset
 
 
+def on_one_device(tree):
+    """``tree`` on this process's first device, whatever its arrays' sharding.
+
+    Why: a jitted call runs where its committed inputs are, so parameters replicated over a
+    client mesh make every device of it evaluate every chunk, the same work again: measured on
+    the LSTM with 2 host devices, 1.5-2x the time and ~300 MB more memory.
+    """
+    return jax.device_put(tree, jax.local_devices()[0])
+
+
 def make_evaluator(task: Task, batch_size: int = 1000):
     """``evaluate(variables, examples) -> (loss_N, correct_N, predictions_N)`` as numpy arrays.
 
@@ -19,6 +29,8 @@ def make_evaluator(task: Task, batch_size: int = 1000):
 
     Each chunk of ``batch_size`` examples is one call of a jitted function (the last chunk is
     padded, so there is one compiled shape); chunks are dispatched without waiting on the host.
+    The variables are first put on one device, so a chunk runs once, not on every device of a
+    client mesh that replicates them.
     Fewer than ``batch_size / 2`` examples (one client's test split) are padded only to the
     next power of two, so evaluating 100 small clients one by one is not 100 full chunks.
     """
@@ -33,6 +45,7 @@ def make_evaluator(task: Task, batch_size: int = 1000):
     def evaluate(variables, examples):
         if not (isinstance(variables, dict) and set(variables) == {"params", "state"}):
             variables = {"params": variables, "state": {}}
+        variables = on_one_device(variables)
         x, y = examples["x"], examples["y"]
         n = len(y)
         chunk = min(batch_size, 1 << max(n - 1, 0).bit_length())  # a few compiled shapes
