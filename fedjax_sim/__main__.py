@@ -144,7 +144,9 @@ def main(argv):
                     shown = metrics_text(cell["last"]) if "last" in cell else cell["diverged"]
                     print(f"{cell['name']}: {shown}")
             return
-        _, history = run_experiment(config, _WORKDIR.value, progress=not _QUIET.value, log=print)
+        _, history = run_experiment(
+            config, _WORKDIR.value, progress=not _QUIET.value, log=print, free_init_memory=True
+        )
     except (ValueError, OSError) as error:  # ConfigError, DataError, CheckpointError, a full disk
         _fail(error)
     except KeyboardInterrupt:

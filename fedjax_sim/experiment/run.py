@@ -51,6 +51,7 @@ from fedjax_sim.runtime.evaluation import (
     personalized_evaluation,
     prefixed,
 )
+from fedjax_sim.runtime.host_memory import release_init_memory
 from fedjax_sim.runtime.run_log import RunLog, closing
 from fedjax_sim.runtime.simulate import simulate
 from fedjax_sim.runtime.wandb_log import wandb_log_of
@@ -332,6 +333,7 @@ def run_experiment(
     *,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    free_init_memory: bool = False,
 ):
     """Runs (or resumes) the experiment of ``config`` in ``workdir``.
 
@@ -349,6 +351,9 @@ def run_experiment(
       workdir: the run's directory.
       progress: show a progress bar.
       log: receives one line describing the data before training (default: absl logging).
+      free_init_memory: once the initial state is built, clear JAX's compilation caches and
+        trim the heap (`release_init_memory`): a lower peak for a process that runs one
+        experiment (the CLI), while a process running several (a sweep) would recompile.
 
     Returns:
       ``(state, history)`` as `fedjax_sim.runtime.simulate.simulate`.
@@ -361,6 +366,8 @@ def run_experiment(
     resolved = config_record(config)
     check_workdir(workdir, resolved)
     experiment = build_experiment(config)
+    if free_init_memory:  # the eager init's executables, before the round compiles
+        release_init_memory()
     summary = run_summary(experiment)
     writer = multihost.is_writer()
     (log if log and writer else logging.info)(_data_line(summary))
