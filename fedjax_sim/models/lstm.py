@@ -43,7 +43,7 @@ def _gate_activations(z_Bx4H):
 
 def _scan(gates_in_TxBx4H, w_hh, unroll, residuals: bool):
     """The time loop: per step ``(c, gate activations)`` when ``residuals`` (what the backward
-    pass reads), else the hidden state ``h`` alone (a quarter of the activations' size)."""
+    pass reads), else the hidden state ``h`` alone (a fifth of their size)."""
     hidden = w_hh.shape[0]
 
     def step(carry, gates_in_Bx4H):
@@ -80,9 +80,9 @@ def lstm_layer(x_TxBxD, w_ih, bias, w_hh, unroll=1):
       w_hh: recurrent weights [H, 4H].
       unroll: `lax.scan` unroll of the time loop.
 
-    Outside differentiation (evaluation) the loop keeps only ``h``: stacking the cell states and
-    the four gates of every step, which the backward pass needs, took 5x the memory (1.3 GB at
-    the main job's evaluation batch).
+    Outside differentiation (evaluation) the loop stacks only ``h``: the cell states and the four
+    gates of every step, five times its size, are what the backward pass reads
+    (docs/performance.md, Memory).
     """
     return _scan(x_TxBxD @ w_ih + bias, w_hh, unroll, residuals=False)
 

@@ -15,8 +15,8 @@ def on_one_device(tree):
     """``tree`` on this process's first device, whatever its arrays' sharding.
 
     Why: a jitted call runs where its committed inputs are, so parameters replicated over a
-    client mesh make every device of it evaluate every chunk, the same work again: measured on
-    the LSTM with 2 host devices, 1.5-2x the time and ~300 MB more memory.
+    client mesh make every device of it evaluate every chunk: the same work and memory again,
+    on cores the devices share (docs/performance.md, Memory).
     """
     return jax.device_put(tree, jax.local_devices()[0])
 

@@ -1,12 +1,11 @@
 """Hands back to the operating system the host memory that eager model initialization leaves.
 
 Flax initializes a model op by op, outside `jax.jit`: JAX compiles each distinct op into an
-executable of its own and caches it. For LEAF's LSTM that is ~130 MB of a process's resident
-set before the round is even compiled, and it stays for the whole run; the round's compilation
-then grows the heap further instead of reusing it. `release_init_memory` drops those cached
-executables and returns the freed heap pages, so the compilation that follows starts from a
-smaller process: measured on the LSTM round (2 host devices), peak resident set 789 -> 693 MB
-(experiments/benchmarks/results/bench_peers.md has the current figures).
+executable of its own and caches it. For LEAF's LSTM that is a large share of the process's
+resident set before the round is even compiled, and it stays for the whole run; the round's
+compilation then grows the heap further instead of reusing it. `release_init_memory` drops
+those cached executables and returns the freed heap pages, so the compilation that follows
+starts from a smaller process (docs/performance.md, Memory, has the measurements).
 
 Only the caches go: the arrays already made (parameters, data) are untouched, and every result
 is the same, bit for bit (a later call of an evicted function compiles it again).
