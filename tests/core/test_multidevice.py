@@ -5,14 +5,11 @@ Runs in a subprocess because the host device count is fixed when JAX starts
 (``XLA_FLAGS=--xla_force_host_platform_device_count=2``).
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.host_devices import run_with_host_devices
 
 # A linear task both scripts train (each script asserts its own device count).
 LINEAR_TASK = textwrap.dedent("""
@@ -98,17 +95,6 @@ SCRIPT = LINEAR_TASK + textwrap.dedent("""
         assert "clients_per_round=3 must be a multiple of the 2 devices" in str(e), e
     print("OK")
 """)
-
-
-def run_with_host_devices(script: str, devices: int) -> None:
-    """Runs ``script`` in a fresh process with ``devices`` host devices; it must print OK."""
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK")
 
 
 @pytest.mark.slow

@@ -2,26 +2,14 @@
 the eager init's compiled ops are dropped before the round compiles. Each runs in a fresh
 process: one with 2 host devices, one whose caches and heap the test may clear."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def run_script(script: str, xla_flags: str = "") -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True,
-        text=True, timeout=300, env=dict(os.environ, XLA_FLAGS=xla_flags),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK"), result.stdout
+from tests.host_devices import run_with_host_devices
 
 
 def test_evaluation_runs_on_one_device_when_parameters_are_replicated():
-    run_script(
-        """
+    run_with_host_devices(
+        textwrap.dedent("""
         import jax, numpy as np
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
         from fedjax_sim.core.tasks import make_task
@@ -41,14 +29,14 @@ def test_evaluation_runs_on_one_device_when_parameters_are_replicated():
         for a, b in zip(evaluate(replicated, examples), evaluate(variables, examples)):
             np.testing.assert_array_equal(a, b)
         print("OK")
-        """,
-        "--xla_force_host_platform_device_count=2",
+        """),
+        2,
     )
 
 
 def test_release_init_memory_frees_the_eager_init_and_changes_no_result():
-    run_script(
-        """
+    run_with_host_devices(
+        textwrap.dedent("""
         import jax, numpy as np
         from fedjax_sim.core.tasks import make_task
         from fedjax_sim.runtime.host_memory import release_init_memory
@@ -68,5 +56,6 @@ def test_release_init_memory_frees_the_eager_init_and_changes_no_result():
         assert freed > 20, f"only {freed:.0f} MB freed"
         np.testing.assert_array_equal(np.asarray(forward(variables, x)), before)  # recompiled
         print("OK")
-        """
+        """),
+        1,
     )
