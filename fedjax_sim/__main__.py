@@ -116,7 +116,7 @@ def main(argv):
         command = " ".join(argv[1:])
         _fail(ConfigError(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}"))
     from fedjax_sim.experiment.run import run_experiment
-    from fedjax_sim.experiment.xla_flags import apply_xla_flags
+    from fedjax_sim.experiment.xla_flags import apply_malloc_arenas, apply_xla_flags
     from fedjax_sim.runtime.multihost import initialize_from_environment, is_writer
 
     config = _CONFIG.value
@@ -132,6 +132,7 @@ def main(argv):
             )
         check_config(config)  # before the XLA flags, which need a valid model name
         apply_xla_flags(config.xla_flags, config.model.name)
+        apply_malloc_arenas(config.xla_flags, config.model.name)
         initialize_from_environment()  # several processes: before any backend starts
         if config.sweep:  # a grid of runs, one workdir per cell (fedjax_sim.experiment.sweep)
             from fedjax_sim.experiment.sweep import run_sweep

@@ -9,8 +9,10 @@ dependencies): ``python -m venv venv-peers && venv-peers/bin/pip install torch==
 pfl==0.6.0``. Without it only our rows are measured.
 
 Each workload (workloads.py: the course CNN, LEAF's LSTM, 100 of 1,000 small clients on an MLP)
-runs in its own process, started with the XLA flags that ``xla_flags="auto"`` sets for its model
-(fedjax_sim.experiment.xla_flags), so the round is the one ``python -m fedjax_sim`` runs: the
+runs in its own process, started with the XLA flags and malloc arena cap that ``xla_flags="auto"``
+sets for its model (fedjax_sim.experiment.xla_flags), the heap trimmed after the model's init and
+after each compilation (fedjax_sim.runtime.host_memory), so the round and its memory are what
+``python -m fedjax_sim`` runs: the
 config's ``client_axis``, ``client_devices``, ``unroll_local_steps`` and ``model.conv`` all
 ``"auto"``, resolved by `fedjax_sim.config.build.execution_for`, on the same synthetic data the
 peers get (CIFAR-style augmentation off on every side). The peers run in worker processes of
@@ -87,7 +89,7 @@ def auto_round(name: str, spec: dict):
     from fedjax_sim.config.files import load_config, with_overrides
     from fedjax_sim.experiment.run import build_task
     from fedjax_sim.models.cnn import resolve_conv
-    from fedjax_sim.runtime.host_memory import release_init_memory
+    from fedjax_sim.runtime.host_memory import release_init_memory, trim_after_each_compile
 
     config = load_config(os.path.join(os.path.dirname(os.path.dirname(HERE)),
                                       WORKLOADS_CONFIGS[name]))  # fmt: skip
@@ -109,6 +111,7 @@ def auto_round(name: str, spec: dict):
     algorithm = build_algorithm(config, task, spec["clients"], execution)
     state = algorithm.init(task.model.init(jax.random.key(0)))
     release_init_memory()  # as the CLI does (run_experiment's free_init_memory)
+    trim_after_each_compile()
     step = jax.jit(algorithm.round_fn)
     settings = {
         "client_axis": execution.client_axis,
@@ -135,8 +138,11 @@ def measure(name: str, runs: int, rounds: int, peers_python: str | None, quick: 
     from bench_round import cpu_model, flops_per_sample
     from workloads import QUICK, WORKLOADS, matmul_peak_gflops
 
+    from fedjax_sim.experiment.xla_flags import apply_malloc_arenas
+
     spec = dict(WORKLOADS[name], **({k: QUICK[name][k] for k in ("C", "J")
                                      if k in QUICK[name]} if quick else {}))  # fmt: skip
+    apply_malloc_arenas("auto", spec["model"])  # as the CLI does, before the backend starts
     ours, settings = auto_round(name, spec)
     sides, pids = {"ours_auto": ours}, {"ours_auto": os.getpid()}
     peer_versions = {}

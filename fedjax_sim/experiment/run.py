@@ -51,7 +51,7 @@ from fedjax_sim.runtime.evaluation import (
     personalized_evaluation,
     prefixed,
 )
-from fedjax_sim.runtime.host_memory import release_init_memory
+from fedjax_sim.runtime.host_memory import release_init_memory, trim_after_each_compile
 from fedjax_sim.runtime.run_log import RunLog, closing
 from fedjax_sim.runtime.simulate import simulate
 from fedjax_sim.runtime.wandb_log import wandb_log_of
@@ -352,7 +352,8 @@ def run_experiment(
       progress: show a progress bar.
       log: receives one line describing the data before training (default: absl logging).
       free_init_memory: once the initial state is built, clear JAX's compilation caches and
-        trim the heap (`release_init_memory`): a lower peak for a process that runs one
+        trim the heap (`release_init_memory`), and from then on trim it after every compilation
+        (`trim_after_each_compile`, process-wide): a lower peak for a process that runs one
         experiment (the CLI), while a process running several (a sweep) would recompile.
 
     Returns:
@@ -368,6 +369,7 @@ def run_experiment(
     experiment = build_experiment(config)
     if free_init_memory:  # the eager init's executables, before the round compiles
         release_init_memory()
+        trim_after_each_compile()
     summary = run_summary(experiment)
     writer = multihost.is_writer()
     (log if log and writer else logging.info)(_data_line(summary))

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from fedjax_sim.config.checks import ConfigError
+from fedjax_sim.runtime.host_memory import limit_malloc_arenas
 
 # Measured in experiments/benchmarks/bench_round.py. Turning YNNPACK fusions off makes the CNN's
 # convolutions 2-3x faster and the LSTM 2.5x slower. Two host devices let
@@ -28,6 +29,11 @@ RECOMMENDED_CPU_XLA_FLAGS = {
     "resnet18": "--xla_cpu_experimental_ynn_fusion_type=",
     "lstm": "--xla_force_host_platform_device_count=2",
 }
+# glibc malloc arenas that go with the "auto" flags (docs/performance.md, Memory). The LSTM's two
+# host devices run more threads, each freeing its buffers into an arena of its own: capped at 2,
+# its round's peak memory fell by 60-110 MB at the same speed. The CNN's round ran 1.2-1.3x
+# slower with 2 arenas (its convolutions allocate from both cores at once): glibc's default.
+RECOMMENDED_MALLOC_ARENAS = {"lstm": 2}
 
 
 def backends_started() -> bool:
@@ -85,3 +91,15 @@ def apply_xla_flags(setting: str, model_name: str) -> str:
     if added:
         os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
     return " ".join(added)
+
+
+def apply_malloc_arenas(setting: str, model_name: str) -> int | None:
+    """Caps the process's malloc arenas as `RECOMMENDED_MALLOC_ARENAS` says for the model when
+    ``setting`` (the config's ``xla_flags``) is ``"auto"``; call it with `apply_xla_flags`, before
+    the backend starts.
+
+    Returns:
+      The cap set, or None (another setting, no recommendation for the model, or no glibc).
+    """
+    count = RECOMMENDED_MALLOC_ARENAS.get(model_name) if setting == "auto" else None
+    return count if count and limit_malloc_arenas(count) else None

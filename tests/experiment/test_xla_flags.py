@@ -41,3 +41,14 @@ def test_flags_already_set_win_and_late_flags_are_refused(monkeypatch):
 def test_custom_flags_must_be_xla_flags():
     with pytest.raises(ConfigError, match=r"xla_flags must be --xla_\* flags, got 'device=2'"):
         check_xla_flags("--xla_cpu_use_thunk_runtime=true device=2")
+
+
+def test_auto_caps_the_malloc_arenas_of_the_models_that_gain(monkeypatch):
+    from fedjax_sim.experiment import xla_flags
+
+    capped = []  # not set in this process: the cap is process-wide and slows the CNN's tests
+    monkeypatch.setattr(xla_flags, "limit_malloc_arenas", lambda n: capped.append(n) or True)
+    assert xla_flags.apply_malloc_arenas("auto", "lstm") == 2
+    assert xla_flags.apply_malloc_arenas("auto", "cnn") is None  # glibc's default
+    assert xla_flags.apply_malloc_arenas("", "lstm") is None  # the user's flags: no cap
+    assert capped == [2]
