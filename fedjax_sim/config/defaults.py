@@ -124,8 +124,8 @@ def _set_run_fields(config: ml_collections.ConfigDict) -> None:
     config.checkpoint_every = 10  # rounds between checkpoints, and the last (0: only that)
     # evaluation's batch size; model_state "recompute": the training examples it uses
     config.eval_batch_size = 500
-    # XLA:CPU flags for this model ("auto": measured best, see fedjax_sim.experiment.xla_flags;
-    # "": none)
+    # XLA:CPU flags for this model ("auto": measured best, and the LSTM's malloc arena cap, see
+    # fedjax_sim.experiment.xla_flags; "": none)
     config.xla_flags = "auto"
     config.eval_max_examples = 0  # 0 evaluates on the whole test split
     # A round whose training metrics or parameters are NaN/inf stops the run (the last good

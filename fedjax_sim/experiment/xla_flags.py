@@ -31,7 +31,7 @@ RECOMMENDED_CPU_XLA_FLAGS = {
 }
 # glibc malloc arenas that go with the "auto" flags (docs/performance.md, Memory). The LSTM's two
 # host devices run more threads, each freeing its buffers into an arena of its own: capped at 2,
-# its round's peak memory fell by 60-110 MB at the same speed. The CNN's round ran 1.2-1.3x
+# its round's peak memory fell by 65-110 MB at the same speed. The CNN's round ran 1.2-1.3x
 # slower with 2 arenas (its convolutions allocate from both cores at once): glibc's default.
 RECOMMENDED_MALLOC_ARENAS = {"lstm": 2}
 
