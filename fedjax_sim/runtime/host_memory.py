@@ -68,6 +68,9 @@ def release_init_memory() -> bool:
     return _malloc_trim()
 
 
+_installed: list = []  # the listener, once registered (JAX offers no public lookup)
+
+
 def _trim_if_compiled(event: str, duration_secs: float, **metadata) -> None:
     del duration_secs, metadata
     if event == _COMPILE_EVENT:
@@ -85,8 +88,6 @@ def trim_after_each_compile() -> None:
         jax.monitoring.register_event_duration_secs_listener(_trim_if_compiled)
         _installed.append(_trim_if_compiled)
 
-
-_installed: list = []  # the listener, once registered (JAX offers no public lookup)
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter: the most malloc arenas the process may create
 

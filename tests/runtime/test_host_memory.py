@@ -3,11 +3,9 @@ eager init's compiled ops are dropped before the round compiles, the heap is tri
 compilation, and the LSTM's malloc arenas are capped. Each runs in a fresh process (2 host
 devices, or caches, heap, listeners and arenas the test may change)."""
 
-import subprocess
-import sys
 import textwrap
 
-from tests.host_devices import ROOT, run_with_host_devices
+from tests.host_devices import run_script, run_with_host_devices
 
 
 def test_evaluation_runs_on_one_device_when_parameters_are_replicated():
@@ -100,12 +98,7 @@ _COMPILE_GROWTH = textwrap.dedent("""
 
 def _compile_growth(mode: str) -> tuple[int, float]:
     """(trims, MB the process grew by) over one compilation of two LSTM steps."""
-    result = subprocess.run(
-        [sys.executable, "-c", _COMPILE_GROWTH, mode], cwd=ROOT, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    trims, grown = result.stdout.split()
+    trims, grown = run_script(_COMPILE_GROWTH, mode).split()
     return int(trims), float(grown)
 
 
@@ -150,11 +143,7 @@ _ARENAS = textwrap.dedent("""
 
 
 def _arenas(mode: str) -> int:
-    result = subprocess.run(
-        [sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return int(result.stdout)
+    return int(run_script(_ARENAS, mode))
 
 
 def test_limit_malloc_arenas_caps_the_arenas_of_later_threads():
