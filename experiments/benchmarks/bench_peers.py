@@ -87,7 +87,7 @@ def auto_round(name: str, spec: dict):
 
     from fedjax_sim.config.build import build_algorithm, execution_for
     from fedjax_sim.config.files import load_config, with_overrides
-    from fedjax_sim.experiment.run import build_task
+    from fedjax_sim.experiment.assembly import build_task
     from fedjax_sim.models.cnn import resolve_conv
     from fedjax_sim.runtime.host_memory import release_init_memory, trim_after_each_compile
 

@@ -16,7 +16,7 @@ from fedjax_sim.config.fields import ConfigError
 VARIANTS = ("smoke",)
 
 
-# The dataset and its clients (fedjax_sim.experiment.run.load_dataset).
+# The dataset and its clients (fedjax_sim.experiment.assembly.load_dataset).
 def _data(name: str) -> ml_collections.ConfigDict:
     cache = os.path.join(os.path.expanduser("~"), ".cache", "fedjax_sim")
     return ml_collections.ConfigDict(

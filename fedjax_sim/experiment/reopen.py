@@ -18,7 +18,7 @@ import ml_collections
 
 from fedjax_sim.config.checks import ConfigError
 from fedjax_sim.config.files import load_config
-from fedjax_sim.experiment.run import Experiment, build_experiment
+from fedjax_sim.experiment.assembly import Experiment, build_experiment
 from fedjax_sim.runtime import multihost, outputs
 from fedjax_sim.runtime.checkpoints import Checkpointer
 
@@ -37,7 +37,7 @@ class Run:
         statistics; empty for models without any).
       history: the metrics records up to that round, as ``metrics.jsonl`` holds them.
       dataset: ``dataset.json``: the data's statistics and what the run kept local.
-      experiment: the rebuilt `fedjax_sim.experiment.run.Experiment` (data, task, algorithm).
+      experiment: the rebuilt `fedjax_sim.experiment.assembly.Experiment` (data, task, algorithm).
     """
 
     workdir: str

@@ -96,7 +96,8 @@ def run_vectorized_sweep(config, workdir: str, *, progress=True, log=print) -> d
       ConfigError: the sweep string, a cell's config, a field that cannot be vectorized, or a
         workdir holding another run.
     """
-    from fedjax_sim.experiment.run import build_experiment, check_workdir, cost_model
+    from fedjax_sim.experiment.assembly import build_experiment, cost_model
+    from fedjax_sim.experiment.run import check_workdir
     from fedjax_sim.experiment.sweep import cell_configs, parse_sweep, sweep_summary
     from fedjax_sim.runtime.simulate import simulate, stack_runs
 

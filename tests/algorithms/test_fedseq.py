@@ -148,7 +148,7 @@ def test_bad_grouper_is_refused():
 
 def test_more_superclients_per_round_than_groups_is_refused():
     from fedjax_sim.config.checks import ConfigError
-    from fedjax_sim.experiment.run import build_experiment
+    from fedjax_sim.experiment.assembly import build_experiment
     from tests.experiment.test_experiment import smoke_config
 
     config = smoke_config("fedseq_digits", "", clients_per_round=4)  # 6 clients in 3 groups

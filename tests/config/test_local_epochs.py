@@ -8,7 +8,7 @@ import pytest
 from fedjax_sim.config.building_blocks import MAX_EPOCH_STEPS, with_epoch_steps
 from fedjax_sim.config.checks import ConfigError, check_config
 from fedjax_sim.config.files import load_config, with_overrides
-from fedjax_sim.experiment.run import build_experiment
+from fedjax_sim.experiment.assembly import build_experiment
 from fedjax_sim.runtime.simulate import simulate
 
 

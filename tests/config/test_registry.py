@@ -17,7 +17,8 @@ from fedjax_sim.config.checks import ConfigError, check_config
 from fedjax_sim.config.files import load_config, with_overrides
 from fedjax_sim.data import cifar100, digits
 from fedjax_sim.data.shakespeare import LEAF_VOCABULARY
-from fedjax_sim.experiment.run import build_task, run_experiment
+from fedjax_sim.experiment.assembly import build_task
+from fedjax_sim.experiment.run import run_experiment
 from fedjax_sim.experiment.vector_sweep import run_vectorized_sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -124,7 +124,8 @@ def test_update_attacks_in_a_fedavg_round(attack, factor):
 
 def test_a_run_records_its_bad_clients(tmp_path):
     from fedjax_sim.config import files as config_files
-    from fedjax_sim.experiment.run import bad_clients_of, build_experiment, run_experiment
+    from fedjax_sim.experiment.assembly import bad_clients_of, build_experiment
+    from fedjax_sim.experiment.run import run_experiment
 
     config = config_files.load_config("configs/fedavg_digits.py:smoke")
     config.robust.attack, config.robust.bad_fraction = "label_flip", 0.5

@@ -19,6 +19,7 @@ from fedjax_sim.config.files import load_config, with_overrides
 from fedjax_sim.config.registry import centralized as centralized_entry
 from fedjax_sim.core.tasks import make_task
 from fedjax_sim.data.dataset import DataError
+from fedjax_sim.experiment import assembly
 from fedjax_sim.experiment import run as experiment_lib
 from fedjax_sim.runtime.simulate import simulate
 
@@ -116,7 +117,7 @@ def test_resume_after_crash_gives_the_same_result(name, shakespeare_cache, tmp_p
 
     crashed_dir = str(tmp_path / "crashed")
     config = smoke_config(name, shakespeare_cache, **overrides)
-    built = experiment_lib.build_experiment(config)
+    built = assembly.build_experiment(config)
 
     def crash_after_round_3(history):
         if history[-1]["round"] == 3:
@@ -168,7 +169,7 @@ def test_seed_changes_training_and_data_seed_changes_data(name, shakespeare_cach
     # The client subset, split, partition, synthetic images and evaluation subsample all follow
     # data.seed; the top-level seed (a seed sweep) must leave them alone.
     built = {
-        label: experiment_lib.build_experiment(smoke_config(name, shakespeare_cache, **overrides))
+        label: assembly.build_experiment(smoke_config(name, shakespeare_cache, **overrides))
         for label, overrides in (("base", {}), ("seed", {"seed": 1}), ("data", {"data.seed": 1}))
     }
     assert _same_dataset(built["base"].dataset, built["seed"].dataset)
@@ -325,7 +326,7 @@ def test_bad_config_values_name_the_field(name, overrides, field, shakespeare_ca
     overrides.setdefault("data.data_dir", str(tmp_path / "nowhere"))
     config = smoke_config(name, shakespeare_cache, **overrides)
     with pytest.raises((ConfigError, DataError)) as error:
-        experiment_lib.build_experiment(config)
+        assembly.build_experiment(config)
     message = str(error.value)
     assert field in message and "\n" not in message
 
@@ -405,12 +406,12 @@ def test_subsample_test_keeps_every_clients_own_examples():
         client_ids=("a", "b", "c"),
         num_classes=30,
     )
-    small = experiment_lib.subsample_test(dataset, 12, seed=0)
+    small = assembly.subsample_test(dataset, 12, seed=0)
     assert [len(i) for i in small.test_client_indices] == [3, 4, 4]  # cap 12 // 3 clients
     for before, after in zip(test_idx, small.test_client_indices, strict=True):
         assert set(small.test["y"][after]) <= set(before)  # still the client's own examples
     assert len(small.test["y"]) == 11
-    assert experiment_lib.subsample_test(dataset, 0, seed=0) is dataset
+    assert assembly.subsample_test(dataset, 0, seed=0) is dataset
 
 
 def test_auto_choices_per_backend_and_model():

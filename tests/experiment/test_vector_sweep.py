@@ -10,6 +10,7 @@ from test_experiment import smoke_config
 
 from fedjax_sim.config.build import build_algorithm
 from fedjax_sim.config.checks import ConfigError
+from fedjax_sim.experiment import assembly
 from fedjax_sim.experiment import run as experiment_lib
 from fedjax_sim.experiment.vector_sweep import (
     hyperparameter_round,
@@ -63,7 +64,7 @@ def test_each_cell_equals_its_run_alone_and_a_diverging_cell_is_recorded(
 def test_each_vectorizable_field_traces_to_the_plain_round(algorithm, field, value,
                                                            shakespeare_cache):  # fmt: skip
     config = smoke_config("fedavg_digits", shakespeare_cache, algorithm=algorithm)
-    built = experiment_lib.build_experiment(with_values(config, {field: value}))
+    built = assembly.build_experiment(with_values(config, {field: value}))
     traced = hyperparameter_round(config, built.task, built.clients.num_clients)
     state, metrics = jax.jit(traced)(
         built.initial_state, built.clients, (built.key, {field: jnp.float32(value)})

@@ -34,7 +34,7 @@ class LedgerFacts:
 @dataclasses.dataclass(frozen=True)
 class HostStep:
     """Work done once on the host before the first round, whose result the algorithm's builder
-    takes (FedSeq's superclients); `fedjax_sim.experiment.run.build_experiment` runs it.
+    takes (FedSeq's superclients); `fedjax_sim.experiment.assembly.build_experiment` runs it.
 
     Attributes:
       set_aside: ``set_aside(config, dataset) -> (dataset, held)``, run on the dataset as
