@@ -47,38 +47,6 @@ PEERS = {"pytorch_loop": "torch_peer.py", "pfl_research": "pfl_peer.py"}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set (``VmHWM`` of ``/proc/PID/status``), in MB.
-
-    Read once, after the timed rounds: sampling ``smaps_rollup`` during them walks the page
-    tables of the process under its memory lock and slowed the PyTorch peer's rounds ~2x here.
-    """
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-
-
-def peer_round(script: str, spec: dict, python: str):
-    """(the worker's pid, a function running one round of it and returning its seconds, whose
-    ``ready`` attribute names the peer's versions and threads)."""
-    keys = ("model", "classes", "clients", "examples", "C", "J", "B", "lr")
-    worker = subprocess.Popen(
-        [python, os.path.join(HERE, script), "--spec", json.dumps({k: spec[k] for k in keys})],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    ready = worker.stdout.readline()
-    if not ready.startswith("ready"):
-        raise RuntimeError(f"{script} did not start (exit code {worker.wait()})")
-    print(f"  {script}: {ready.strip()}", flush=True)
-
-    def run():
-        worker.stdin.write("round\n")
-        worker.stdin.flush()
-        return float(worker.stdout.readline())
-
-    run.ready = ready.strip().split(" ", 2)[-1]  # "pfl 0.6.0 torch 2.13.0+cpu threads 2"
-    return worker.pid, run
-
-
 def auto_round(name: str, spec: dict):
     """Our round of workload ``name`` as the CLI builds it with every execution setting "auto":
     (one-round function returning its seconds, the resolved settings)."""
@@ -135,8 +103,15 @@ def auto_round(name: str, spec: dict):
 def measure(name: str, runs: int, rounds: int, peers_python: str | None, quick: bool) -> dict:
     """One workload's record, in this process (started with its model's auto XLA flags)."""
     import jax
-    from bench_round import cpu_model, flops_per_sample
-    from workloads import QUICK, WORKLOADS, matmul_peak_gflops
+    from workloads import (
+        QUICK,
+        WORKLOADS,
+        cpu_model,
+        flops_per_sample,
+        matmul_peak_gflops,
+        peak_rss_mb,
+        peer_round,
+    )
 
     from fedjax_sim.experiment.xla_flags import apply_malloc_arenas
 

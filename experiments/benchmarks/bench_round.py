@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -48,9 +47,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from bench_peers import peer_round
 from bench_scaling import markdown_table as scaling_table
-from workloads import QUICK, WORKLOADS, matmul_peak_gflops, synthetic_clients, timed
+from workloads import (
+    QUICK,
+    WORKLOADS,
+    cpu_model,
+    flops_per_sample,
+    matmul_peak_gflops,
+    peer_round,
+    synthetic_clients,
+    timed,
+)
 
 from fedjax_sim.algorithms.centralized import centralized
 from fedjax_sim.algorithms.fedavg import fed_avg
@@ -73,30 +80,6 @@ FORMULATIONS = (
     "pytorch_loop",
 )
 SLOW_CALL_S = 30.0  # a formulation whose warm-up call takes longer is timed once
-
-
-def flops_per_sample(spec):
-    """XLA's FLOPs of one SGD step at batch B, divided by B.
-
-    XLA's cost analysis counts a loop body once, so the LSTM's time loop is unrolled; to keep
-    that compile short it is costed at sequence lengths 8 and 16 and extrapolated linearly to
-    80 (every term of the step is affine in the length).
-    """
-    if spec["model"] == "lstm":
-        f8, f16 = (_step_flops(spec, seq_len) for seq_len in (8, 16))
-        return (f8 + (f16 - f8) / 8 * (80 - 8)) / spec["B"]
-    return _step_flops(spec, None) / spec["B"]
-
-
-def _step_flops(spec, seq_len):
-    kwargs = {"unroll": True, "seq_len": seq_len} if seq_len else {}
-    task = make_task(spec["model"], spec["classes"], **kwargs)
-    data = synthetic_clients(spec, 1, spec["B"], seq_len=seq_len)
-    algo = centralized(task, optax.sgd(0.1), batch_size=spec["B"])
-    state = algo.init(task.model.init(jax.random.key(0)))
-    cost = jax.jit(algo.round_fn).lower(state, data, jax.random.key(1)).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return cost["flops"]
 
 
 def python_loop_round(task, client_tx, server_tx, spec, devices=None):
@@ -280,14 +263,6 @@ def measure(name, formulations, reps, quick, torch_python=None):
             flush=True,
         )
     return records
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main():

@@ -7,19 +7,31 @@ r"""The benchmarks' workloads (synthetic data of the real shapes) and their time
   mlp:  many small clients: 1000 clients x 50 examples of 64 features, MLP 64-128-10, 100 clients
         per round, J=5, B=10.
 
-Every bench script in this folder imports them from here (bench_round.py, bench_scaling.py,
-bench_algorithms.py, bench_simulate.py, bench_seeds.py), so that none imports another's script.
+Also what several scripts measure with: the machine's matmul peak and CPU model, XLA's FLOPs of
+a workload's step, a peer's worker process (`peer_round`) and a process's peak memory. Every
+bench script in this folder imports them from here (bench_round.py, bench_peers.py,
+bench_scaling.py, bench_algorithms.py, bench_simulate.py, bench_seeds.py), so that no two
+scripts import each other.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import subprocess
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
+from fedjax_sim.algorithms.centralized import centralized
+from fedjax_sim.core.tasks import make_task
 from fedjax_sim.data.client_data import client_data_from_indices
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Each workload runs in its own process with the XLA flags that serve it best on CPU (flags are
 # process-wide): the CNN with XLA:CPU's YNNPACK fusions off (2-3x faster convolutions), the LSTM
@@ -124,3 +136,68 @@ def matmul_peak_gflops(reps=5):
     f = jax.jit(lambda a: a @ a)
     _, times = timed(lambda: f(a), reps)
     return 2 * 2048**3 / min(times) / 1e9
+
+
+def flops_per_sample(spec):
+    """XLA's FLOPs of one SGD step at batch B, divided by B.
+
+    XLA's cost analysis counts a loop body once, so the LSTM's time loop is unrolled; to keep
+    that compile short it is costed at sequence lengths 8 and 16 and extrapolated linearly to
+    80 (every term of the step is affine in the length).
+    """
+    if spec["model"] == "lstm":
+        f8, f16 = (_step_flops(spec, seq_len) for seq_len in (8, 16))
+        return (f8 + (f16 - f8) / 8 * (80 - 8)) / spec["B"]
+    return _step_flops(spec, None) / spec["B"]
+
+
+def _step_flops(spec, seq_len):
+    kwargs = {"unroll": True, "seq_len": seq_len} if seq_len else {}
+    task = make_task(spec["model"], spec["classes"], **kwargs)
+    data = synthetic_clients(spec, 1, spec["B"], seq_len=seq_len)
+    algo = centralized(task, optax.sgd(0.1), batch_size=spec["B"])
+    state = algo.init(task.model.init(jax.random.key(0)))
+    cost = jax.jit(algo.round_fn).lower(state, data, jax.random.key(1)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost["flops"]
+
+
+def cpu_model():
+    """The CPU's model name, for the results files."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (``VmHWM`` of ``/proc/PID/status``), in MB.
+
+    Read once, after the timed rounds: sampling ``smaps_rollup`` during them walks the page
+    tables of the process under its memory lock and slowed the PyTorch peer's rounds ~2x here.
+    """
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def peer_round(script: str, spec: dict, python: str):
+    """(the worker's pid, a function running one round of it and returning its seconds, whose
+    ``ready`` attribute names the peer's versions and threads)."""
+    keys = ("model", "classes", "clients", "examples", "C", "J", "B", "lr")
+    worker = subprocess.Popen(
+        [python, os.path.join(HERE, script), "--spec", json.dumps({k: spec[k] for k in keys})],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ready = worker.stdout.readline()
+    if not ready.startswith("ready"):
+        raise RuntimeError(f"{script} did not start (exit code {worker.wait()})")
+    print(f"  {script}: {ready.strip()}", flush=True)
+
+    def run():
+        worker.stdin.write("round\n")
+        worker.stdin.flush()
+        return float(worker.stdout.readline())
+
+    run.ready = ready.strip().split(" ", 2)[-1]  # "pfl 0.6.0 torch 2.13.0+cpu threads 2"
+    return worker.pid, run
