@@ -68,15 +68,13 @@ def release_init_memory() -> bool:
     return _malloc_trim()
 
 
-_installed: list = []  # the listener, once registered (JAX offers no public lookup)
-
-
 def _trim_if_compiled(event: str, duration_secs: float, **metadata) -> None:
     del duration_secs, metadata
     if event == _COMPILE_EVENT:
         _malloc_trim()
 
 
+@functools.cache  # registers once a process: later calls do nothing
 def trim_after_each_compile() -> None:
     """From now on, trims the C heap each time XLA finishes compiling a program, before it runs.
 
@@ -84,9 +82,7 @@ def trim_after_each_compile() -> None:
     compilation takes the trim's few milliseconds longer. Where there is no ``malloc_trim``
     (macOS, musl) it does nothing.
     """
-    if _trim_if_compiled not in _installed:
-        jax.monitoring.register_event_duration_secs_listener(_trim_if_compiled)
-        _installed.append(_trim_if_compiled)
+    jax.monitoring.register_event_duration_secs_listener(_trim_if_compiled)
 
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter: the most malloc arenas the process may create
