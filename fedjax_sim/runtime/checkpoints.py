@@ -93,6 +93,12 @@ def _drop(record) -> bool:
     return False
 
 
+def _not_never_retrieved(record) -> bool:
+    """Drops asyncio's "... exception was never retrieved": a failed write's futures say it
+    whenever they are collected, up to the process's exit, after the save's one-line error."""
+    return "exception was never retrieved" not in record.getMessage()
+
+
 def _is_closed_loop(error: BaseException | None) -> bool:
     return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
 
@@ -137,8 +143,9 @@ def _background_errors_held():
     finally:
         sys.unraisablehook = hook
         asyncio_logger.removeFilter(_drop)
-        if failed:  # tensorstore's threads may report the closed loop until exit
+        if failed:  # tensorstore's threads and the write's futures may report until exit
             sys.unraisablehook = lambda u: None if _is_closed_loop(u.exc_value) else hook(u)
+            asyncio_logger.addFilter(_not_never_retrieved)
         else:
             sys.excepthook, threading.excepthook = hooks
     for unraisable in held:
