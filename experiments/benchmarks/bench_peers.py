@@ -38,66 +38,8 @@ import sys
 import tempfile
 import time
 
-WORKLOADS_CONFIGS = {  # the config each workload's auto settings come from
-    "cnn": "configs/fedavg_cifar100.py",
-    "lstm": "configs/fedavg_shakespeare.py",
-    "mlp": "configs/fedavg_digits.py",
-}
 PEERS = {"pytorch_loop": "torch_peer.py", "pfl_research": "pfl_peer.py"}
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def auto_round(name: str, spec: dict):
-    """Our round of workload ``name`` as the CLI builds it with every execution setting "auto":
-    (one-round function returning its seconds, the resolved settings)."""
-    import jax
-    from workloads import synthetic_clients
-
-    from fedjax_sim.config.build import build_algorithm, execution_for
-    from fedjax_sim.config.files import load_config, with_overrides
-    from fedjax_sim.experiment.assembly import build_task
-    from fedjax_sim.models.cnn import resolve_conv
-    from fedjax_sim.runtime.host_memory import release_init_memory, trim_after_each_compile
-
-    config = load_config(os.path.join(os.path.dirname(os.path.dirname(HERE)),
-                                      WORKLOADS_CONFIGS[name]))  # fmt: skip
-    with_overrides(config, {
-        "data.num_clients": spec["clients"], "data.augment": False,
-        "clients_per_round": spec["C"], "client.local_steps": spec["J"],
-        "client.batch_size": spec["B"], "client.learning_rate": spec["lr"],
-        "server.learning_rate": 1.0, "server.optimizer": "sgd", "client.momentum": 0.0,
-    })  # fmt: skip
-    if name != "mlp":  # the MLP is no config's model: its task is made directly
-        config.model.name = spec["model"]
-    task = build_task(config, spec["classes"], (32, 32, 3) if name == "cnn" else None)
-    if name == "mlp":
-        from fedjax_sim.core.tasks import make_task
-
-        task = make_task("mlp", spec["classes"])
-    clients = synthetic_clients(spec, spec["clients"], spec["examples"])
-    execution = execution_for(config, task, spec["clients"])
-    algorithm = build_algorithm(config, task, spec["clients"], execution)
-    state = algorithm.init(task.model.init(jax.random.key(0)))
-    release_init_memory()  # as the CLI does (run_experiment's free_init_memory)
-    trim_after_each_compile()
-    step = jax.jit(algorithm.round_fn)
-    settings = {
-        "client_axis": execution.client_axis,
-        "client_devices": execution.mesh.shape["clients"] if execution.mesh is not None else 1,
-        "unroll_local_steps": execution.unroll,
-        "model_conv": resolve_conv(config.model.conv) if name == "cnn" else None,
-    }
-    holder = {"state": state, "round": 0}
-
-    def run():
-        holder["round"] += 1
-        start = time.perf_counter()
-        new_state, _ = step(holder["state"], clients, jax.random.key(holder["round"]))
-        jax.block_until_ready(new_state)
-        holder["state"] = new_state
-        return time.perf_counter() - start
-
-    return run, settings
 
 
 def measure(name: str, runs: int, rounds: int, peers_python: str | None, quick: bool) -> dict:
@@ -106,6 +48,7 @@ def measure(name: str, runs: int, rounds: int, peers_python: str | None, quick: 
     from workloads import (
         QUICK,
         WORKLOADS,
+        auto_round,
         cpu_model,
         flops_per_sample,
         matmul_peak_gflops,
@@ -147,15 +90,6 @@ def measure(name: str, runs: int, rounds: int, peers_python: str | None, quick: 
         cpus=os.cpu_count(), date=time.strftime("%Y-%m-%d"), quick=quick,
         peer_versions=peer_versions, rounds_per_run=rounds,
     )  # fmt: skip
-
-
-def default_flags_peak_gflops() -> float:
-    """The 2048^2 matmul rate under XLA's default flags, in a process of its own: the CNN's
-    flag (YNNPACK off) slows XLA's matmul itself, so its in-process peak flatters the CNN."""
-    code = "from workloads import matmul_peak_gflops; print(matmul_peak_gflops())"
-    out = subprocess.run([sys.executable, "-c", code], cwd=HERE, check=True, text=True,
-                         capture_output=True, env={**os.environ, "XLA_FLAGS": ""})  # fmt: skip
-    return float(out.stdout.split()[-1])
 
 
 def auto_flags(model: str) -> str:
@@ -234,10 +168,12 @@ def main(argv=None):
     parser.add_argument("--markdown", default=os.path.join(HERE, "results", "bench_peers.md"))
     parser.add_argument("--inner", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from workloads import AUTO_CONFIGS
+
     names = args.workloads.split(",")
-    unknown = sorted(set(names) - set(WORKLOADS_CONFIGS))
+    unknown = sorted(set(names) - set(AUTO_CONFIGS))
     if unknown:
-        raise ValueError(f"--workloads: unknown {unknown}; allowed: {', '.join(WORKLOADS_CONFIGS)}")
+        raise ValueError(f"--workloads: unknown {unknown}; allowed: {', '.join(AUTO_CONFIGS)}")
     if args.runs < 3 and not args.quick:
         raise ValueError("--runs: at least 3 (every run is reported; one run proves little)")
     if args.peers_python and not os.path.exists(args.peers_python):
@@ -247,6 +183,8 @@ def main(argv=None):
         with open(args.inner, "w") as f:
             json.dump(record, f)
         return
+    from workloads import default_flags_peak_gflops
+
     records, default_peak = [], default_flags_peak_gflops()
     for name in names:
         env = {**os.environ, "XLA_FLAGS": auto_flags(name)}

@@ -12,6 +12,9 @@ so the same per-sample speed up to per-round overheads) without the CNN's chunke
 2-device rows nor the LSTM's vmap, chunked and sequential rows, 3 repetitions, and the scaling
 scans of bench_scaling.py with 5 repetitions: under 3 minutes.
 Formulations, all measured in this one process, alternately, after their own warm-up:
+  auto: the headline, what a user gets: the round as the CLI builds it with every execution
+        setting "auto" (workloads.auto_round), on as many host devices as the CLI's
+        xla_flags="auto" makes for the model (the other rows tell the formulations apart);
   centralized: one jitted optimizer step at batch B (the FLOP-equal reference, per sample);
   vmap / map / chunked / sequential: the whole round as ONE compiled call, clients vectorized,
         mapped with `lax.map`, mapped in vectorized chunks, or unrolled one after another;
@@ -24,8 +27,9 @@ Formulations, all measured in this one process, alternately, after their own war
   pytorch_loop: with --torch-python PY (a virtualenv holding torch), PyTorch's plain per-client
         loop of torch_peer.py (this folder) in a worker process, its rounds alternated with ours.
 FLOPs per sample come from XLA's cost analysis of one optimizer step with every loop unrolled
-(cost analysis counts a loop body once); the matmul peak is a 2048^2 float32 matmul measured in the
-same run. Each record: workload, formulation, samples_per_s, gflops_per_s, pct_matmul_peak,
+(cost analysis counts a loop body once); the matmul peak is the better of two 2048^2 float32
+matmul rates measured in the same run: in the workload's process and under XLA's default flags.
+Each record: workload, formulation, samples_per_s, gflops_per_s, pct_matmul_peak,
 seconds (median/min/max of the timed repetitions), compile_s, and the XLA_FLAGS in force.
 The records of bench_scaling.py (clients per round 10/100/1000 with time and XLA's peak memory,
 population 100 vs 100,000) follow in the same JSON and Markdown.
@@ -51,7 +55,10 @@ from bench_scaling import markdown_table as scaling_table
 from workloads import (
     QUICK,
     WORKLOADS,
+    auto_host_devices,
+    auto_round,
     cpu_model,
+    default_flags_peak_gflops,
     flops_per_sample,
     matmul_peak_gflops,
     peer_round,
@@ -69,6 +76,7 @@ from fedjax_sim.data.client_data import round_batch_plan, sample_clients
 from fedjax_sim.experiment.script import run_script
 
 FORMULATIONS = (
+    "auto",
     "centralized",
     "vmap",
     "map",
@@ -150,9 +158,12 @@ def bench_workload(name, spec, formulations, reps, torch_python=None):
     params = task.model.init(jax.random.key(0))
     client_tx, server_tx = optax.sgd(spec["lr"]), optax.sgd(1.0)
     round_samples = spec["C"] * spec["J"] * spec["B"]
-    runners = {}
+    runners, auto_settings = {}, None
     for formulation in formulations:
-        if formulation == "centralized":
+        if formulation == "auto":
+            run, auto_settings = auto_round(name, spec, auto_host_devices(spec["model"]))
+            runners[formulation] = (run, round_samples)
+        elif formulation == "centralized":
             algo = centralized(
                 reference_task, client_tx, batch_size=spec["B"], unroll=spec["unroll"]
             )
@@ -207,18 +218,31 @@ def bench_workload(name, spec, formulations, reps, torch_python=None):
             if rep and times[formulation][0] > SLOW_CALL_S:
                 continue
             times[formulation] += timed(fn, 1)[1]
-    return {f: (compile_s[f], times[f], runners[f][1]) for f in runners}
+    results = {f: (compile_s[f], times[f], runners[f][1]) for f in runners}
+    return results, auto_settings
 
 
-def measure(name, formulations, reps, quick, torch_python=None):
-    """This process's records for workload ``name`` (under the XLA_FLAGS it was started with)."""
+def devices_of(formulation, auto_settings):
+    """The host devices a formulation's round ran on."""
+    if formulation == "auto":
+        return auto_settings["client_devices"]
+    return jax.device_count() if formulation.endswith("sharded") else 1
+
+
+def measure(name, formulations, reps, quick, torch_python=None, default_peak=0.0):
+    """This process's records for workload ``name`` (under the XLA_FLAGS it was started with).
+
+    % matmul peak is against the better of this process's 2048^2 matmul rate and
+    ``default_peak`` (the rate under XLA's default flags, `default_flags_peak_gflops`): the CNN's
+    flag and a host split into devices slow the matmul itself, which would flatter the round.
+    """
     spec = dict(WORKLOADS[name], **(QUICK[name] if quick else {}))
     formulations = [f for f in formulations if f not in spec.get("skip", ())]
     if client_mesh_for(0, spec["C"]) is None:  # one device, or C not divisible over them
         formulations = [f for f in formulations if f not in ("sharded", "python_loop_sharded")]
-    peak = matmul_peak_gflops()
+    peak = max(matmul_peak_gflops(), default_peak)
     per_sample = flops_per_sample(spec)
-    results = bench_workload(name, spec, formulations, reps, torch_python)
+    results, auto_settings = bench_workload(name, spec, formulations, reps, torch_python)
     records = []
     for formulation, (compile_s, times, samples) in results.items():
         median = statistics.median(times)
@@ -228,7 +252,8 @@ def measure(name, formulations, reps, quick, torch_python=None):
                 workload=name,
                 formulation=formulation,
                 per_device=spec["sharded"] if formulation == "sharded" else None,
-                devices=jax.device_count() if formulation.endswith("sharded") else 1,
+                devices=devices_of(formulation, auto_settings),
+                auto_settings=auto_settings if formulation == "auto" else None,
                 torch_threads=os.cpu_count() if formulation == "pytorch_loop" else None,
                 samples_per_s=samples / median,
                 gflops_per_s=gflops,
@@ -284,6 +309,7 @@ def main():
     )  # fmt: skip
     parser.add_argument("--no-scaling", action="store_true", help="skip bench_scaling.py")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--default-peak", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--render", metavar="JSON", help="only print the tables of a results JSON")
     args = parser.parse_args()
     if args.render:
@@ -296,11 +322,13 @@ def main():
     reps = args.reps or (3 if args.quick else 5)
     formulations = args.formulations.split(",")
     if args.inner:
-        records = measure(args.workloads, formulations, reps, args.quick, args.torch_python)
+        records = measure(
+            args.workloads, formulations, reps, args.quick, args.torch_python, args.default_peak
+        )
         with open(args.json, "w") as f:
             json.dump(records, f)
         return
-    records = []
+    records, default_peak = [], default_flags_peak_gflops()
     for name in args.workloads.split(","):
         env = dict(os.environ)
         if not args.same_flags:
@@ -318,6 +346,8 @@ def main():
                 args.formulations,
                 "--reps",
                 str(reps),
+                "--default-peak",
+                str(default_peak),
             ] + (["--torch-python", args.torch_python] if args.torch_python else [])
             subprocess.run(command + (["--quick"] if args.quick else []), env=env, check=True)
             with open(out.name) as f:
@@ -368,6 +398,8 @@ def markdown_table(records):
         name = r["formulation"]
         if r.get("per_device"):
             name += f" ({r['per_device']} x {r['devices']} devices)"
+        elif r["formulation"] == "auto":
+            name = f"**auto** ({r['auto_settings']['client_axis']} x {r['devices']} device(s))"
         elif r["formulation"] == "python_loop_sharded":
             name = f"python_loop ({r['devices']} devices)"
         lines.append(

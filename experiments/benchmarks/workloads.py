@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 
 import jax
@@ -28,10 +29,21 @@ import numpy as np
 import optax
 
 from fedjax_sim.algorithms.centralized import centralized
+from fedjax_sim.config.build import build_algorithm, execution_for
+from fedjax_sim.config.files import load_config, with_overrides
 from fedjax_sim.core.tasks import make_task
 from fedjax_sim.data.client_data import client_data_from_indices
+from fedjax_sim.experiment.assembly import build_task
+from fedjax_sim.experiment.xla_flags import RECOMMENDED_CPU_XLA_FLAGS
+from fedjax_sim.models.cnn import resolve_conv
+from fedjax_sim.runtime.host_memory import release_init_memory, trim_after_each_compile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+AUTO_CONFIGS = {  # the config each workload's auto settings come from
+    "cnn": "configs/fedavg_cifar100.py",
+    "lstm": "configs/fedavg_shakespeare.py",
+    "mlp": "configs/fedavg_digits.py",
+}
 
 # Each workload runs in its own process with the XLA flags that serve it best on CPU (flags are
 # process-wide): the CNN with XLA:CPU's YNNPACK fusions off (2-3x faster convolutions), the LSTM
@@ -138,6 +150,15 @@ def matmul_peak_gflops(reps=5):
     return 2 * 2048**3 / min(times) / 1e9
 
 
+def default_flags_peak_gflops() -> float:
+    """The 2048^2 matmul rate under XLA's default flags, in a process of its own: the CNN's
+    flag (YNNPACK off) slows XLA's matmul itself, so its in-process peak flatters the CNN."""
+    code = "from workloads import matmul_peak_gflops; print(matmul_peak_gflops())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=HERE, check=True, text=True,
+                         capture_output=True, env={**os.environ, "XLA_FLAGS": ""})  # fmt: skip
+    return float(out.stdout.split()[-1])
+
+
 def flops_per_sample(spec):
     """XLA's FLOPs of one SGD step at batch B, divided by B.
 
@@ -201,3 +222,66 @@ def peer_round(script: str, spec: dict, python: str):
 
     run.ready = ready.strip().split(" ", 2)[-1]  # "pfl 0.6.0 torch 2.13.0+cpu threads 2"
     return worker.pid, run
+
+
+def auto_round(name: str, spec: dict, client_devices: int = 0):
+    """Our round of workload ``name`` as the CLI builds it with every execution setting "auto"
+    (``client_axis``, ``unroll_local_steps``, ``model.conv``, resolved by
+    `fedjax_sim.config.build.execution_for` from the workload's config in `AUTO_CONFIGS`), after
+    the CLI's heap trims (`fedjax_sim.runtime.host_memory`).
+
+    Args:
+      name: a workload of `WORKLOADS`; ``spec`` its settings (C, J, B, ... may be reduced).
+      client_devices: the config's ``client_devices``: 0 (the CLI's default) splits the clients
+        over every host device of this process, N over the first N (`auto_host_devices`, in a
+        process with more devices than the CLI's flags would make).
+
+    Returns:
+      (a function running one round and returning its seconds, the resolved settings).
+    """
+    config = load_config(os.path.join(os.path.dirname(os.path.dirname(HERE)), AUTO_CONFIGS[name]))
+    with_overrides(config, {
+        "data.num_clients": spec["clients"], "data.augment": False,
+        "clients_per_round": spec["C"], "client.local_steps": spec["J"],
+        "client.batch_size": spec["B"], "client.learning_rate": spec["lr"],
+        "server.learning_rate": 1.0, "server.optimizer": "sgd", "client.momentum": 0.0,
+        "client_devices": client_devices,
+    })  # fmt: skip
+    if name == "mlp":  # the MLP is no config's model: its task is made directly
+        task = make_task("mlp", spec["classes"])
+    else:
+        config.model.name = spec["model"]
+        task = build_task(config, spec["classes"], (32, 32, 3) if name == "cnn" else None)
+    clients = synthetic_clients(spec, spec["clients"], spec["examples"])
+    execution = execution_for(config, task, spec["clients"])
+    algorithm = build_algorithm(config, task, spec["clients"], execution)
+    state = algorithm.init(task.model.init(jax.random.key(0)))
+    release_init_memory()  # as the CLI does (run_experiment's free_init_memory)
+    trim_after_each_compile()
+    step = jax.jit(algorithm.round_fn)
+    settings = {
+        "client_axis": execution.client_axis,
+        "client_devices": execution.mesh.shape["clients"] if execution.mesh is not None else 1,
+        "unroll_local_steps": execution.unroll,
+        "model_conv": resolve_conv(config.model.conv) if name == "cnn" else None,
+    }
+    holder = {"state": state, "round": 0}
+
+    def run():
+        holder["round"] += 1
+        start = time.perf_counter()
+        new_state, _ = step(holder["state"], clients, jax.random.key(holder["round"]))
+        jax.block_until_ready(new_state)
+        holder["state"] = new_state
+        return time.perf_counter() - start
+
+    return run, settings
+
+
+def auto_host_devices(model: str) -> int:
+    """The host devices the CLI's ``xla_flags="auto"`` makes for ``model`` on CPU (1 unless its
+    flags split the host)."""
+    for flag in RECOMMENDED_CPU_XLA_FLAGS.get(model, "").split():
+        if flag.startswith("--xla_force_host_platform_device_count="):
+            return int(flag.split("=", 1)[1])
+    return 1
