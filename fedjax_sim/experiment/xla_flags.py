@@ -17,10 +17,10 @@ from fedjax_sim.runtime.host_memory import limit_malloc_arenas
 # convolutions 2-3x faster and the LSTM 2.5x slower. Two host devices let
 # `fedjax_sim.core.engine.client_mesh_for` split the LSTM's clients over the 2 cores as two single
 # streams (its small per-step matmuls use a second core poorly): 1.4x per round there. For the
-# CNN the split (`map` on each of 2 devices against `map` on one) measured slower in the runs
-# that chose the default, then 1.06x (bench_round.md) and 1.02x
-# (results/cnn_device_split.md): no reliable gain, and a second device costs memory (~150 MB in
-# the LSTM's round), so the CNN keeps one. The ResNets get the CNN's flag for their
+# CNN the split (`map` on each of 2 devices against `map` on one) measured between slower and
+# a few percent faster from run to run (bench_round.md, results/cnn_device_split.md): no
+# reliable gain, and a second device costs memory (~150 MB in the LSTM's round), so the CNN
+# keeps one. The ResNets get the CNN's flag for their
 # convolutions (their rows of experiments/benchmarks/bench_algorithms.py ran under it; not
 # compared without it).
 RECOMMENDED_CPU_XLA_FLAGS = {

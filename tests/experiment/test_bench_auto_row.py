@@ -29,19 +29,20 @@ def test_auto_round_runs_the_cli_settings_and_advances():
     assert all(s > 0 for s in seconds)
 
 
-def test_the_auto_row_is_named_by_its_settings_and_compared():
-    def record(formulation, samples_per_s, **extra):
+def test_the_auto_row_is_named_by_its_settings_and_compared_against_the_run_peak():
+    def record(formulation, samples_per_s, peak=80.0, **extra):
         return dict(workload="cnn", formulation=formulation, samples_per_s=samples_per_s,
-                    gflops_per_s=1.0, pct_matmul_peak=1.0, seconds_median=1.0, seconds_min=1.0,
-                    seconds_max=1.0, per_device=None, devices=1, **extra)  # fmt: skip
+                    gflops_per_s=60.0, matmul_peak_gflops=peak, seconds_median=1.0,
+                    seconds_min=1.0, seconds_max=1.0, per_device=None, devices=1,
+                    **extra)  # fmt: skip
 
     settings = {"client_axis": "map", "client_devices": 1}
     table = bench_round.markdown_table([
         record("auto", 300.0, auto_settings=settings),
         record("centralized", 100.0),
-        record("python_loop", 200.0),
+        record("python_loop", 200.0, peak=120.0),  # the run's best: every row's % is of it
         record("pytorch_loop", 150.0),
     ])  # fmt: skip
     auto_line = table.splitlines()[2]
-    assert auto_line.startswith("| cnn | **auto** (map x 1 device(s)) | 300 |")
+    assert auto_line.startswith("| cnn | **auto** (map x 1 device(s)) | 300 | 60.0 | 50.0 |")
     assert auto_line.endswith("| 3.00x | 1.50x | 1.50x | 2.00x |")
