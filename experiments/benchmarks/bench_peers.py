@@ -168,7 +168,7 @@ def main(argv=None):
     parser.add_argument("--markdown", default=os.path.join(HERE, "results", "bench_peers.md"))
     parser.add_argument("--inner", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from workloads import AUTO_CONFIGS
+    from workloads import AUTO_CONFIGS, default_flags_peak_gflops
 
     names = args.workloads.split(",")
     unknown = sorted(set(names) - set(AUTO_CONFIGS))
@@ -183,8 +183,6 @@ def main(argv=None):
         with open(args.inner, "w") as f:
             json.dump(record, f)
         return
-    from workloads import default_flags_peak_gflops
-
     records, default_peak = [], default_flags_peak_gflops()
     for name in names:
         env = {**os.environ, "XLA_FLAGS": auto_flags(name)}
