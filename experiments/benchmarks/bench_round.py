@@ -18,6 +18,8 @@ Formulations, all measured in this one process, alternately, after their own war
   centralized: one jitted optimizer step at batch B (the FLOP-equal reference, per sample);
   vmap / map / chunked / sequential: the whole round as ONE compiled call, clients vectorized,
         mapped with `lax.map`, mapped in vectorized chunks, or unrolled one after another;
+  map_direct (the CNN): `map` with the direct loop-friendly convolution (model.conv
+        "loop_friendly") where the CPU default computes the second layer by Winograd's;
   sharded: the same one call with the clients split over the process's 2 host devices
         (`jax.shard_map`), each running its half by the workload's best formulation;
   python_loop: a Python loop over the round's clients calling a jitted one-client update, then a
@@ -82,6 +84,7 @@ FORMULATIONS = (
     "centralized",
     "vmap",
     "map",
+    "map_direct",
     "chunked",
     "sequential",
     "sharded",
@@ -188,11 +191,16 @@ def bench_workload(name, spec, formulations, reps, torch_python=None):
                 round_samples,
             )
         else:
-            axis, mesh = formulation, None
+            axis, mesh, row_task = formulation, None, task
+            if formulation == "map_direct":
+                axis, row_task = (
+                    "map",
+                    make_task(spec["model"], spec["classes"], conv="loop_friendly"),
+                )
             if formulation == "sharded":
                 axis, mesh = spec["sharded"], client_mesh_for(0, spec["C"])
             algo = fed_avg(
-                task,
+                row_task,
                 client_tx,
                 server_tx,
                 clients_per_round=spec["C"],
@@ -240,6 +248,8 @@ def measure(name, formulations, reps, quick, torch_python=None, default_peak=0.0
     """
     spec = dict(WORKLOADS[name], **(QUICK[name] if quick else {}))
     formulations = [f for f in formulations if f not in spec.get("skip", ())]
+    if spec["model"] != "cnn":  # the only workload with a choice of convolution
+        formulations = [f for f in formulations if f != "map_direct"]
     if client_mesh_for(0, spec["C"]) is None:  # one device, or C not divisible over them
         formulations = [f for f in formulations if f not in ("sharded", "python_loop_sharded")]
     peak = max(matmul_peak_gflops(), default_peak)

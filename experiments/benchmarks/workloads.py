@@ -68,8 +68,8 @@ WORKLOADS = {
         xla_flags=f"--xla_cpu_experimental_ynn_fusion_type= {TWO_HOST_DEVICES}",
         sharded="map",
         # The centralized step and the Python loop run XLA's own convolution (`nn.Conv`: fast
-        # outside loops, what a user would write); the compiled rounds run the CPU default, the
-        # loop-friendly one (fedjax_sim/models/conv.py), equal in values.
+        # outside loops, what a user would write), and the FLOP count is its; the compiled rounds
+        # run the CPU default (fedjax_sim/models/cnn.py `resolve_conv`), equal up to rounding.
         reference_task=dict(conv="xla"),
     ),
     "lstm": dict(
@@ -160,7 +160,9 @@ def default_flags_peak_gflops() -> float:
 
 
 def flops_per_sample(spec):
-    """XLA's FLOPs of one SGD step at batch B, divided by B.
+    """XLA's FLOPs of one SGD step at batch B, divided by B: the model's work as the direct
+    computation does it (the CNN costed with its ``reference_task``, XLA's own convolution, so
+    the rate of a round by Winograd's convolution is direct-convolution FLOPs per second).
 
     XLA's cost analysis counts a loop body once, so the LSTM's time loop is unrolled; to keep
     that compile short it is costed at sequence lengths 8 and 16 and extrapolated linearly to
@@ -174,7 +176,7 @@ def flops_per_sample(spec):
 
 def _step_flops(spec, seq_len):
     kwargs = {"unroll": True, "seq_len": seq_len} if seq_len else {}
-    task = make_task(spec["model"], spec["classes"], **kwargs)
+    task = make_task(spec["model"], spec["classes"], **spec.get("reference_task", {}), **kwargs)
     data = synthetic_clients(spec, 1, spec["B"], seq_len=seq_len)
     algo = centralized(task, optax.sgd(0.1), batch_size=spec["B"])
     state = algo.init(task.model.init(jax.random.key(0)))

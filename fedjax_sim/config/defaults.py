@@ -183,7 +183,7 @@ def _model(dataset: str) -> ml_collections.ConfigDict:
             # (digits)
             "name": "lstm" if dataset == "shakespeare" else "cnn",
             "hidden": 256,  # lstm: the units of each LSTM layer
-            # cnn: "auto" (loop_friendly on CPU, XLA's elsewhere), "xla" or "loop_friendly"
+            # cnn: "auto" (winograd on CPU, XLA's elsewhere), "xla", "loop_friendly", "winograd"
             "conv": "auto",
             "norm": "batch",  # resnet20, resnet18: "batch", "group", "layer" or "none"
             "groups": 2,  # resnet20, resnet18 with norm "group": GroupNorm's groups

@@ -21,9 +21,12 @@ from fedjax_sim.core.optimizers import SCHEDULES
 # Schedules whose learning rate at a step depends on the horizon (rounds, or schedule_steps).
 _HORIZON_SCHEDULES = tuple(name for name in SCHEDULES if name != "constant")
 # A resumed run may be lengthened, re-paced, allowed to run on through NaNs or given another
-# number of rounds per call (bit-identical results); any other change would make it another run.
+# number of rounds per call (bit-identical results), or compute its convolutions another way (the
+# same function, other rounding: e.g. `loop_friendly` to go on as `auto` ran on CPU before it
+# chose `winograd`); any other change would make it another run.
 _RESUMABLE_CHANGES = (
     "rounds", "eval_every", "checkpoint_every", "allow_nan", "rounds_per_call", "sweep",
+    "model.conv",
 )  # fmt: skip
 # Groups that only say where a run's records are logged: any of their fields may change.
 _RESUMABLE_GROUPS = ("wandb",)

@@ -15,7 +15,7 @@ from fedjax_sim.models.conv import LoopFriendlyConv
 from fedjax_sim.models.model import Model, from_linen
 from fedjax_sim.models.pooling import max_pool_2x2
 
-CONV_IMPLEMENTATIONS = ("auto", "xla", "loop_friendly")
+CONV_IMPLEMENTATIONS = ("auto", "xla", "loop_friendly", "winograd")
 
 
 class CourseCNN(nn.Module):
@@ -26,8 +26,11 @@ class CourseCNN(nn.Module):
     def __call__(self, x_BxHxWxC):
         x = x_BxHxWxC
         for i in range(2):
-            if self.conv == "loop_friendly":  # nn.Conv's parameters, under its names
-                x = LoopFriendlyConv(64, (5, 5), name=f"Conv_{i}")(x)
+            if self.conv in ("loop_friendly", "winograd"):  # nn.Conv's parameters and names
+                # Winograd for the second layer only: the first one's 3 input channels would make
+                # its per-position products 3 long.
+                algorithm = "winograd" if self.conv == "winograd" and i == 1 else "direct"
+                x = LoopFriendlyConv(64, (5, 5), name=f"Conv_{i}", algorithm=algorithm)(x)
             else:
                 x = nn.Conv(64, (5, 5), padding="VALID")(x)
             x = max_pool_2x2(nn.relu(x))  # = nn.max_pool 2x2/2, with a fast backward
@@ -38,13 +41,14 @@ class CourseCNN(nn.Module):
 
 
 def resolve_conv(conv: str, backend: str | None = None) -> str:
-    """``"auto"`` -> ``"loop_friendly"`` on CPU (where XLA's own backward convolutions are slow
-    in loop bodies), ``"xla"`` elsewhere; other values pass through (checked)."""
+    """``"auto"`` -> ``"winograd"`` on CPU (XLA's own backward convolutions are slow in loop
+    bodies, and Winograd's second layer is the fastest measured: docs/performance.md), ``"xla"``
+    elsewhere; other values pass through (checked)."""
     if conv not in CONV_IMPLEMENTATIONS:
         raise ValueError(f"model.conv must be one of {list(CONV_IMPLEMENTATIONS)}, got {conv!r}")
     if conv != "auto":
         return conv
-    return "loop_friendly" if (backend or jax.default_backend()) == "cpu" else "xla"
+    return "winograd" if (backend or jax.default_backend()) == "cpu" else "xla"
 
 
 def make_cnn(num_classes: int = 100, image_shape=(32, 32, 3), conv: str = "auto") -> Model:
@@ -54,15 +58,16 @@ def make_cnn(num_classes: int = 100, image_shape=(32, 32, 3), conv: str = "auto"
       num_classes: output classes.
       image_shape: HWC of one input.
       conv: ``"xla"`` (`flax.linen.Conv`), ``"loop_friendly"`` (`LoopFriendlyConv`: as fast
-        inside loop bodies as outside on XLA:CPU) or ``"auto"`` (`resolve_conv`); all have the
-        same parameters and outputs.
+        inside loop bodies as outside on XLA:CPU), ``"winograd"`` (the same, with the second
+        layer by `winograd_conv_valid`: equal up to float rounding) or ``"auto"``
+        (`resolve_conv`); all have the same parameters and outputs.
     """
     conv = resolve_conv(conv)
     example_x = jnp.zeros((1, *image_shape), jnp.float32)
     # On XLA:CPU (experiments/benchmarks/bench_round.py): vmap's grouped convolutions run at
     # half speed, so clients run one after another, in a `lax.map` with the loop-friendly
     # convolution, or unrolled into the program (with fully unrolled local steps) with XLA's own.
-    loop_friendly = conv == "loop_friendly"
+    loop_friendly = conv in ("loop_friendly", "winograd")
     return from_linen(
         CourseCNN(num_classes, conv),
         example_x,

@@ -28,6 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fedjax_sim.models.winograd import winograd_conv_valid
+
 _NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
 
 
@@ -86,7 +88,8 @@ class LoopFriendlyConv(nn.Module):
     """``nn.Conv(features, kernel_size, strides, padding, use_bias)`` computed by `conv2d`.
 
     Its parameters (``kernel`` HWIO, ``bias``) have the names, shapes and initializers of
-    `flax.linen.Conv`, so the two are interchangeable.
+    `flax.linen.Conv`, so the two are interchangeable. ``algorithm="winograd"`` computes a VALID,
+    stride-1 layer by `winograd_conv_valid` (F(4x4, r x r)) instead of the direct convolution.
     """
 
     features: int
@@ -94,6 +97,7 @@ class LoopFriendlyConv(nn.Module):
     strides: Sequence[int] = (1, 1)
     padding: str = "VALID"
     use_bias: bool = True
+    algorithm: str = "direct"
 
     @nn.compact
     def __call__(self, x_BxHxWxC):
@@ -102,7 +106,12 @@ class LoopFriendlyConv(nn.Module):
             nn.initializers.lecun_normal(),
             (*self.kernel_size, x_BxHxWxC.shape[-1], self.features),
         )
-        y = conv2d(x_BxHxWxC, kernel, tuple(self.strides), self.padding)
+        if self.algorithm == "winograd":
+            if self.padding != "VALID" or tuple(self.strides) != (1, 1):
+                raise ValueError("algorithm='winograd' supports padding='VALID', strides=(1, 1)")
+            y = winograd_conv_valid(x_BxHxWxC, kernel)
+        else:
+            y = conv2d(x_BxHxWxC, kernel, tuple(self.strides), self.padding)
         if not self.use_bias:
             return y
         return y + self.param("bias", nn.initializers.zeros_init(), (self.features,))

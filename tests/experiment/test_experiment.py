@@ -226,6 +226,20 @@ def test_resume_refuses_a_new_horizon_for_every_decaying_schedule(shakespeare_ca
     check_resumable(constant, resolved("localsgd_digits", rounds=8), "w")  # may lengthen
 
 
+def test_resume_may_change_how_convolutions_are_computed(shakespeare_cache):
+    from fedjax_sim.config.resume import check_resumable
+
+    def resolved(**overrides):
+        return json.loads(
+            smoke_config("fedavg_digits", shakespeare_cache, **overrides).to_json_best_effort()
+        )
+
+    auto = resolved()
+    check_resumable(auto, resolved(**{"model.conv": "loop_friendly"}), "w")  # as auto ran before
+    with pytest.raises(ConfigError, match="differs in model.name"):
+        check_resumable(auto, resolved(**{"model.name": "resnet20"}), "w")
+
+
 def test_resume_compares_changed_defaults_by_what_they_do(shakespeare_cache):
     from fedjax_sim.config.resume import check_resumable
 

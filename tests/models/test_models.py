@@ -8,7 +8,7 @@ import pytest
 
 from fedjax_sim.core.tasks import make_task
 from fedjax_sim.data import cifar100
-from fedjax_sim.models.cnn import CourseCNN
+from fedjax_sim.models.cnn import CourseCNN, resolve_conv
 from fedjax_sim.models.lstm import make_lstm
 from fedjax_sim.models.model import variables
 
@@ -45,7 +45,7 @@ def test_cnn_forward_and_1600_features(cnn_task, cnn_params, images):
     logits, _ = cnn_task.model.apply(variables(cnn_params), x)
     assert logits.shape == (2, 100) and logits.dtype == jnp.float32
 
-    _, state = CourseCNN(100).apply(
+    _, state = CourseCNN(100, conv=resolve_conv("auto")).apply(  # the task's convolution
         {"params": cnn_params}, x, capture_intermediates=True, mutable=["intermediates"]
     )
     outputs = {
