@@ -120,12 +120,15 @@ def render(records: list[dict]) -> str:
     sides = ["ours_auto", *PEERS]
     first = records[0]
     versions = "; ".join(f"{p}: {v}" for p, v in first.get("peer_versions", {}).items())
+    runs = len(first.get("seconds", {}).get("ours_auto", []))
+    runs_flag = f" --runs {runs}" if runs not in (0, 3) else ""  # 3: the default
     lines = [
         f"{first.get('date', '?')}, {first.get('cpus', '?')} x {first.get('cpu', '?')}, jax "
         f"{first.get('jax', '?')}" + (f"; {versions}" if versions else "") + ". Command: "
         "`.venv/bin/python experiments/benchmarks/bench_peers.py --peers-python "
-        f"venv-peers/bin/python`. Every run is listed; a run = {first.get('rounds_per_run', '?')}"
-        " timed rounds per side, sides alternated. % matmul peak: XLA's FLOPs of the round over "
+        f"venv-peers/bin/python{runs_flag}`. Every run is listed; a run = "
+        f"{first.get('rounds_per_run', '?')} timed rounds per side, sides alternated. "
+        "% matmul peak: XLA's FLOPs of the round over "
         "the better of two 2048^2 matmul rates, one in the workload's process (under its XLA "
         "flags), one in a process under XLA's default flags "
         f"({first.get('default_flags_peak_gflops', float('nan')):.0f} GFLOP/s).",
