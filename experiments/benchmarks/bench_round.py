@@ -195,7 +195,7 @@ def bench_workload(name, spec, formulations, reps, torch_python=None):
             if formulation == "map_direct":
                 axis, row_task = (
                     "map",
-                    make_task(spec["model"], spec["classes"], conv="loop_friendly"),
+                    make_task(spec["model"], spec["classes"], **spec["direct_task"]),
                 )
             if formulation == "sharded":
                 axis, mesh = spec["sharded"], client_mesh_for(0, spec["C"])
@@ -248,7 +248,7 @@ def measure(name, formulations, reps, quick, torch_python=None, default_peak=0.0
     """
     spec = dict(WORKLOADS[name], **(QUICK[name] if quick else {}))
     formulations = [f for f in formulations if f not in spec.get("skip", ())]
-    if spec["model"] != "cnn":  # the only workload with a choice of convolution
+    if "direct_task" not in spec:  # no choice of convolution
         formulations = [f for f in formulations if f != "map_direct"]
     if client_mesh_for(0, spec["C"]) is None:  # one device, or C not divisible over them
         formulations = [f for f in formulations if f not in ("sharded", "python_loop_sharded")]

@@ -71,6 +71,8 @@ WORKLOADS = {
         # outside loops, what a user would write), and the FLOP count is its; the compiled rounds
         # run the CPU default (fedjax_sim/models/cnn.py `resolve_conv`), equal up to rounding.
         reference_task=dict(conv="xla"),
+        # bench_round.py's map_direct row: the direct convolution, beside the CPU default's.
+        direct_task=dict(conv="loop_friendly"),
     ),
     "lstm": dict(
         model="lstm",

@@ -57,9 +57,15 @@ def winograd_matrices(m: int, r: int, points) -> tuple[np.ndarray, np.ndarray, n
     return a_t, g, b_t.reshape(alpha, alpha)
 
 
+def _constant(matrix: np.ndarray) -> tuple:
+    return tuple(tuple(float(v) for v in row) for row in matrix)
+
+
 @functools.cache
 def _matrices(m, r, points):
-    return winograd_matrices(m, r, points)
+    """`winograd_matrices`, A^T and B^T as the nested tuples `apply_along` takes."""
+    a_t, g, b_t = winograd_matrices(m, r, points)
+    return _constant(a_t), g, _constant(b_t)
 
 
 def _combination(coefficients, parts):
@@ -139,10 +145,6 @@ def _windows_backward(axis, stride, size, count, shape, dw):
 windows.defvjp(_windows_forward, _windows_backward)
 
 
-def _constant(matrix: np.ndarray) -> tuple:
-    return tuple(tuple(float(v) for v in row) for row in matrix)
-
-
 def winograd_conv_valid(x_BxHxWxC: jax.Array, kernel_HWIO: jax.Array, m: int = 4) -> jax.Array:
     """VALID, stride-1 convolution of NHWC ``x`` with a square HWIO ``kernel`` by F(m x m, r x r).
 
@@ -168,8 +170,8 @@ def winograd_conv_valid(x_BxHxWxC: jax.Array, kernel_HWIO: jax.Array, m: int = 4
     tiles_h, tiles_w = -(-out_h // m), -(-out_w // m)
     x = jnp.pad(x_BxHxWxC, ((0, 0), (0, tiles_h * m - out_h), (0, tiles_w * m - out_w), (0, 0)))
     # Input transform B^T d B, rows then columns: [B, th, alpha, tw, alpha, C].
-    t = apply_along(_constant(b_t), windows(x, 1, m, alpha, tiles_h), 2)
-    t = apply_along(_constant(b_t), windows(t, 3, m, alpha, tiles_w), 4)
+    t = apply_along(b_t, windows(x, 1, m, alpha, tiles_h), 2)
+    t = apply_along(b_t, windows(t, 3, m, alpha, tiles_w), 4)
     v = jnp.transpose(t, (2, 4, 0, 1, 3, 5)).reshape(alpha * alpha, -1, t.shape[-1])
     g = jnp.asarray(g, kernel_HWIO.dtype)
     u = jnp.einsum("ah,hwco,bw->abco", g, kernel_HWIO, g).reshape(
@@ -179,6 +181,6 @@ def winograd_conv_valid(x_BxHxWxC: jax.Array, kernel_HWIO: jax.Array, m: int = 4
     product = jax.lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))
     product = product.reshape(alpha, alpha, batch, tiles_h, tiles_w, -1)
     # Output transform A^T M A: [m, m, B, th, tw, O].
-    y = apply_along(_constant(a_t), apply_along(_constant(a_t), product, 0), 1)
+    y = apply_along(a_t, apply_along(a_t, product, 0), 1)
     y = jnp.transpose(y, (2, 3, 0, 4, 1, 5)).reshape(batch, tiles_h * m, tiles_w * m, -1)
     return y[:, :out_h, :out_w]

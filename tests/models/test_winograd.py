@@ -10,20 +10,7 @@ from fedjax_sim.models.cnn import make_cnn, resolve_conv
 from fedjax_sim.models.conv import LoopFriendlyConv, conv_valid
 from fedjax_sim.models.model import variables
 from fedjax_sim.models.winograd import POINTS, winograd_conv_valid, winograd_matrices
-
-
-def direct_conv_and_grads(x, kernel, dy):
-    """y = sum_{i,j} x[:, h+i, w+j] kernel[i, j] and its VJP, by loops over kernel positions."""
-    kh, kw = kernel.shape[:2]
-    _, ho, wo, _ = dy.shape
-    y, dx, dk = np.zeros(dy.shape), np.zeros(x.shape), np.zeros(kernel.shape)
-    for i in range(kh):
-        for j in range(kw):
-            window = x[:, i : i + ho, j : j + wo, :]
-            y += np.einsum("bhwc,co->bhwo", window, kernel[i, j])
-            dk[i, j] = np.einsum("bhwc,bhwo->co", window, dy)
-            dx[:, i : i + ho, j : j + wo, :] += np.einsum("bhwo,co->bhwc", dy, kernel[i, j])
-    return y, dx, dk
+from tests.models.test_conv import numpy_conv_and_grads  # direct sums from the definition
 
 
 @pytest.mark.parametrize(("m", "r"), [(2, 3), (2, 5), (4, 5)])
@@ -61,7 +48,7 @@ def test_values_and_gradients_equal_direct_sums(x_shape, k_shape, m):
     y, vjp = jax.vjp(lambda a, b: winograd_conv_valid(a, b, m), jnp.asarray(x), kernel)
     dy = rng.normal(size=y.shape).astype(np.float32)
     dx, dk = vjp(jnp.asarray(dy))
-    want = direct_conv_and_grads(x.astype(np.float64), kernel.astype(np.float64), dy)
+    want = numpy_conv_and_grads(x.astype(np.float64), kernel.astype(np.float64), dy)
     for ours, exact in zip((y, dx, dk), want, strict=True):
         # Rounding of the transforms: a few float32 ulps of the largest value, no more.
         np.testing.assert_allclose(ours, exact, atol=3e-5 * np.abs(exact).max(), rtol=0)
@@ -73,7 +60,7 @@ def test_layer_error_stays_near_direct_rounding():
     rng = np.random.default_rng(2)
     x = np.maximum(rng.normal(size=(16, 14, 14, 64)), 0).astype(np.float32)
     kernel = (rng.normal(size=(5, 5, 64, 64)) / 40).astype(np.float32)
-    exact = direct_conv_and_grads(x.astype(np.float64), kernel.astype(np.float64),
+    exact = numpy_conv_and_grads(x.astype(np.float64), kernel.astype(np.float64),
                                   np.zeros((16, 10, 10, 64)))[0]  # fmt: skip
     direct_error = np.abs(np.asarray(conv_valid(x, kernel)) - exact).max()
     winograd_error = np.abs(np.asarray(winograd_conv_valid(x, kernel)) - exact).max()
